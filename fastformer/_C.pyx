@@ -1,0 +1,11 @@
+"""The compiled core of fastformer: one extension holding every C kernel, so
+all kernels share one thread setting, one SIMD choice and one set of
+workspaces. Each kernel family's bindings live in _bindings/<family>.pxi;
+the public names are re-exported by fastformer.ops and fastformer.
+
+Bindings validate every argument (TypeError/ValueError naming it) while they
+hold the GIL, then release it around the C call; C trusts its arguments.
+"""
+include "_bindings/checks.pxi"
+include "_bindings/runtime.pxi"
+include "_bindings/vector.pxi"

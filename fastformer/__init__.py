@@ -1,0 +1,19 @@
+"""fastformer: train encoder-decoder Transformers on CPUs.
+
+Compiled kernels live in `fastformer.ops`, their pure-NumPy twins in
+`fastformer.reference`.
+"""
+from fastformer._version import __version__
+from fastformer._runtime import build_info, get_num_threads, get_simd, set_num_threads, set_simd
+from fastformer import ops, reference
+
+__all__ = [
+    "__version__",
+    "build_info",
+    "get_num_threads",
+    "set_num_threads",
+    "get_simd",
+    "set_simd",
+    "ops",
+    "reference",
+]

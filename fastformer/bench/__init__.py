@@ -1,0 +1,1 @@
+"""Benchmarks: compiled kernels against their NumPy twins, side by side."""
