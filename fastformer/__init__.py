@@ -4,7 +4,7 @@ Compiled kernels live in `fastformer.ops`, their pure-NumPy twins in
 `fastformer.reference`.
 """
 from fastformer._version import __version__
-from fastformer._runtime import build_info, get_num_threads, get_simd, set_num_threads, set_simd
+from fastformer._runtime import build_info, get_num_threads, get_simd, set_num_threads, set_simd, simd_levels
 from fastformer import ops, reference
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "set_num_threads",
     "get_simd",
     "set_simd",
+    "simd_levels",
     "ops",
     "reference",
 ]

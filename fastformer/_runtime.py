@@ -16,6 +16,12 @@ if _requested is not None and _requested not in ("generic", "avx2", "avx512"):
                   RuntimeWarning, stacklevel=2)
 
 
+def simd_levels():
+    """Instruction sets the kernels can use on this CPU, from "generic" up to the most capable."""
+    order = ("generic", "avx2", "avx512")
+    return list(order[: order.index(_C.simd_detected()) + 1])
+
+
 def build_info():
     """What the compiled core was built with and what it uses on this machine."""
     return {

@@ -1,0 +1,93 @@
+"""Threads, SIMD dispatch and build facts of the compiled core."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fastformer as ff
+
+
+def run_python(code, **env):
+    """Run `code` in a fresh interpreter with extra environment variables; return its stdout."""
+    full_env = dict(os.environ, **env)
+    out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_build_info_fields():
+    info = ff.build_info()
+    assert info["version"] == ff.__version__
+    assert isinstance(info["openmp"], bool)
+    assert info["simd"] in ("generic", "avx2", "avx512")
+    assert info["simd_detected"] in ("generic", "avx2", "avx512")
+    assert isinstance(info["compiler"], str) and info["compiler"]
+    assert info["num_threads"] == ff.get_num_threads() >= 1
+
+
+@pytest.mark.skipif(not os.environ.get("FASTFORMER_REQUIRE_OPENMP"), reason="only CI promises an OpenMP compiler")
+def test_ci_build_has_openmp():
+    assert ff.build_info()["openmp"] is True
+
+
+def test_set_num_threads_roundtrip():
+    before = ff.get_num_threads()
+    try:
+        ff.set_num_threads(1)
+        assert ff.get_num_threads() == 1
+        ff.set_num_threads(3)
+        assert ff.get_num_threads() == (3 if ff.build_info()["openmp"] else 1)
+    finally:
+        ff.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-2, ValueError), (1.5, TypeError), ("2", TypeError), (True, TypeError)])
+def test_set_num_threads_rejects(bad, error):
+    with pytest.raises(error, match="n must"):
+        ff.set_num_threads(bad)
+
+
+def test_omp_num_threads_is_honoured():
+    code = "import fastformer as ff; print(ff.get_num_threads())"
+    assert run_python(code, OMP_NUM_THREADS="1") == "1"
+    if ff.build_info()["openmp"]:
+        assert run_python(code, OMP_NUM_THREADS="3") == "3"
+
+
+def test_fastformer_simd_env_forces_generic():
+    code = "import json, fastformer as ff; print(json.dumps(ff.build_info()))"
+    info = json.loads(run_python(code, FASTFORMER_SIMD="generic"))
+    assert info["simd"] == "generic"
+    assert info["simd_detected"] == ff.build_info()["simd_detected"]
+
+
+def test_unknown_fastformer_simd_warns():
+    code = "import warnings, fastformer as ff; print(ff.get_simd())"
+    proc = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, FASTFORMER_SIMD="sse9"), check=True)
+    assert "FASTFORMER_SIMD" in proc.stderr
+    assert proc.stdout.strip() == ff.simd_levels()[-1]
+
+
+def test_set_simd_caps_at_detected():
+    before = ff.get_simd()
+    try:
+        assert ff.set_simd("generic") == "generic"
+        assert ff.get_simd() == "generic"
+        assert ff.set_simd("avx512") == ff.build_info()["simd_detected"]
+    finally:
+        ff.set_simd(before)
+
+
+def test_set_simd_rejects():
+    with pytest.raises(ValueError, match="name must be one of"):
+        ff.set_simd("sse9")
+    with pytest.raises(TypeError, match="name must be a str"):
+        ff.set_simd(2)
+
+
+def test_simd_levels_are_ordered():
+    levels = ff.simd_levels()
+    assert levels[0] == "generic"
+    assert levels[-1] == ff.build_info()["simd_detected"]
