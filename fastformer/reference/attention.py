@@ -1,0 +1,151 @@
+"""Scaled dot-product attention on per-head tensors, and multi-head attention
+with the PyTorch parameter layout (in_proj_weight rows Wq, Wk, Wv).
+
+Masks: a key is hidden from a query when it is padding (key_padding_mask True)
+or, with causal=True, when its position j exceeds the query's position i.
+A query that sees no key gets output 0, log-sum-exp -inf and gradient 0.
+Dropout acts on the probabilities P (B, h, Tq, Tk), flat index over that
+shape, with the counter-based scheme of `fastformer.reference.dropout`.
+"""
+import numpy as np
+
+from fastformer.reference.dropout import dropout_apply, dropout_forward, dropout_mask
+from fastformer.reference.linear import linear_backward, linear_forward
+
+
+def _hidden(key_padding_mask, causal, Tq, Tk):
+    """bool mask broadcastable to (B, h, Tq, Tk), True = hidden; None if nothing is."""
+    hidden = None
+    if key_padding_mask is not None:
+        hidden = key_padding_mask[:, None, None, :]
+    if causal:
+        future = np.triu(np.ones((Tq, Tk), dtype=bool), k=1)
+        hidden = future if hidden is None else hidden | future
+    return hidden
+
+
+def _scores(q, k, key_padding_mask, causal):
+    """Masked scaled scores S = q k^T / sqrt(dk), -inf where hidden: (B, h, Tq, Tk)."""
+    scale = q.dtype.type(1.0 / np.sqrt(q.shape[-1]))
+    s = (q * scale) @ k.swapaxes(-1, -2)
+    hidden = _hidden(key_padding_mask, causal, q.shape[-2], k.shape[-2])
+    if hidden is not None:
+        np.copyto(s, -np.inf, where=hidden)
+    return s
+
+
+def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0,
+                      seed=0, step=0, site=0):
+    """q: (B, h, Tq, dk), k, v: (B, h, Tk, dk), key_padding_mask: (B, Tk) bool
+    (True = padding) or None -> (out (B, h, Tq, dk), lse (B, h, Tq)).
+
+    out = Dropout(softmax(S)) v; lse = log-sum-exp of the masked scores S
+    over keys, -inf for a query that sees no key (its output is 0).
+    """
+    p = _scores(q, k, key_padding_mask, causal)
+    m = p.max(axis=-1)
+    m[np.isneginf(m)] = 0  # a query with no visible key: exp(-inf - 0) = 0, not NaN
+    p -= m[..., None]
+    np.exp(p, out=p)
+    total = p.sum(axis=-1)
+    with np.errstate(divide="ignore"):
+        lse = m + np.log(total)
+    np.divide(p, total[..., None], out=p, where=total[..., None] > 0)
+    if dropout_p > 0:
+        p = dropout_forward(p, dropout_p, seed, step, site)
+    return p @ v, lse
+
+
+def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=False,
+                       dropout_p=0.0, seed=0, step=0, site=0):
+    """dout, out: (B, h, Tq, dk), q: (B, h, Tq, dk), k, v: (B, h, Tk, dk),
+    lse: (B, h, Tq) from the forward -> (dq, dk, dv) shaped like q, k, v.
+
+    Recomputes P = exp(S - lse) instead of storing it. With Pd = Dropout(P),
+    out = Pd v, so rowsum(dP * P) = rowsum(dout * out) =: D even with dropout,
+    and dS = P * (dP - D).
+    """
+    p = _scores(q, k, key_padding_mask, causal)
+    # lse = -inf marks a query with no visible key: use +inf so its P row is 0.
+    p -= np.where(np.isneginf(lse), np.inf, lse)[..., None]
+    np.exp(p, out=p)
+    if dropout_p > 0:
+        keep = dropout_mask(p.shape, dropout_p, seed, step, site)  # the forward's mask
+        dv = dropout_apply(p, keep, dropout_p).swapaxes(-1, -2) @ dout
+        dp = dropout_apply(dout @ v.swapaxes(-1, -2), keep, dropout_p)
+    else:
+        dv = p.swapaxes(-1, -2) @ dout
+        dp = dout @ v.swapaxes(-1, -2)
+    d = np.einsum("...i,...i->...", dout, out)
+    dp -= d[..., None]
+    dp *= p  # dS; zero wherever P is (hidden keys, empty rows)
+    scale = q.dtype.type(1.0 / np.sqrt(q.shape[-1]))
+    dq = (dp @ k) * scale
+    dk = (dp.swapaxes(-1, -2) @ q) * scale
+    return dq, dk, dv
+
+
+def _merge_heads(t):
+    """(B, h, T, dk) -> (B, T, h * dk): heads concatenated, as the projections see them."""
+    B, h, T, dk = t.shape
+    return t.transpose(0, 2, 1, 3).reshape(B, T, h * dk)
+
+
+def mha_forward(x_q, x_kv, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
+                nhead, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0,
+                site=0):
+    """Multi-head attention, PyTorch layout.
+
+    x_q: (B, Tq, d); x_kv: (B, Tk, d), or x_q itself for self-attention (Q, K, V
+    then come from one (3d, d) projection); in_proj_weight: (3d, d) rows
+    [Wq; Wk; Wv]; in_proj_bias: (3d,); out_proj_weight: (d, d); out_proj_bias:
+    (d,); key_padding_mask: (B, Tk) bool or None. Returns (y (B, Tq, d), cache).
+    """
+    B, Tq, d = x_q.shape
+    if nhead < 1 or d % nhead:
+        raise ValueError(f"nhead must divide d_model = {d}, got {nhead!r}")
+    dk = d // nhead
+    self_attn = x_kv is x_q
+    if self_attn:
+        qkv = linear_forward(x_q, in_proj_weight, in_proj_bias)
+        # (B, T, 3, h, dk) -> (3, B, h, T, dk): heads by a transpose, no loop.
+        q, k, v = qkv.reshape(B, Tq, 3, nhead, dk).transpose(2, 0, 3, 1, 4)
+    else:
+        q = linear_forward(x_q, in_proj_weight[:d], in_proj_bias[:d])
+        q = q.reshape(B, Tq, nhead, dk).transpose(0, 2, 1, 3)
+        kv = linear_forward(x_kv, in_proj_weight[d:], in_proj_bias[d:])
+        k, v = kv.reshape(B, x_kv.shape[1], 2, nhead, dk).transpose(2, 0, 3, 1, 4)
+    out, lse = attention_forward(q, k, v, key_padding_mask, causal, dropout_p, seed, step, site)
+    ctx = _merge_heads(out)
+    y = linear_forward(ctx, out_proj_weight, out_proj_bias)
+    cache = dict(x_q=x_q, x_kv=None if self_attn else x_kv, q=q, k=k, v=v, out=out, lse=lse,
+                 ctx=ctx, in_proj_weight=in_proj_weight, out_proj_weight=out_proj_weight,
+                 nhead=nhead, key_padding_mask=key_padding_mask, causal=causal,
+                 dropout_p=dropout_p, seed=seed, step=step, site=site)
+    return y, cache
+
+
+def mha_backward(dy, cache):
+    """dy: (B, Tq, d), cache from mha_forward -> (dx_q, dx_kv, d_in_proj_weight,
+    d_in_proj_bias, d_out_proj_weight, d_out_proj_bias).
+
+    For self-attention dx_q is the whole gradient of the input and dx_kv is None.
+    """
+    c = cache
+    x_q, x_kv, w_in = c["x_q"], c["x_kv"], c["in_proj_weight"]
+    B, Tq, d = x_q.shape
+    dctx, d_out_w, d_out_b = linear_backward(dy, c["ctx"], c["out_proj_weight"])
+    dout = dctx.reshape(B, Tq, c["nhead"], d // c["nhead"]).transpose(0, 2, 1, 3)
+    dq, dk, dv = attention_backward(dout, c["q"], c["k"], c["v"], c["out"], c["lse"],
+                                    c["key_padding_mask"], c["causal"], c["dropout_p"],
+                                    c["seed"], c["step"], c["site"])
+    if x_kv is None:
+        # (B, h, 3, T, dk) -> (B, T, 3, h, dk): the layout of the fused projection's output.
+        dqkv = np.stack([dq, dk, dv], axis=2).transpose(0, 3, 2, 1, 4).reshape(B, Tq, 3 * d)
+        dx_q, d_in_w, d_in_b = linear_backward(dqkv, x_q, w_in)
+        return dx_q, None, d_in_w, d_in_b, d_out_w, d_out_b
+    dx_q, dwq, dbq = linear_backward(_merge_heads(dq), x_q, w_in[:d])
+    dkv = np.concatenate([_merge_heads(dk), _merge_heads(dv)], axis=-1)
+    dx_kv, dwkv, dbkv = linear_backward(dkv, x_kv, w_in[d:])
+    return (dx_q, dx_kv, np.concatenate([dwq, dwkv]), np.concatenate([dbq, dbkv]),
+            d_out_w, d_out_b)

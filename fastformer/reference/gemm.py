@@ -1,0 +1,49 @@
+"""GEMM twins: the NumPy meaning of fastformer.ops.matmul and .bmm.
+
+    out = act(alpha * op(a) @ op(b) + beta * out + bias),  op(x) = x^T if trans_x
+
+float32 or float64 (the result has the inputs' dtype). beta == 0 never reads
+out, as in the compiled kernel (out may hold NaN garbage)."""
+import numpy as np
+
+from fastformer.reference.activations import gelu_forward, relu_forward
+
+_ACTIVATIONS = {None: None, "none": None, "relu": relu_forward, "gelu": gelu_forward}
+
+
+def _gemm(a, b, ndim, trans_a, trans_b, alpha, beta, out, bias, activation):
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.ndim != ndim or b.ndim != ndim:
+        raise ValueError(f"a and b must be {ndim}-D, got shapes {a.shape} and {b.shape}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be None, 'relu' or 'gelu', got {activation!r}")
+    if beta != 0 and out is None:
+        raise ValueError(f"beta={beta} needs out= (the C that is accumulated into)")
+    op_a = np.swapaxes(a, -1, -2) if trans_a else a  # (..., m, k)
+    op_b = np.swapaxes(b, -1, -2) if trans_b else b  # (..., k, n)
+    dtype = np.result_type(a, b)
+    y = np.matmul(op_a, op_b).astype(dtype, copy=False) * dtype.type(alpha)
+    if beta != 0:
+        y = y + dtype.type(beta) * out
+    if bias is not None:
+        y = y + np.asarray(bias, dtype=dtype)
+    act = _ACTIVATIONS[activation]
+    if act is not None:
+        y = act(y)
+    if out is None:
+        return y
+    out[...] = y
+    return out
+
+
+def matmul(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None):
+    """act(alpha * op(a) @ op(b) + beta * out + bias) for 2-D a, b; op(a) is (m,k),
+    op(b) is (k,n), bias (n,), out (m,n). Returns out (or a new array)."""
+    return _gemm(a, b, 2, trans_a, trans_b, alpha, beta, out, bias, activation)
+
+
+def bmm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None):
+    """matmul over axis 0 of 3-D a (batch, ...) and b (batch, ...); bias (n,),
+    out (batch, m, n). Returns out (or a new array)."""
+    return _gemm(a, b, 3, trans_a, trans_b, alpha, beta, out, bias, activation)

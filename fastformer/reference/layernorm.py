@@ -1,0 +1,37 @@
+"""LayerNorm over the last axis with an optional fused residual add:
+y = LN(x + residual), biased variance."""
+import numpy as np
+
+
+def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None):
+    """x: (..., d), weight, bias: (d,), residual: like x or None ->
+    (y like x, mean (...), rstd (...)), rstd = 1 / sqrt(var + eps)."""
+    z = x if residual is None else x + residual
+    mean = z.mean(axis=-1)
+    zc = z - mean[..., None]
+    var = np.einsum("...i,...i->...", zc, zc) / z.shape[-1]
+    rstd = 1.0 / np.sqrt(var + eps)
+    zc *= rstd[..., None]
+    zc *= weight
+    zc += bias
+    return zc, mean, rstd
+
+
+def layer_norm_backward(dy, x, weight, mean, rstd, residual=None):
+    """dy, x: (..., d), weight: (d,), mean, rstd: (...) from the forward,
+    residual like x or None -> (dx like x, dweight (d,), dbias (d,)).
+    dx is also the gradient of residual (the add is fused)."""
+    z = x if residual is None else x + residual
+    xhat = (z - mean[..., None]) * rstd[..., None]
+    d = x.shape[-1]
+    dy2 = dy.reshape(-1, d)
+    dweight = np.einsum("ni,ni->i", dy2, xhat.reshape(-1, d))
+    dbias = dy2.sum(axis=0)
+    g = dy * weight
+    # dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
+    g_mean = g.mean(axis=-1, keepdims=True)
+    gx_mean = np.einsum("...i,...i->...", g, xhat)[..., None] / d
+    g -= g_mean
+    g -= xhat * gx_mean
+    g *= rstd[..., None]
+    return g, dweight, dbias
