@@ -46,7 +46,7 @@ def run_demo(steps=200, seed=0, batch=32, length=6):
         for p, (m, v) in zip(params, moments):
             reference.optim.adam_step(p.data.reshape(-1), p.grad.reshape(-1), m.reshape(-1), v.reshape(-1),
                                       step, lr=3e-3)
-        if step % 10 == 0 or step == 1:
+        if step % 10 == 0 or step in (1, steps):
             print(f"step {step:4d}  loss {loss:.4f}")
     model.eval()
     src, _, tgt_out = copy_batch(np.random.default_rng(seed + 1), 64, length)
