@@ -6,6 +6,8 @@ Compiled kernels live in `fastformer.ops`, their pure-NumPy twins in
 from fastformer._version import __version__
 from fastformer._runtime import build_info, get_num_threads, get_simd, set_num_threads, set_simd, simd_levels
 from fastformer import ops, reference
+from fastformer import data, optim
+from fastformer.trainer import Trainer
 
 __all__ = [
     "__version__",
@@ -17,4 +19,7 @@ __all__ = [
     "simd_levels",
     "ops",
     "reference",
+    "optim",
+    "data",
+    "Trainer",
 ]

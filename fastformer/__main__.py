@@ -1,7 +1,14 @@
-"""The `fastformer` command line."""
+"""The `fastformer` command line: one subparser per command."""
 import argparse
 import json
 import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): `fastformer train: error: ...`."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _cmd_info(args):
@@ -18,24 +25,44 @@ def _cmd_demo(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fastformer", description="Train Transformers on CPUs.")
+    from fastformer.commands import generate, train
+
+    parser = _Parser(prog="fastformer", description="Train Transformers on CPUs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("info", help="print what the compiled core was built with")
     p.set_defaults(func=_cmd_info)
     p = sub.add_parser("demo", help="train the NumPy reference Transformer for a few steps on a copy task")
-    p.add_argument("--steps", type=int, default=200, help="training steps (default 200)")
+    p.add_argument("--steps", type=int, default=60, help="training steps (default 60)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_demo)
+    train.add_parser(sub)
+    generate.add_parser(sub)
     return parser
 
 
 def main(argv=None):
+    """Run the command line; returns the exit status (2 for bad input)."""
+    from fastformer.commands.common import CLIError
+    from fastformer.trainer import NonFiniteLossError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return args.func(args)
+    prog = f"fastformer {args.command}"
+    try:
+        return args.func(args)
+    except NonFiniteLossError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except (CLIError, ValueError, TypeError, OSError) as exc:
+        # Bad input (arguments, files, checkpoints): one line, no traceback.
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
