@@ -1,0 +1,70 @@
+/* Scaled dot-product attention, forward and backward, bit for bit the same
+ * for any thread count. Two implementations with one contract
+ * (fastformer/reference/attention.py is the oracle):
+ *
+ *   flash        fused: per (batch, head, query block) an online softmax over
+ *                key blocks; memory O(B*h*T*dk); dropout regenerated inside.
+ *   materialized the (Tq, Tk) score matrix of every head through ff_sgemm,
+ *                a row softmax and a second GEMM; faster for very short T.
+ *
+ * Masks: key j is hidden from query i when key_padding_mask[b, j] != 0 or,
+ * with causal, when j > i. A query that sees no key gets out 0, lse -inf and
+ * gradient 0. Dropout acts on the probabilities with the Philox scheme of
+ * random/philox.h, flat index ((b*H + h)*Tq + i)*Tk + j.
+ *
+ * Tensors are views: element (b, h, t, d) of q is
+ * q[b*sq.batch + h*sq.head + t*sq.row + d] (d contiguous), so a packed
+ * (B, T, 3, h, dk) QKV projection can be passed without a transpose.
+ * lse is always contiguous (B, H, Tq).
+ *
+ * Each returns 0, or -1 when a workspace could not be allocated. */
+#ifndef FF_ATTENTION_H
+#define FF_ATTENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Element strides of a (B, H, T, dk) view; the dk axis has stride 1. */
+typedef struct {
+    size_t batch, head, row;
+} ff_attn_view_t;
+
+typedef struct {
+    size_t B, H, Tq, Tk, dk;
+    int causal;       /* hide key j > query i */
+    double dropout_p; /* 0 <= p < 1 */
+    uint64_t seed, step, site;
+} ff_attn_dims_t;
+
+/* The view of a contiguous (B, H, T, dk) array. */
+static inline ff_attn_view_t ff_attn_contiguous(size_t H, size_t T, size_t dk) {
+    ff_attn_view_t v = {H * T * dk, T * dk, dk};
+    return v;
+}
+
+/* out is (B, H, Tq, dk), lse (B, H, Tq); q is (B, H, Tq, dk), k and v are
+ * (B, H, Tk, dk); key_padding_mask is (B, Tk) uint8 (1 = padding) or NULL. */
+int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
+                               const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
+                               const uint8_t *key_padding_mask, const ff_attn_dims_t *d);
+
+/* dq like q, dk like k, dv like v (overwritten); dout and out are
+ * (B, H, Tq, dk), lse (B, H, Tq) from the forward. */
+int ff_attention_flash_backward(float *dq, ff_attn_view_t sdq, float *dk, ff_attn_view_t sdk, float *dv,
+                                ff_attn_view_t sdv, const float *dout, ff_attn_view_t sdo, const float *q,
+                                ff_attn_view_t sq, const float *k, ff_attn_view_t sk, const float *v,
+                                ff_attn_view_t sv, const float *out, ff_attn_view_t so, const float *lse,
+                                const uint8_t *key_padding_mask, const ff_attn_dims_t *d);
+
+/* The same contracts, through (B*H) materialized (Tq, Tk) matrices. */
+int ff_attention_materialized_forward(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
+                                      const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
+                                      const uint8_t *key_padding_mask, const ff_attn_dims_t *d);
+
+int ff_attention_materialized_backward(float *dq, ff_attn_view_t sdq, float *dk, ff_attn_view_t sdk, float *dv,
+                                       ff_attn_view_t sdv, const float *dout, ff_attn_view_t sdo, const float *q,
+                                       ff_attn_view_t sq, const float *k, ff_attn_view_t sk, const float *v,
+                                       ff_attn_view_t sv, const float *out, ff_attn_view_t so, const float *lse,
+                                       const uint8_t *key_padding_mask, const ff_attn_dims_t *d);
+
+#endif

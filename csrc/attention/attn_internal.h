@@ -1,0 +1,94 @@
+/* Pieces shared by the attention drivers and their per-ISA leaves. Not part
+ * of the public API (see attention.h). */
+#ifndef FF_ATTN_INTERNAL_H
+#define FF_ATTN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attention/attention.h"
+
+/* Query and key block sizes of the flash kernels. A block's scores are held
+ * transposed, S^T (BK keys x BQ queries), so the softmax statistics of the
+ * BQ queries are vectors and every product below has a contiguous B operand. */
+#define FF_ATTN_BQ 64
+#define FF_ATTN_BK 64
+
+/* The leaves, one set per instruction set (attn_leaf_{generic,avx2,avx512}.c).
+ * None of them holds an OpenMP region. */
+typedef struct {
+    /* C (m, n; ldc) = (accumulate ? C : 0) + alpha * A @ B, where A's element
+     * (i, p) is A[i*ars + p*acs] (so A^T is free) and B is (k, n), row-major
+     * with leading dimension ldb. Each C element is summed over p in order. */
+    void (*gemm)(float *C, size_t ldc, const float *A, size_t ars, size_t acs, const float *B, size_t ldb, size_t m,
+                 size_t n, size_t k, float alpha, int accumulate);
+    /* Online softmax step over the columns (queries) of ST (rows keys, ld):
+     * mx[c] = max(m[c], max_r ST[r][c]); mu = mx, or 0 where mx = -inf;
+     * ST[r][c] = exp(ST[r][c] - mu); corr[c] = exp(m[c] - mu);
+     * l[c] = l[c]*corr[c] + sum_r ST[r][c] (rows in order); m[c] = mx.
+     * cols is rounded up to the vector width: m, l, corr, ST are padded. */
+    void (*softmax_cols)(float *ST, size_t ld, float *m, float *l, float *corr, size_t rows, size_t cols);
+    /* X[i][:n] *= s[i] for i < rows. */
+    void (*scale_rows)(float *X, size_t ldx, const float *s, size_t rows, size_t n);
+    /* ST[r][c] = exp(ST[r][c] - L[c]) (L = +inf gives 0). cols padded. */
+    void (*exp_sub_cols)(float *ST, size_t ld, const float *L, size_t rows, size_t cols);
+    /* dS = P * (dP - D[c]) into dP. cols padded. */
+    void (*dsoftmax_cols)(float *dP, const float *P, size_t ld, const float *D, size_t rows, size_t cols);
+    /* Row softmax in place over n (-inf entries masked), returning the
+     * log-sum-exp (-inf and a zero row when all are masked). */
+    float (*softmax_row)(float *s, size_t n);
+    /* s[j] = exp(s[j] - L) (L = +inf gives 0). */
+    void (*exp_sub_row)(float *s, size_t n, float L);
+    /* dP[j] = P[j] * (dP[j] - D). */
+    void (*dsoftmax_row)(float *dP, const float *P, size_t n, float D);
+    /* sum_j a[j] * b[j] in a fixed order. */
+    float (*dot)(const float *a, const float *b, size_t n);
+    /* w[j] = Philox dropout word of flat index i0 + j, j < n. */
+    void (*philox_words)(uint32_t *w, uint64_t i0, size_t n, uint64_t seed, uint64_t step, uint64_t site);
+    /* Keep factors of a block in the S^T layout: F[r*ld + c] = keep if the
+     * word of flat index i00 + c*qstride + r is >= thr, else 0 (r < nk,
+     * c < nq); w is scratch of nk + 64 words. */
+    void (*keep_block)(float *F, size_t ld, uint32_t *w, uint64_t i00, uint64_t qstride, size_t nq, size_t nk,
+                       uint32_t thr, float keep, uint64_t seed, uint64_t step, uint64_t site);
+} ff_attn_leaves_t;
+
+extern const ff_attn_leaves_t ff_attn_leaves_generic;
+#if defined(__x86_64__) || defined(_M_X64)
+extern const ff_attn_leaves_t ff_attn_leaves_avx2;
+extern const ff_attn_leaves_t ff_attn_leaves_avx512;
+#endif
+
+/* The leaves of the active instruction set. */
+const ff_attn_leaves_t *ff_attn_leaves(void);
+
+/* Per-thread workspace of the calling thread (an OpenMP worker or the
+ * caller): grown on demand, 64-byte aligned, kept for the next call. Slot s
+ * holds one buffer; NULL when out of memory. */
+enum { FF_ATTN_WS_SLOTS = 2 };
+float *ff_attn_ws(int slot, size_t nfloats);
+
+/* The keep_block leaf through philox_words, one query at a time. */
+void ff_attn_keep_block_rows(float *F, size_t ld, uint32_t *w, uint64_t i00, uint64_t qstride, size_t nq, size_t nk,
+                             uint32_t thr, float keep, uint64_t seed, uint64_t step, uint64_t site,
+                             void (*words)(uint32_t *, uint64_t, size_t, uint64_t, uint64_t, uint64_t));
+void ff_attn_keep_block_scalar(float *F, size_t ld, uint32_t *w, uint64_t i00, uint64_t qstride, size_t nq,
+                               size_t nk, uint32_t thr, float keep, uint64_t seed, uint64_t step, uint64_t site);
+
+/* Philox words in the scalar generator (shared by the generic and AVX2 leaves). */
+void ff_attn_philox_words_scalar(uint32_t *w, uint64_t i0, size_t n, uint64_t seed, uint64_t step, uint64_t site);
+
+/* dst (cols, rows; ldd) = src^T where src is (rows, cols) with row stride lds. */
+void ff_attn_transpose(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t cols);
+
+/* Keep factors of a block in the S^T layout: F[r*ld + c] = 1/(1-p) or 0 for
+ * key k0 + r (r < nk) and query q0 + c (c < nq) of head bh; w is scratch of
+ * nk + 8 words. */
+void ff_attn_keep_block(float *F, size_t ld, uint32_t *w, const ff_attn_leaves_t *L, const ff_attn_dims_t *d,
+                        size_t bh, size_t q0, size_t nq, size_t k0, size_t nk);
+
+/* Mask a block of S^T (keys k0.., queries q0..) with -inf: padded keys
+ * (kpm row of the batch, or NULL) and, when causal, key > query. */
+void ff_attn_mask_block(float *ST, size_t ld, const uint8_t *kpm, int causal, size_t q0, size_t nq, size_t k0,
+                        size_t nk);
+
+#endif

@@ -1,0 +1,139 @@
+/* Fused attention forward: one work unit per (batch, head, query block),
+ * streaming over key blocks with an online softmax. Memory: per thread a few
+ * (64 x 64) and (64 x dk) blocks; only out and lse are written.
+ *
+ * Determinism: a unit's arithmetic depends on the unit alone (its block
+ * boundaries are fixed, its keys visited in order), never on the thread that
+ * runs it, so any schedule gives the same bits. */
+#include <math.h>
+#include <string.h>
+
+#include "attention/attn_internal.h"
+#include "runtime/runtime.h"
+
+#define BQ FF_ATTN_BQ
+#define BK FF_ATTN_BK
+
+static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+static inline size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* 1 when every key in [k0, k0 + nk) is padding. */
+static int all_padded(const uint8_t *kpm, size_t k0, size_t nk) {
+    if (!kpm) return 0;
+    for (size_t j = 0; j < nk; j++)
+        if (!kpm[k0 + j]) return 0;
+    return 1;
+}
+
+typedef struct {
+    float *Qt, *ST, *O, *F, *m, *l, *corr;
+    uint32_t *w;
+} fwd_ws_t;
+
+/* Floats of the per-thread workspace, carved as fwd_ws_t. */
+static size_t fwd_ws_size(size_t dk) { return dk * BQ + BK * BQ + BQ * dk + BK * BQ + 3 * BQ + BK + 64; }
+
+static fwd_ws_t fwd_ws(float *base, size_t dk) {
+    fwd_ws_t w;
+    w.Qt = base;
+    w.ST = w.Qt + dk * BQ;
+    w.O = w.ST + BK * BQ;
+    w.F = w.O + BQ * dk;
+    w.m = w.F + BK * BQ;
+    w.l = w.m + BQ;
+    w.corr = w.l + BQ;
+    w.w = (uint32_t *)(w.corr + BQ);
+    return w;
+}
+
+static void forward_unit(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
+                         const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv, const uint8_t *kpm,
+                         const ff_attn_dims_t *d, const ff_attn_leaves_t *L, fwd_ws_t w, float scale, size_t b,
+                         size_t h, size_t q0) {
+    const size_t Tk = d->Tk, dk = d->dk;
+    const size_t nq = min_sz(BQ, d->Tq - q0), ncol = min_sz(BQ, round16(nq));
+    const float *qp = q + b * sq.batch + h * sq.head + q0 * sq.row;
+    const float *kh = k + b * sk.batch + h * sk.head;
+    const float *vh = v + b * sv.batch + h * sv.head;
+    const uint8_t *kb = kpm ? kpm + b * Tk : NULL;
+
+    /* Q block transposed, (dk, BQ); columns past nq are 0 so padded lanes stay finite */
+    ff_attn_transpose(w.Qt, BQ, qp, sq.row, nq, dk);
+    if (nq < BQ)
+        for (size_t p = 0; p < dk; p++) memset(w.Qt + p * BQ + nq, 0, (BQ - nq) * sizeof(float));
+    memset(w.O, 0, nq * dk * sizeof(float));
+    for (size_t c = 0; c < BQ; c++) {
+        w.m[c] = -INFINITY;
+        w.l[c] = 0.0f;
+    }
+
+    /* causal: keys past the block's last query are hidden from all of it */
+    const size_t kend = d->causal ? min_sz(Tk, q0 + nq) : Tk;
+    int first = 1;
+    for (size_t k0 = 0; k0 < kend; k0 += BK) {
+        const size_t nk = min_sz(BK, kend - k0);
+        if (all_padded(kb, k0, nk)) continue; /* contributes exactly 0 */
+        /* S^T = scale * K_blk Q_blk^T, (nk, ncol) */
+        L->gemm(w.ST, BQ, kh + k0 * sk.row, sk.row, 1, w.Qt, BQ, nk, ncol, dk, scale, 0);
+        if (kb || (d->causal && k0 + nk - 1 > q0)) ff_attn_mask_block(w.ST, BQ, kb, d->causal, q0, nq, k0, nk);
+        L->softmax_cols(w.ST, BQ, w.m, w.l, w.corr, nk, nq);
+        if (!first) {
+            int ones = 1;
+            for (size_t c = 0; c < nq; c++) ones &= w.corr[c] == 1.0f;
+            if (!ones) L->scale_rows(w.O, dk, w.corr, nq, dk);
+        }
+        first = 0;
+        if (d->dropout_p > 0.0) {
+            ff_attn_keep_block(w.F, BQ, w.w, L, d, b * d->H + h, q0, nq, k0, nk);
+            for (size_t r = 0; r < nk; r++)
+                for (size_t c = 0; c < nq; c++) w.ST[r * BQ + c] *= w.F[r * BQ + c];
+        }
+        /* O += P V_blk with P = (S^T)^T: A's element (i, j) is ST[j*BQ + i] */
+        L->gemm(w.O, dk, w.ST, 1, BQ, vh + k0 * sv.row, sv.row, nq, dk, nk, 1.0f, 1);
+    }
+
+    float *op = out + b * so.batch + h * so.head + q0 * so.row;
+    float *lp = lse + (b * d->H + h) * d->Tq + q0;
+    for (size_t i = 0; i < nq; i++) {
+        float li = w.l[i];
+        float inv = li > 0.0f ? 1.0f / li : 0.0f;
+        for (size_t j = 0; j < dk; j++) op[i * so.row + j] = w.O[i * dk + j] * inv;
+        lp[i] = li > 0.0f ? w.m[i] + logf(li) : -INFINITY;
+    }
+}
+
+int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
+                               const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
+                               const uint8_t *key_padding_mask, const ff_attn_dims_t *d) {
+    const size_t nqb = (d->Tq + BQ - 1) / BQ, units = d->B * d->H * nqb;
+    if (units == 0) return 0;
+    const ff_attn_leaves_t *L = ff_attn_leaves();
+    const float scale = (float)(1.0 / sqrt((double)d->dk)); /* in double, cast once: as the reference */
+    const size_t wsz = fwd_ws_size(d->dk);
+    int err = 0;
+    int nt = ff_threads_for(units, 1);
+    (void)nt;
+#if FF_HAVE_OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+        float *base = ff_attn_ws(0, wsz);
+        if (!base) {
+#if FF_HAVE_OPENMP
+#pragma omp atomic write
+#endif
+            err = -1;
+        }
+        /* dynamic: causal units differ in cost; the result does not depend on who runs a unit */
+#if FF_HAVE_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (size_t u = 0; u < units; u++) {
+            if (!base) continue;
+            size_t qb = u % nqb, bh = u / nqb;
+            forward_unit(out, so, lse, q, sq, k, sk, v, sv, key_padding_mask, d, L, fwd_ws(base, d->dk), scale,
+                         bh / d->H, bh % d->H, qb * BQ);
+        }
+    }
+    return err;
+}

@@ -1,0 +1,325 @@
+/* The GEMM driver: kernel choice, cache blocking, packing order, threads.
+ *
+ * Loop nest (Goto/BLIS), for one product:
+ *   jc over n in NC blocks        B block (kc x nc) packed once, shared, in L3
+ *    pc over k in KC blocks       never split across threads
+ *     [pieces = MC row block x chunk of NR panels, taken by free threads]
+ *     ic over m in MC blocks      A block (mc x kc) packed per thread, in L2
+ *      jr over NR panels          B micro-panel (kc x NR) in L1/L2
+ *       ir over MR panels         micro-kernel: MR x NR tile in registers
+ * Every C element is summed over pc blocks in order, each block by one kernel
+ * call, and the blocking depends on the shape and the kernel only, so the
+ * thread split changes who computes a tile, never its bits.
+ * A batch of small products goes whole products per thread instead (one
+ * parallel region either way). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm/gemm_internal.h"
+#include "runtime/runtime.h"
+#include "runtime/simd_target.h"
+
+/* Blocking per kernel, measured on Zen 5 (48 KiB L1d, 1 MiB L2 per core,
+ * 32 MiB L3), 2048^3 single-threaded:
+ * - KC = 512: C is re-read and re-written once per KC block, and at KC = 256
+ *   that traffic cost ~5%; the B micro-panel (KC x NR) then outgrows L1 for the
+ *   12x32 kernel, but streaming it from L2 costs less (236-241 GFLOP/s for KC
+ *   384..768 against 228-232 at 256; 185-210 at 192). 512 also divides the
+ *   Transformer's k (512, 1536, 2048, 4096) into equal blocks.
+ * - MC = 144 (A block 288 KiB at KC = 512, in L2): 72..192 measured within
+ *   noise; 144 gives m = 4096 some 29 pieces to share between threads.
+ * - NC = 4096: the shared B block (8 MiB) stays in L3; 1024..4096 measured the same.
+ * AVX2 6x16: KC 256..512 within 2% of each other (~93% of the AVX2 FMA peak). */
+static ff_gemm_arch_t g_arch_generic = {"generic", FF_GEMM_GENERIC_MR, FF_GEMM_GENERIC_NR, 144, 256, 4096,
+                                        ff_gemm_kernel_generic, ff_gemm_pack_rows, ff_gemm_pack_cols};
+#if FF_X86
+static ff_gemm_arch_t g_arch_avx2 = {"avx2", FF_GEMM_AVX2_MR, FF_GEMM_AVX2_NR, 144, 512, 4080, ff_gemm_kernel_avx2,
+                                     ff_gemm_pack_rows_avx2, ff_gemm_pack_cols_avx2};
+static ff_gemm_arch_t g_arch_avx512 = {"avx512", FF_GEMM_AVX512_MR, FF_GEMM_AVX512_NR, 144, 512, 4096,
+                                       ff_gemm_kernel_avx512, ff_gemm_pack_rows_avx512, ff_gemm_pack_cols_avx512};
+#endif
+
+static ff_gemm_arch_t *pick_arch(void) {
+#if FF_X86
+    ff_simd_t s = ff_simd_active();
+    if (s >= FF_SIMD_AVX512) return &g_arch_avx512;
+    if (s >= FF_SIMD_AVX2) return &g_arch_avx2;
+#endif
+    return &g_arch_generic;
+}
+
+/* Tuning hook (benchmarks only): change the active kernel's blocking; 0 keeps
+ * a value. mc is rounded to a multiple of MR and nc to one of NR. */
+void ff_gemm_set_blocking(size_t mc, size_t kc, size_t nc) {
+    ff_gemm_arch_t *ar = pick_arch();
+    if (mc) ar->mc = (mc + ar->mr - 1) / ar->mr * ar->mr;
+    if (kc) ar->kc = kc;
+    if (nc) ar->nc = (nc + ar->nr - 1) / ar->nr * ar->nr;
+}
+
+void ff_gemm_get_blocking(size_t out[5]) {
+    const ff_gemm_arch_t *ar = pick_arch();
+    out[0] = ar->mr, out[1] = ar->nr, out[2] = ar->mc, out[3] = ar->kc, out[4] = ar->nc;
+}
+
+/* ---- per-thread pack buffers ------------------------------------------- */
+
+/* Thread-local, grown on demand, freed at thread exit (pthread key
+ * destructor), so two callers never share one and no call mallocs once warm. */
+typedef struct {
+    float *a, *b;
+    size_t acap, bcap; /* in floats */
+    int registered;
+} workspace_t;
+
+static _Thread_local workspace_t t_ws;
+static pthread_key_t g_ws_key;
+static pthread_once_t g_ws_once = PTHREAD_ONCE_INIT;
+
+static void ws_free(void *p) {
+    workspace_t *w = p;
+    free(w->a);
+    free(w->b);
+    w->a = w->b = NULL;
+    w->acap = w->bcap = 0;
+    w->registered = 0;
+}
+
+static void ws_key_init(void) { pthread_key_create(&g_ws_key, ws_free); }
+
+static float *grow(float **p, size_t *cap, size_t nfloats) {
+    if (*cap >= nfloats) return *p;
+    if (!t_ws.registered) {
+        pthread_once(&g_ws_once, ws_key_init);
+        pthread_setspecific(g_ws_key, &t_ws);
+        t_ws.registered = 1;
+    }
+    free(*p);
+    size_t bytes = (nfloats * sizeof(float) + 63) & ~(size_t)63;
+    *p = aligned_alloc(64, bytes);
+    *cap = *p ? nfloats : 0;
+    return *p;
+}
+
+/* ---- one product --------------------------------------------------------- */
+
+typedef struct {
+    int ta, tb;
+    size_t m, n, k;
+    float alpha, beta;
+    const float *A, *B;
+    size_t lda, ldb, ldc;
+    float *C;
+    const float *bias;
+    int act;
+} problem_t;
+
+static inline size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
+static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+
+/* KC blocks of near-equal size (a function of k only): k = 300 runs 150 + 150,
+ * not 256 + 44. Rounded up to 8 so panels stay aligned. */
+static size_t k_block(const ff_gemm_arch_t *ar, size_t k) {
+    size_t nb = cdiv(k, ar->kc);
+    size_t kc = cdiv(k, nb);
+    kc = (kc + 7) & ~(size_t)7;
+    return kc < ar->kc ? kc : ar->kc;
+}
+
+/* op(A) rows [i0, i0+mc) x k range [p0, p0+kc) into MR-row panels. */
+static void pack_a(const ff_gemm_arch_t *ar, const problem_t *P, size_t i0, size_t mc, size_t p0, size_t kc,
+                   float *dst) {
+    const size_t MR = ar->mr;
+    for (size_t ir = 0; ir < mc; ir += MR) {
+        size_t w = min_sz(MR, mc - ir);
+        if (!P->ta) /* A is (m,k): row i at A + i*lda */
+            ar->pack_rows(dst + ir * kc, P->A + (i0 + ir) * P->lda + p0, P->lda, kc, w, MR);
+        else /* A is (k,m): op(A)(i,p) = A[p*lda + i] */
+            ar->pack_cols(dst + ir * kc, P->A + p0 * P->lda + i0 + ir, P->lda, kc, w, MR);
+    }
+}
+
+/* op(B) NR-column panel starting at column j (absolute) over [p0, p0+kc), w wide. */
+static void pack_b_panel(const ff_gemm_arch_t *ar, const problem_t *P, size_t j, size_t w, size_t p0, size_t kc,
+                         float *dst) {
+    if (!P->tb) /* B is (k,n) */
+        ar->pack_cols(dst, P->B + p0 * P->ldb + j, P->ldb, kc, w, ar->nr);
+    else /* B is (n,k): op(B)(p,j) = B[j*ldb + p] */
+        ar->pack_rows(dst, P->B + j * P->ldb + p0, P->ldb, kc, w, ar->nr);
+}
+
+/* Work handed out by shared counters, so a thread slowed by another process
+ * on its core simply takes fewer pieces (a static split would leave the whole
+ * team waiting on it). Who computes a piece never changes its bits. */
+typedef struct {
+    size_t next_b; /* B panels packed so far in this (jc, pc) step */
+    size_t next_c; /* compute pieces taken so far in this step */
+} team_sync_t;
+
+static inline size_t take(size_t *counter, int nth) {
+    if (nth == 1) return (*counter)++;
+    return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
+
+static inline void team_barrier(int nth) {
+#if FF_HAVE_OPENMP
+    if (nth > 1) {
+#pragma omp barrier
+    }
+#else
+    (void)nth;
+#endif
+}
+
+/* C = act(alpha op(A) op(B) + beta C + bias) by the `nth` threads of a team
+ * (tid is this one; all call it), or by one thread alone when nth == 1 (no
+ * barriers then). bpack and sync are shared by the team; apack is this
+ * thread's own. A compute piece is one MC block of rows times a chunk of the
+ * B block's NR panels; chunks exist only to give every thread a few pieces. */
+static void gemm_team(const ff_gemm_arch_t *ar, const problem_t *P, int tid, int nth, team_sync_t *sync,
+                      float *bpack, float *apack) {
+    const size_t MR = ar->mr, NR = ar->nr, MC = ar->mc, NC = ar->nc;
+    const size_t m = P->m, n = P->n, k = P->k;
+    const size_t KC = k_block(ar, k);
+    const size_t nic = cdiv(m, MC);
+    if (tid == 0) {
+        __atomic_store_n(&sync->next_b, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&sync->next_c, 0, __ATOMIC_RELAXED);
+    }
+    team_barrier(nth);
+
+    for (size_t jc = 0; jc < n; jc += NC) {
+        const size_t nc = min_sz(NC, n - jc), npan = cdiv(nc, NR);
+        size_t nch = 1;
+        while (nth > 1 && nic * nch < (size_t)(4 * nth) && nch * 2 <= npan) nch *= 2;
+
+        for (size_t pc = 0; pc < k; pc += KC) {
+            const size_t kc = min_sz(KC, k - pc);
+            for (size_t q; (q = take(&sync->next_b, nth)) < npan;)
+                pack_b_panel(ar, P, jc + q * NR, min_sz(NR, nc - q * NR), pc, kc, bpack + q * NR * kc);
+            team_barrier(nth);
+            if (tid == 0) __atomic_store_n(&sync->next_b, 0, __ATOMIC_RELAXED); /* unused until the next step */
+
+            const int last = pc + kc == k;
+            ff_gemm_epi_t epi = {P->alpha, pc == 0 ? P->beta : 1.0f, pc > 0 || P->beta != 0.0f,
+                                 last ? P->act : FF_ACT_NONE, NULL};
+            size_t packed_ic = (size_t)-1;
+            for (size_t u; (u = take(&sync->next_c, nth)) < nic * nch;) {
+                const size_t ic = u / nch * MC, ch = u % nch, mc = min_sz(MC, m - ic);
+                if (ic != packed_ic) pack_a(ar, P, ic, mc, pc, kc, apack), packed_ic = ic;
+                for (size_t q = npan * ch / nch; q < npan * (ch + 1) / nch; q++) {
+                    const size_t j = jc + q * NR, nr = min_sz(NR, nc - q * NR);
+                    const float *bp = bpack + q * NR * kc;
+                    epi.bias = last && P->bias ? P->bias + j : NULL;
+                    for (size_t ir = 0; ir < mc; ir += MR)
+                        ar->kernel(kc, apack + ir * kc, bp, P->C + (ic + ir) * P->ldc + j, P->ldc,
+                                   min_sz(MR, mc - ir), nr, &epi);
+                }
+            }
+            team_barrier(nth); /* the next step overwrites the shared B block */
+            if (tid == 0) __atomic_store_n(&sync->next_c, 0, __ATOMIC_RELAXED); /* unused until after the next barrier */
+        }
+    }
+}
+
+/* k == 0: C = act(beta C + bias), the product being empty. */
+static void epilogue_only(const problem_t *P) {
+    ff_gemm_epi_t epi = {P->alpha, P->beta, P->beta != 0.0f, P->act, P->bias};
+    float zero[64] = {0};
+    for (size_t i = 0; i < P->m; i++)
+        for (size_t j = 0; j < P->n; j += 64) {
+            ff_gemm_epi_t e = epi;
+            if (e.bias) e.bias += j;
+            ff_gemm_epilogue_scalar(zero, 0, P->C + i * P->ldc + j, P->ldc, 1, min_sz(64, P->n - j), &e);
+        }
+}
+
+static size_t apack_floats(const ff_gemm_arch_t *ar, const problem_t *P) {
+    return min_sz(ar->mc, cdiv(P->m, ar->mr) * ar->mr) * k_block(ar, P->k);
+}
+
+static size_t bpack_floats(const ff_gemm_arch_t *ar, const problem_t *P) {
+    return min_sz(ar->nc, cdiv(P->n, ar->nr) * ar->nr) * k_block(ar, P->k);
+}
+
+/* Multiply-adds worth one more thread: waking a team and splitting the work
+ * costs ~6 us, and measured on Zen 5 two threads win from ~150^3 on. */
+#define GEMM_GRAIN ((size_t)3 << 19)
+
+int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
+                     size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
+                     size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch) {
+    if (m == 0 || n == 0 || batch == 0) return 0;
+    problem_t P0 = {trans_a != 0, trans_b != 0, m, n, k, alpha, beta, A, B, lda, ldb, ldc, C, bias, (int)act};
+    if (k == 0) {
+        for (size_t b = 0; b < batch; b++) {
+            problem_t P = P0;
+            P.C = C + b * stride_c;
+            epilogue_only(&P);
+        }
+        return 0;
+    }
+    const ff_gemm_arch_t *ar = pick_arch();
+    const size_t macs = m * n * k;
+    int nth = ff_threads_for(macs * batch, GEMM_GRAIN);
+    /* Many items: each thread runs whole products (no barriers, no sharing).
+     * Few big ones: the whole team works on each product in turn. */
+    const int by_item = batch >= (size_t)(4 * nth) || (batch >= (size_t)nth && macs < ((size_t)1 << 22));
+    const size_t afl = apack_floats(ar, &P0), bfl = bpack_floats(ar, &P0);
+    float *shared_b = NULL;
+    if (!by_item && !(shared_b = grow(&t_ws.b, &t_ws.bcap, bfl))) return -1;
+    int failed = 0;
+    team_sync_t sync = {0, 0};
+    size_t next_item = 0;
+
+#if FF_HAVE_OPENMP
+#pragma omp parallel num_threads(nth) if (nth > 1)
+#endif
+    {
+#if FF_HAVE_OPENMP
+        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+#else
+        const int tid = 0, team = 1;
+#endif
+        float *apack = grow(&t_ws.a, &t_ws.acap, afl);
+        float *bpack = by_item ? grow(&t_ws.b, &t_ws.bcap, bfl) : shared_b;
+        if (!apack || !bpack) {
+#if FF_HAVE_OPENMP
+#pragma omp atomic write
+#endif
+            failed = 1;
+        }
+#if FF_HAVE_OPENMP
+#pragma omp barrier
+#endif
+        int bad;
+#if FF_HAVE_OPENMP
+#pragma omp atomic read
+#endif
+        bad = failed;
+        if (!bad) {
+            if (by_item) {
+                /* Whole items to whoever is free: an item's bits do not depend on who runs it. */
+                team_sync_t own = {0, 0};
+                for (size_t b; (b = take(&next_item, team)) < batch;) {
+                    problem_t P = P0;
+                    P.A = A + b * stride_a, P.B = B + b * stride_b, P.C = C + b * stride_c;
+                    gemm_team(ar, &P, 0, 1, &own, bpack, apack);
+                }
+            } else {
+                for (size_t b = 0; b < batch; b++) {
+                    problem_t P = P0;
+                    P.A = A + b * stride_a, P.B = B + b * stride_b, P.C = C + b * stride_c;
+                    gemm_team(ar, &P, tid, team, &sync, bpack, apack);
+                }
+            }
+        }
+    }
+    return failed ? -1 : 0;
+}
+
+int ff_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
+             const float *B, size_t ldb, float beta, float *C, size_t ldc, const float *bias, ff_activation_t act) {
+    return ff_sgemm_batched(trans_a, trans_b, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, bias, act, 1);
+}

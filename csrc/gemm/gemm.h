@@ -1,0 +1,40 @@
+/* Single-precision GEMM with a fused epilogue:
+ *
+ *     C = act(alpha * op(A) @ op(B) + beta * C + bias)
+ *
+ * op(X) is X or X^T (trans_* != 0). All matrices are row-major with leading
+ * dimensions lda/ldb/ldc (elements between consecutive rows as stored).
+ * op(A) is (m,k), op(B) is (k,n), C is (m,n), bias is (n,) or NULL.
+ * beta == 0 never reads C (it may hold NaN garbage). GELU is the exact erf form.
+ *
+ * Goto/BLIS structure: a register micro-kernel per instruction set, packing of
+ * A into MR-row panels and of B into NR-column panels (transposes are absorbed
+ * by packing), MC/KC/NC cache blocking. Threads split only the jc/ic/jr loops
+ * (and the batch); the k loop is never split and the blocking never depends on
+ * the thread count, so results are bitwise identical for any thread count.
+ * Called from inside another parallel region, it runs single-threaded.
+ * Pack buffers are per thread (thread-local, grown on demand, 64-byte aligned),
+ * so concurrent callers never share them.
+ *
+ * Both return 0, or -1 if a pack buffer could not be allocated (C untouched). */
+#ifndef FF_GEMM_H
+#define FF_GEMM_H
+
+#include <stddef.h>
+
+typedef enum {
+    FF_ACT_NONE = 0,
+    FF_ACT_RELU = 1,
+    FF_ACT_GELU = 2,
+} ff_activation_t;
+
+int ff_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
+             const float *B, size_t ldb, float beta, float *C, size_t ldc, const float *bias, ff_activation_t act);
+
+/* `batch` independent products; item b uses A + b*stride_a, B + b*stride_b,
+ * C + b*stride_c and the same bias. One parallel region for the whole batch. */
+int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
+                     size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
+                     size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch);
+
+#endif

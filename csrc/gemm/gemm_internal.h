@@ -1,0 +1,90 @@
+/* Pieces shared by the GEMM driver, the packing routines and the per-ISA
+ * micro-kernels. Not part of the public API (see gemm.h). */
+#ifndef FF_GEMM_INTERNAL_H
+#define FF_GEMM_INTERNAL_H
+
+#include <stddef.h>
+
+#include "gemm/gemm.h"
+
+/* What a micro-kernel does with its tile once the products over one KC block
+ * are summed in registers (acc is the MR x NR tile of A_panel @ B_panel):
+ *
+ *     v = alpha * acc                  (always)
+ *     v = v + beta * C   if load_c     (beta == 1 skips the multiply: exact anyway)
+ *     v = v + bias[j]    if bias       (only on the last KC block)
+ *     C = act(v)                       (act only on the last KC block)
+ *
+ * Full and edge tiles go through the same instruction sequence per element, so
+ * a value never depends on where its tile starts (nor on the thread split). */
+typedef struct {
+    float alpha;
+    float beta;
+    int load_c;        /* 0: C's old value is not read (beta == 0 on the first block) */
+    int act;           /* ff_activation_t */
+    const float *bias; /* bias at the tile's first column, or NULL */
+} ff_gemm_epi_t;
+
+/* a is a packed MR x kc panel ([kc][MR]), b a packed kc x NR panel ([kc][NR]),
+ * c the (mr, nr) corner of C with leading dimension ldc; mr <= MR, nr <= NR.
+ * Panels are zero-padded, so edge tiles compute the full tile and store part. */
+typedef void (*ff_gemm_kernel_fn)(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr,
+                                  size_t nr, const ff_gemm_epi_t *epi);
+
+typedef void (*ff_gemm_pack_fn)(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+
+/* One instruction set's kernel and blocking. Blocking depends on the kernel
+ * and the problem shape only, never on the thread count. */
+typedef struct {
+    const char *name;
+    int mr, nr;        /* register tile */
+    size_t mc, kc, nc; /* A block mc x kc (L2), B panel kc x nr (L1), B block kc x nc (L3) */
+    ff_gemm_kernel_fn kernel;
+    ff_gemm_pack_fn pack_rows, pack_cols; /* see below */
+} ff_gemm_arch_t;
+
+/* Micro-kernels, one file per instruction set; the driver (gemm.c) pairs
+ * each with its blocking. The SIMD ones exist only on x86-64. */
+void ff_gemm_kernel_generic(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr, size_t nr,
+                            const ff_gemm_epi_t *epi);
+void ff_gemm_kernel_avx2(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr, size_t nr,
+                         const ff_gemm_epi_t *epi);
+void ff_gemm_kernel_avx512(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr, size_t nr,
+                           const ff_gemm_epi_t *epi);
+#define FF_GEMM_GENERIC_MR 6
+#define FF_GEMM_GENERIC_NR 8
+#define FF_GEMM_AVX2_MR 6
+#define FF_GEMM_AVX2_NR 16
+#ifndef FF_GEMM_AVX512_MR
+#define FF_GEMM_AVX512_MR 12
+#endif
+#define FF_GEMM_AVX512_NR 32
+
+/* Packing (pack.c). A panel is w <= W source vectors, stored [kc][W] with the
+ * W - w missing ones zero-filled.
+ * pack_rows: vector r is contiguous along k: element (r, p) at src[r*ld + p]
+ *            (A not transposed; B transposed).
+ * pack_cols: vector j is a column: element (p, j) at src[p*ld + j]
+ *            (A transposed; B not transposed). */
+void ff_gemm_pack_rows(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+void ff_gemm_pack_cols(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+/* The same with SIMD transposes/copies for the SIMD kernels' widths
+ * (pack_avx2.c, pack_avx512.c); other widths fall back to the above. */
+void ff_gemm_pack_rows_avx2(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+void ff_gemm_pack_cols_avx2(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+void ff_gemm_pack_rows_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+void ff_gemm_pack_cols_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+
+/* Epilogue helpers (epilogue.c), scalar and portable. */
+/* tile (mr x nr, leading dimension ldt) holds acc; applies the epilogue into c. */
+void ff_gemm_epilogue_scalar(const float *acc, size_t ldt, float *c, size_t ldc, size_t mr, size_t nr,
+                             const ff_gemm_epi_t *epi);
+/* x = 0.5 x (1 + erf(x / sqrt 2)) on n floats. */
+void ff_gemm_gelu_inplace(float *x, size_t n);
+
+/* Tuning hooks for the benchmark (gemm.c): the active kernel's blocking.
+ * get fills {MR, NR, MC, KC, NC}; set changes MC/KC/NC (0 keeps a value). */
+void ff_gemm_set_blocking(size_t mc, size_t kc, size_t nc);
+void ff_gemm_get_blocking(size_t out[5]);
+
+#endif

@@ -1,0 +1,61 @@
+#include "nn/activation.h"
+
+#include <math.h>
+
+#include "runtime/runtime.h"
+
+#define RELU_GRAIN 65536 /* elements per thread worth starting it for */
+#define GELU_GRAIN 8192  /* erfc and exp per element: more work each */
+
+#define INV_SQRT2 0.70710678118654752f
+#define INV_SQRT_2PI 0.39894228040143268f
+
+/* 0.5 x (1 + erf(x / sqrt 2)) as 0.5 x erfc(-x / sqrt 2): no cancellation for
+ * negative x (the same expression as the GEMM epilogue). */
+static inline float gelu(float x) { return 0.5f * x * erfcf(x * -INV_SQRT2); }
+
+static inline float gelu_grad(float x) {
+    float cdf = 0.5f * erfcf(x * -INV_SQRT2);
+    float pdf = expf(-0.5f * x * x) * INV_SQRT_2PI;
+    return cdf + x * pdf;
+}
+
+void ff_activation_forward(float *y, const float *x, size_t n, ff_activation_t act) {
+    if (act == FF_ACT_GELU) {
+        int nt = ff_threads_for(n, GELU_GRAIN);
+        (void)nt;
+#if FF_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+        for (size_t i = 0; i < n; i++) y[i] = gelu(x[i]);
+    } else if (act == FF_ACT_RELU) {
+        int nt = ff_threads_for(n, RELU_GRAIN);
+        (void)nt;
+#if FF_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    } else if (y != x) {
+        for (size_t i = 0; i < n; i++) y[i] = x[i];
+    }
+}
+
+void ff_activation_backward(float *dx, const float *dy, const float *x, size_t n, ff_activation_t act) {
+    if (act == FF_ACT_GELU) {
+        int nt = ff_threads_for(n, GELU_GRAIN);
+        (void)nt;
+#if FF_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+        for (size_t i = 0; i < n; i++) dx[i] = dy[i] * gelu_grad(x[i]);
+    } else if (act == FF_ACT_RELU) {
+        int nt = ff_threads_for(n, RELU_GRAIN);
+        (void)nt;
+#if FF_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+        for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+    } else if (dx != dy) {
+        for (size_t i = 0; i < n; i++) dx[i] = dy[i];
+    }
+}

@@ -1,0 +1,17 @@
+/* Elementwise activations: relu and the exact (erf) GELU, forward and
+ * backward, each element owned by one thread. act is FF_ACT_RELU or
+ * FF_ACT_GELU (gemm/gemm.h). */
+#ifndef FF_ACTIVATION_H
+#define FF_ACTIVATION_H
+
+#include <stddef.h>
+
+#include "gemm/gemm.h"
+
+/* y, x are (n,): y = act(x). y may alias x. */
+void ff_activation_forward(float *y, const float *x, size_t n, ff_activation_t act);
+
+/* dx, dy, x are (n,): dx = dy * act'(x) (relu: 0 at x <= 0). dx may alias dy. */
+void ff_activation_backward(float *dx, const float *dy, const float *x, size_t n, ff_activation_t act);
+
+#endif

@@ -1,0 +1,61 @@
+#include <math.h>
+#include <string.h>
+
+#include "nn/cross_entropy.h"
+#include "nn/scratch.h"
+#include "runtime/runtime.h"
+
+#define CE_GRAIN 32768 /* logits worth a thread */
+
+/* Portable leaf: libm expf, sums in double. */
+double ff_ce_row_generic(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n) {
+    float m = x[0];
+    for (size_t j = 1; j < V; j++)
+        if (x[j] > m) m = x[j];
+    double se = 0.0, sx = 0.0;
+    for (size_t j = 0; j < V; j++) {
+        float e = expf(x[j] - m);
+        dl[j] = e;
+        se += e;
+        sx += x[j];
+    }
+    float e_t = dl[t];
+    float c1 = (float)(inv_n / se), c0 = (float)(eps / (double)V * inv_n);
+    for (size_t j = 0; j < V; j++) dl[j] = dl[j] * c1 - c0;
+    return ff_ce_row_finish(dl, x, V, t, eps, inv_n, m, se, sx, e_t);
+}
+
+static ff_ce_row_fn pick(void) {
+    ff_simd_t s = ff_simd_active();
+    return s >= FF_SIMD_AVX512 ? ff_ce_row_avx512 : s >= FF_SIMD_AVX2 ? ff_ce_row_avx2 : ff_ce_row_generic;
+}
+
+double ff_cross_entropy(float *dlogits, const float *logits, const int64_t *targets, size_t rows, size_t V,
+                        int64_t ignore_index, double label_smoothing) {
+    size_t n_valid = 0;
+    for (size_t i = 0; i < rows; i++) n_valid += targets[i] != ignore_index;
+    if (n_valid == 0) { /* torch: 0 / 0 */
+        memset(dlogits, 0, rows * V * sizeof(float));
+        return NAN;
+    }
+    double *row_loss = ff_scratch(0, rows * sizeof(double));
+    if (row_loss == NULL) return NAN;
+    ff_ce_row_fn leaf = pick();
+    double inv_n = 1.0 / (double)n_valid;
+    int nt = ff_threads_for(rows * V, CE_GRAIN);
+    (void)nt;
+#if FF_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+    for (size_t i = 0; i < rows; i++) {
+        if (targets[i] == ignore_index) {
+            memset(dlogits + i * V, 0, V * sizeof(float));
+            row_loss[i] = 0.0;
+        } else {
+            row_loss[i] = leaf(dlogits + i * V, logits + i * V, V, (size_t)targets[i], label_smoothing, inv_n);
+        }
+    }
+    double total = 0.0;
+    for (size_t i = 0; i < rows; i++) total += row_loss[i];
+    return total * inv_n;
+}

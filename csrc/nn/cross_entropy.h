@@ -1,0 +1,36 @@
+/* Cross-entropy over the last axis fused with log-softmax, as
+ * torch.nn.functional.cross_entropy (mean over targets != ignore_index,
+ * label smoothing eps): per row one pass computes the row's loss and its
+ * dlogits = (softmax - (1 - eps) onehot - eps / V) / n_valid (0 on ignored
+ * rows). Row losses are summed in row order in double, so the loss is
+ * bitwise identical for any thread count. */
+#ifndef FF_CROSS_ENTROPY_H
+#define FF_CROSS_ENTROPY_H
+
+#include <stddef.h>
+#include <math.h>
+#include <stdint.h>
+
+/* dlogits, logits are (rows, V); targets is (rows,), each in [0, V) or
+ * ignore_index. Returns the mean loss: NaN when every target is ignored (as
+ * torch), or when out of memory for the per-row losses. */
+double ff_cross_entropy(float *dlogits, const float *logits, const int64_t *targets, size_t rows, size_t V,
+                        int64_t ignore_index, double label_smoothing);
+
+/* One valid row: writes dl (V,) and returns the row's loss
+ * (1 - eps) * (lse - x[t]) + eps * (lse - mean(x)). inv_n = 1 / n_valid. */
+typedef double (*ff_ce_row_fn)(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n);
+double ff_ce_row_generic(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n);
+double ff_ce_row_avx2(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n);
+double ff_ce_row_avx512(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n);
+
+/* The part every leaf shares once it has the row's max m, sum of exp(x - m)
+ * and sum of x: returns the loss, fixes up dl[t] (dl holds e * c1 - c0). */
+static inline double ff_ce_row_finish(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n,
+                                      float m, double sum_e, double sum_x, float e_t) {
+    double lse = (double)m + log(sum_e);
+    dl[t] = (float)(((double)e_t / sum_e - (1.0 - eps) - eps / (double)V) * inv_n);
+    return (1.0 - eps) * (lse - (double)x[t]) + eps * (lse - sum_x / (double)V);
+}
+
+#endif

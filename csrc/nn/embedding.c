@@ -1,0 +1,87 @@
+#include "nn/embedding.h"
+
+#include <string.h>
+
+#include "nn/scratch.h"
+#include "runtime/runtime.h"
+#include "runtime/simd_target.h"
+
+#if FF_X86
+void ff_embedding_row_avx512(float *y, const float *w, const float *p, size_t d, float scale);
+void ff_embedding_acc_avx512(float *dw, const float *g, size_t d, float scale, int first);
+#define USE_AVX512 (ff_simd_active() >= FF_SIMD_AVX512)
+#else
+#define USE_AVX512 0
+#endif
+
+#define EMB_GRAIN 16384 /* floats written worth a thread */
+
+/* Plain loops: no reduction, so GCC vectorises them; memory-bound anyway.
+ * Separate multiply and add (no FMA contraction in this build) give exactly
+ * the reference's float32 rounding. */
+void ff_embedding_forward(float *y, const int64_t *ids, const float *weight, const float *positions, size_t ntok,
+                          size_t T, size_t d, float scale) {
+    int vec = USE_AVX512;
+    int nt = ff_threads_for(ntok * d, EMB_GRAIN);
+    (void)nt;
+#if FF_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+    for (size_t i = 0; i < ntok; i++) {
+        float *yi = y + i * d;
+        const float *w = weight + (size_t)ids[i] * d, *p = positions + (i % T) * d;
+#if FF_X86
+        if (vec) {
+            ff_embedding_row_avx512(yi, w, p, d, scale);
+            continue;
+        }
+#endif
+        for (size_t j = 0; j < d; j++) yi[j] = w[j] * scale + p[j];
+    }
+    (void)vec;
+}
+
+int ff_embedding_backward(float *dweight, const float *dx, const int64_t *ids, size_t ntok, size_t V, size_t d,
+                          float scale) {
+    /* Counting sort of token indices by id, stable: start[v]..start[v+1] lists
+     * the tokens of id v in increasing order. */
+    size_t *start = ff_scratch(0, (V + 1) * sizeof(size_t));
+    size_t *order = ff_scratch(1, (ntok ? ntok : 1) * sizeof(size_t));
+    if (start == NULL || order == NULL) return -1;
+    memset(start, 0, (V + 1) * sizeof(size_t));
+    for (size_t i = 0; i < ntok; i++) start[ids[i] + 1]++;
+    for (size_t v = 0; v < V; v++) start[v + 1] += start[v];
+    /* fill with a moving cursor per id: start[v] is advanced, then restored */
+    for (size_t i = 0; i < ntok; i++) order[start[ids[i]]++] = i;
+    for (size_t v = V; v > 0; v--) start[v] = start[v - 1];
+    start[0] = 0;
+
+    int vec = USE_AVX512;
+    (void)vec;
+    int nt = ff_threads_for(V * d, EMB_GRAIN);
+    (void)nt;
+#if FF_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+    for (size_t v = 0; v < V; v++) {
+        float *dw = dweight + v * d;
+        size_t k0 = start[v], k1 = start[v + 1];
+        if (k0 == k1) {
+            memset(dw, 0, d * sizeof(float));
+            continue;
+        }
+#if FF_X86
+        if (vec) {
+            for (size_t k = k0; k < k1; k++) ff_embedding_acc_avx512(dw, dx + order[k] * d, d, scale, k == k0);
+            continue;
+        }
+#endif
+        const float *g = dx + order[k0] * d;
+        for (size_t j = 0; j < d; j++) dw[j] = 0.0f + g[j] * scale; /* 0 + t: as the reference, -0 becomes +0 */
+        for (size_t k = k0 + 1; k < k1; k++) {
+            g = dx + order[k] * d;
+            for (size_t j = 0; j < d; j++) dw[j] += g[j] * scale;
+        }
+    }
+    return 0;
+}

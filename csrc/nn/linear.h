@@ -1,0 +1,29 @@
+/* Linear layer with the PyTorch weight layout, y = x W^T + b, W (out, in),
+ * through ff_sgemm: forward is one NT product with the bias in its
+ * epilogue; backward is dx = dy W (NN), dW = dy^T x (TN) and a column sum.
+ * Bitwise identical for any thread count (GEMMs never split k; the column
+ * sum runs over fixed row chunks combined in a fixed order).
+ * Each returns 0, or -1 when a workspace could not be allocated. */
+#ifndef FF_LINEAR_H
+#define FF_LINEAR_H
+
+#include <stddef.h>
+
+#include "gemm/gemm.h"
+
+/* y is (rows, out); x is (rows, in), weight (out, in), bias (out,) or NULL;
+ * act is applied after the bias (FF_ACT_NONE for a plain linear layer). */
+int ff_linear_forward(float *y, const float *x, const float *weight, const float *bias, ff_activation_t act,
+                      size_t rows, size_t in, size_t out);
+
+/* dx (rows, in) or NULL to skip it, dweight (out, in), dbias (out,) or NULL;
+ * dy is (rows, out), x (rows, in), weight (out, in). */
+int ff_linear_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x, const float *weight,
+                       size_t rows, size_t in, size_t out);
+
+/* s (n,) = sum over rows of x (rows, n): rows in fixed chunks of
+ * FF_COLSUM_CHUNK, each summed in order, the chunk sums added in order. */
+#define FF_COLSUM_CHUNK 128
+int ff_colsum(float *s, const float *x, size_t rows, size_t n);
+
+#endif

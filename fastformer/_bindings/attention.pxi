@@ -1,0 +1,283 @@
+# Scaled dot-product attention, fused (flash) and materialised (csrc/attention/).
+
+cdef extern from "attention/attention.h" nogil:
+    ctypedef struct ff_attn_view_t:
+        size_t batch
+        size_t head
+        size_t row
+    ctypedef struct ff_attn_dims_t:
+        size_t B
+        size_t H
+        size_t Tq
+        size_t Tk
+        size_t dk
+        int causal
+        double dropout_p
+        uint64_t seed
+        uint64_t step
+        uint64_t site
+    ff_attn_view_t ff_attn_contiguous(size_t H, size_t T, size_t dk)
+    int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
+                                   const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
+                                   const uint8_t *key_padding_mask, const ff_attn_dims_t *d)
+    int ff_attention_flash_backward(float *dq, ff_attn_view_t sdq, float *dk, ff_attn_view_t sdk, float *dv,
+                                    ff_attn_view_t sdv, const float *dout, ff_attn_view_t sdo, const float *q,
+                                    ff_attn_view_t sq, const float *k, ff_attn_view_t sk, const float *v,
+                                    ff_attn_view_t sv, const float *out, ff_attn_view_t so, const float *lse,
+                                    const uint8_t *key_padding_mask, const ff_attn_dims_t *d)
+    int ff_attention_materialized_forward(float *out, ff_attn_view_t so, float *lse, const float *q,
+                                          ff_attn_view_t sq, const float *k, ff_attn_view_t sk, const float *v,
+                                          ff_attn_view_t sv, const uint8_t *key_padding_mask, const ff_attn_dims_t *d)
+    int ff_attention_materialized_backward(float *dq, ff_attn_view_t sdq, float *dk, ff_attn_view_t sdk, float *dv,
+                                           ff_attn_view_t sdv, const float *dout, ff_attn_view_t sdo, const float *q,
+                                           ff_attn_view_t sq, const float *k, ff_attn_view_t sk, const float *v,
+                                           ff_attn_view_t sv, const float *out, ff_attn_view_t so, const float *lse,
+                                           const uint8_t *key_padding_mask, const ff_attn_dims_t *d)
+
+# impl=None takes the materialised path when the key length is at most this.
+# Measured (python -m fastformer.bench.ops_attention --sweep, Zen 5, 2 threads):
+# flash was faster at every length tried, 1.2x at S=64 with B*h=1 up to 3x at
+# S=4 with B*h=128 (the materialised path pays per-head GEMM calls and a
+# malloc of the score matrices), so the threshold is 0: flash always.
+ATTENTION_MATERIALIZED_MAX_TK = 0
+
+_ATTN_IMPLS = (None, "flash", "materialized")
+
+
+cdef bint _attn_use_flash(object impl, size_t Tk) except -1:
+    if impl is not None and not isinstance(impl, str):
+        raise TypeError(f"impl must be None, 'flash' or 'materialized', got {type(impl).__name__}")
+    if impl not in _ATTN_IMPLS:
+        raise ValueError(f"impl must be None, 'flash' or 'materialized', got {impl!r}")
+    if impl is None:
+        return Tk > ATTENTION_MATERIALIZED_MAX_TK
+    return impl == "flash"
+
+
+cdef object _attn_check_qkv(object q, object k, object v):
+    """Check q (B, h, Tq, dk), k and v (B, h, Tk, dk)."""
+    check_float32("q", q, 4)
+    check_float32("k", k, 4)
+    check_float32("v", v, 4)
+    if k.shape[0] != q.shape[0] or k.shape[1] != q.shape[1] or k.shape[3] != q.shape[3]:
+        raise ValueError(f"k must have shape (B, h, Tk, dk) = ({q.shape[0]}, {q.shape[1]}, Tk, {q.shape[3]}) "
+                         f"to match q of shape {q.shape}, got {k.shape}")
+    if v.shape != k.shape:
+        raise ValueError(f"v must have the shape of k {k.shape}, got {v.shape}")
+
+
+cdef object _attn_dims(ff_attn_dims_t *d, object q, object k, object key_padding_mask, object causal,
+                       object dropout_p, object seed, object step, object site):
+    """Fill d from checked arguments; return the mask as a uint8 view (or None)."""
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    cdef double p = check_real("dropout_p", dropout_p)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
+    d.B, d.H, d.Tq, d.dk = q.shape
+    d.Tk = k.shape[2]
+    d.causal = bool(causal)
+    d.dropout_p = p
+    d.seed = check_int("seed", seed) & 0xFFFFFFFFFFFFFFFF
+    d.step = check_int("step", step) & 0xFFFFFFFF
+    d.site = check_int("site", site) & 0xFFFFFFFF
+    if key_padding_mask is None:
+        return None
+    if not isinstance(key_padding_mask, np.ndarray):
+        raise TypeError(f"key_padding_mask must be None or a numpy.ndarray of bool, "
+                        f"got {type(key_padding_mask).__name__}")
+    if key_padding_mask.dtype != np.bool_:
+        raise TypeError(f"key_padding_mask must have dtype bool, got {key_padding_mask.dtype}")
+    if key_padding_mask.shape != (d.B, d.Tk):
+        raise ValueError(f"key_padding_mask must have shape (B, Tk) = ({d.B}, {d.Tk}), "
+                         f"got {key_padding_mask.shape}")
+    if not key_padding_mask.flags.c_contiguous:
+        raise ValueError("key_padding_mask must be C-contiguous (numpy.ascontiguousarray makes it so)")
+    return key_padding_mask
+
+
+def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0, site=0, *,
+                      impl=None):
+    """attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0, site=0, *, impl=None)
+    -> (out (B, h, Tq, dk), lse (B, h, Tq))
+
+    q: (B, h, Tq, dk), k, v: (B, h, Tk, dk) float32; key_padding_mask: (B, Tk)
+    bool (True = padding) or None. out = Dropout(softmax(q k^T / sqrt(dk) + M)) v,
+    lse the log-sum-exp of the masked scores (-inf for a query that sees no key,
+    whose output is 0). impl: 'flash' (fused, O(T) memory), 'materialized'
+    (the (Tq, Tk) matrices through GEMMs), or None to pick by key length."""
+    _attn_check_qkv(q, k, v)
+    cdef ff_attn_dims_t d
+    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site)
+    cdef bint flash = _attn_use_flash(impl, d.Tk)
+    out = np.empty(q.shape, dtype=np.float32)
+    lse = np.empty(q.shape[:3], dtype=np.float32)
+    cdef ff_attn_view_t vq = ff_attn_contiguous(d.H, d.Tq, d.dk)
+    cdef ff_attn_view_t vk = ff_attn_contiguous(d.H, d.Tk, d.dk)
+    cdef float *po = _f32p(out)
+    cdef float *pl = _f32p(lse)
+    cdef const float *pq = _f32p(q)
+    cdef const float *pk = _f32p(k)
+    cdef const float *pv = _f32p(v)
+    cdef const uint8_t *pm = _u8p(mask) if mask is not None else NULL
+    cdef int rc
+    with nogil:
+        if flash:
+            rc = ff_attention_flash_forward(po, vq, pl, pq, vq, pk, vk, pv, vk, pm, &d)
+        else:
+            rc = ff_attention_materialized_forward(po, vq, pl, pq, vq, pk, vk, pv, vk, pm, &d)
+    if rc != 0:
+        raise MemoryError("attention_forward: could not allocate its workspace")
+    return out, lse
+
+
+def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0,
+                       site=0, *, impl=None):
+    """attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0, site=0, *, impl=None)
+    -> (dq, dk, dv) shaped like q, k, v
+
+    dout, out: (B, h, Tq, dk); lse: (B, h, Tq) from attention_forward with the
+    same mask, causal, dropout and (seed, step, site): P is recomputed from lse
+    and the dropout mask regenerated, never stored."""
+    _attn_check_qkv(q, k, v)
+    check_float32("dout", dout, 4)
+    check_float32("out", out, 4)
+    check_float32("lse", lse, 3)
+    if dout.shape != q.shape:
+        raise ValueError(f"dout must have the shape of q {q.shape}, got {dout.shape}")
+    if out.shape != q.shape:
+        raise ValueError(f"out must have the shape of q {q.shape}, got {out.shape}")
+    if lse.shape != q.shape[:3]:
+        raise ValueError(f"lse must have shape (B, h, Tq) = {q.shape[:3]}, got {lse.shape}")
+    cdef ff_attn_dims_t d
+    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site)
+    cdef bint flash = _attn_use_flash(impl, d.Tk)
+    dq = np.empty(q.shape, dtype=np.float32)
+    dk = np.empty(k.shape, dtype=np.float32)
+    dv = np.empty(v.shape, dtype=np.float32)
+    cdef ff_attn_view_t vq = ff_attn_contiguous(d.H, d.Tq, d.dk)
+    cdef ff_attn_view_t vk = ff_attn_contiguous(d.H, d.Tk, d.dk)
+    cdef float *pdq = _f32p(dq)
+    cdef float *pdk = _f32p(dk)
+    cdef float *pdv = _f32p(dv)
+    cdef const float *pdo = _f32p(dout)
+    cdef const float *pq = _f32p(q)
+    cdef const float *pk = _f32p(k)
+    cdef const float *pv = _f32p(v)
+    cdef const float *po = _f32p(out)
+    cdef const float *pl = _f32p(lse)
+    cdef const uint8_t *pm = _u8p(mask) if mask is not None else NULL
+    cdef int rc
+    with nogil:
+        if flash:
+            rc = ff_attention_flash_backward(pdq, vq, pdk, vk, pdv, vk, pdo, vq, pq, vq, pk, vk, pv, vk, po, vq, pl,
+                                             pm, &d)
+        else:
+            rc = ff_attention_materialized_backward(pdq, vq, pdk, vk, pdv, vk, pdo, vq, pq, vq, pk, vk, pv, vk, po,
+                                                    vq, pl, pm, &d)
+    if rc != 0:
+        raise MemoryError("attention_backward: could not allocate its workspace")
+    return dq, dk, dv
+
+
+cdef ff_attn_view_t _attn_view(str name, object a, tuple shape, bint writeable) except *:
+    """Strides of a (B, h, T, dk) float32 view whose last axis is contiguous."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of float32, got {type(a).__name__}")
+    if a.dtype != _FLOAT32:
+        raise TypeError(f"{name} must have dtype float32, got {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    if writeable and not a.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    if (a.shape[3] > 1 and a.strides[3] != 4) or any(s < 0 or s % 4 for s in a.strides) or not a.flags.aligned:
+        raise ValueError(f"{name} must have a contiguous last axis and non-negative strides, got strides {a.strides}")
+    cdef ff_attn_view_t v
+    v.batch, v.head, v.row = a.strides[0] // 4, a.strides[1] // 4, a.strides[2] // 4
+    return v
+
+
+cdef float *_attn_ptr(object a):
+    return <float *><size_t>a.__array_interface__["data"][0]
+
+
+def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0,
+                             site=0):
+    """Flash forward on strided views (e.g. q, k, v = qkv.reshape(B, T, 3, h, dk)
+    .transpose(2, 0, 3, 1, 4) of a packed projection), writing into out (a view
+    of any layout with a contiguous last axis) and lse ((B, h, Tq), contiguous).
+    Outputs must not overlap the inputs."""
+    if not isinstance(q, np.ndarray) or q.ndim != 4:
+        raise ValueError("q must be a 4-D numpy.ndarray (B, h, Tq, dk)")
+    if not isinstance(k, np.ndarray) or k.ndim != 4:
+        raise ValueError("k must be a 4-D numpy.ndarray (B, h, Tk, dk)")
+    B, H, Tq, dk = q.shape
+    Tk = k.shape[2]
+    cdef ff_attn_view_t vq = _attn_view("q", q, (B, H, Tq, dk), False)
+    cdef ff_attn_view_t vk = _attn_view("k", k, (B, H, Tk, dk), False)
+    cdef ff_attn_view_t vv = _attn_view("v", v, (B, H, Tk, dk), False)
+    cdef ff_attn_view_t vo = _attn_view("out", out, (B, H, Tq, dk), True)
+    check_float32("lse", lse, 3, True)
+    if lse.shape != (B, H, Tq):
+        raise ValueError(f"lse must have shape {(B, H, Tq)}, got {lse.shape}")
+    cdef ff_attn_dims_t d
+    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site)
+    if B * H * Tq * dk == 0:
+        return out, lse
+    cdef float *po = _attn_ptr(out)
+    cdef float *pl = _f32p(lse)
+    cdef const float *pq = _attn_ptr(q)
+    cdef const float *pk = _attn_ptr(k) if Tk else NULL
+    cdef const float *pv = _attn_ptr(v) if Tk else NULL
+    cdef const uint8_t *pm = _u8p(mask) if mask is not None else NULL
+    cdef int rc
+    with nogil:
+        rc = ff_attention_flash_forward(po, vo, pl, pq, vq, pk, vk, pv, vv, pm, &d)
+    if rc != 0:
+        raise MemoryError("attention_forward: could not allocate its workspace")
+    return out, lse
+
+
+def _attention_backward_views(dq, dk, dv, dout, q, k, v, out, lse, key_padding_mask=None, causal=False,
+                              dropout_p=0.0, seed=0, step=0, site=0):
+    """Flash backward on strided views (see _attention_forward_views); dq, dk,
+    dv may be views into one packed (B, T, 3, h, dk) gradient buffer."""
+    if not isinstance(q, np.ndarray) or q.ndim != 4:
+        raise ValueError("q must be a 4-D numpy.ndarray (B, h, Tq, dk)")
+    if not isinstance(k, np.ndarray) or k.ndim != 4:
+        raise ValueError("k must be a 4-D numpy.ndarray (B, h, Tk, dk)")
+    B, H, Tq, dkk = q.shape
+    Tk = k.shape[2]
+    sq_, sk_ = (B, H, Tq, dkk), (B, H, Tk, dkk)
+    cdef ff_attn_view_t vq = _attn_view("q", q, sq_, False)
+    cdef ff_attn_view_t vk = _attn_view("k", k, sk_, False)
+    cdef ff_attn_view_t vv = _attn_view("v", v, sk_, False)
+    cdef ff_attn_view_t vo = _attn_view("out", out, sq_, False)
+    cdef ff_attn_view_t vdo = _attn_view("dout", dout, sq_, False)
+    cdef ff_attn_view_t vdq = _attn_view("dq", dq, sq_, True)
+    cdef ff_attn_view_t vdk = _attn_view("dk", dk, sk_, True)
+    cdef ff_attn_view_t vdv = _attn_view("dv", dv, sk_, True)
+    check_float32("lse", lse, 3)
+    if lse.shape != (B, H, Tq):
+        raise ValueError(f"lse must have shape {(B, H, Tq)}, got {lse.shape}")
+    cdef ff_attn_dims_t d
+    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site)
+    if B * H * dkk == 0 or Tq + Tk == 0:
+        return dq, dk, dv
+    cdef float *pdq = _attn_ptr(dq)
+    cdef float *pdk = _attn_ptr(dk)
+    cdef float *pdv = _attn_ptr(dv)
+    cdef const float *pdo = _attn_ptr(dout)
+    cdef const float *pq = _attn_ptr(q)
+    cdef const float *pk = _attn_ptr(k)
+    cdef const float *pv = _attn_ptr(v)
+    cdef const float *po = _attn_ptr(out)
+    cdef const float *pl = _f32p(lse) if lse.size else NULL
+    cdef const uint8_t *pm = _u8p(mask) if mask is not None else NULL
+    cdef int rc
+    with nogil:
+        rc = ff_attention_flash_backward(pdq, vdq, pdk, vdk, pdv, vdv, pdo, vdo, pq, vq, pk, vk, pv, vv, po, vo, pl,
+                                         pm, &d)
+    if rc != 0:
+        raise MemoryError("attention_backward: could not allocate its workspace")
+    return dq, dk, dv

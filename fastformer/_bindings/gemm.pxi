@@ -1,0 +1,177 @@
+# GEMM (csrc/gemm/) and the measured FMA peak (csrc/runtime/fma_peak*.c).
+
+cdef extern from "gemm/gemm.h" nogil:
+    ctypedef enum ff_activation_t:
+        FF_ACT_NONE
+        FF_ACT_RELU
+        FF_ACT_GELU
+    int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
+                         size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta,
+                         float *C, size_t ldc, size_t stride_c, const float *bias, ff_activation_t act,
+                         size_t batch)
+
+cdef extern from "gemm/gemm_internal.h" nogil:
+    void ff_gemm_set_blocking(size_t mc, size_t kc, size_t nc)
+    void ff_gemm_get_blocking(size_t out[5])
+
+cdef extern from "runtime/fma_peak.h" nogil:
+    double ff_fma_peak(int simd, double seconds, int threads)
+
+import numbers as _numbers
+
+_ACTIVATIONS = {None: FF_ACT_NONE, "none": FF_ACT_NONE, "relu": FF_ACT_RELU, "gelu": FF_ACT_GELU}
+
+
+cdef bint _check_flag(str name, object v) except -1:
+    if not isinstance(v, (bool, np.bool_, int, np.integer)):
+        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+    return bool(v)
+
+
+cdef float _check_scalar(str name, object v) except? -1:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, _numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
+    return <float>float(v)
+
+
+cdef ff_activation_t _check_activation(object activation) except *:
+    if activation is not None and not isinstance(activation, str):
+        raise TypeError(f"activation must be None, 'relu' or 'gelu', got {type(activation).__name__}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be None, 'relu' or 'gelu', got {activation!r}")
+    return _ACTIVATIONS[activation]
+
+
+cdef object _gemm(str fname, object a, object b, bint batched, object trans_a, object trans_b, object alpha,
+                  object beta, object out, object bias, object activation):
+    cdef int nd = 3 if batched else 2
+    check_float32("a", a, nd)
+    check_float32("b", b, nd)
+    cdef bint ta = _check_flag("trans_a", trans_a)
+    cdef bint tb = _check_flag("trans_b", trans_b)
+    cdef float falpha = _check_scalar("alpha", alpha)
+    cdef float fbeta = _check_scalar("beta", beta)
+    cdef ff_activation_t act = _check_activation(activation)
+
+    sa = a.shape[nd - 2:]
+    sb = b.shape[nd - 2:]
+    cdef size_t m = sa[1] if ta else sa[0]
+    cdef size_t k = sa[0] if ta else sa[1]
+    cdef size_t kb = sb[1] if tb else sb[0]
+    cdef size_t n = sb[0] if tb else sb[1]
+    cdef size_t batch = 1
+    if batched:
+        if a.shape[0] != b.shape[0]:
+            raise ValueError(f"a and b must have the same batch size, got a {a.shape} and b {b.shape}")
+        batch = a.shape[0]
+    if k != kb:
+        opa = _op_shape(sa, ta)
+        opb = _op_shape(sb, tb)
+        raise ValueError(f"inner dimensions differ: op(a) is {opa} and op(b) is {opb} "
+                         f"(a {a.shape}, b {b.shape}, trans_a={bool(ta)}, trans_b={bool(tb)})")
+    cdef tuple shape_c = (m, n)
+    if batched:
+        shape_c = (batch, m, n)
+
+    if bias is not None:
+        check_float32("bias", bias, 1)
+        if bias.shape != (n,):
+            raise ValueError(f"bias must have shape ({n},), got {bias.shape}")
+    if out is None:
+        if fbeta != 0.0:
+            raise ValueError(f"beta={beta} needs out= (the C that is accumulated into)")
+        out = np.empty(shape_c, dtype=np.float32)
+    else:
+        check_float32("out", out, nd, writeable=True)
+        if out.shape != shape_c:
+            raise ValueError(f"out must have shape {shape_c}, got {out.shape}")
+        for other, oname in ((a, "a"), (b, "b"), (bias, "bias")):
+            if other is not None and np.may_share_memory(out, other):
+                raise ValueError(f"out must not overlap {oname}")
+    if m == 0 or n == 0 or batch == 0:
+        return out
+
+    cdef const float[::1] av = a.reshape(-1)
+    cdef const float[::1] bv = b.reshape(-1)
+    cdef float[::1] cv = out.reshape(-1)
+    cdef const float[::1] biasv
+    cdef const float *pa = NULL
+    cdef const float *pb = NULL
+    cdef const float *pbias = NULL
+    if k > 0:
+        pa = &av[0]
+        pb = &bv[0]
+    if bias is not None:
+        biasv = bias
+        pbias = &biasv[0]
+    cdef size_t lda = sa[1], ldb = sb[1]
+    cdef size_t stride_a = sa[0] * sa[1], stride_b = sb[0] * sb[1], stride_c = m * n
+    cdef int rc
+    with nogil:
+        rc = ff_sgemm_batched(ta, tb, m, n, k, falpha, pa, lda, stride_a, pb, ldb, stride_b, fbeta,
+                              &cv[0], n, stride_c, pbias, act, batch)
+    if rc != 0:
+        raise MemoryError(f"{fname}: could not allocate GEMM pack buffers")
+    return out
+
+
+def _op_shape(s, t):
+    return (s[1], s[0]) if t else (s[0], s[1])
+
+
+def matmul(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None):
+    """matmul(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None)
+
+    out = act(alpha * op(a) @ op(b) + beta * out + bias) for 2-D float32 arrays,
+    op(x) = x.T when trans_x. op(a) is (m,k), op(b) is (k,n), bias (n,), out (m,n).
+    beta != 0 needs out; beta == 0 never reads out. activation: None, 'relu',
+    'gelu' (exact erf form). Returns out. Bitwise identical for any thread count."""
+    return _gemm("matmul", a, b, False, trans_a, trans_b, alpha, beta, out, bias, activation)
+
+
+def bmm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None):
+    """bmm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None)
+
+    matmul over axis 0 of 3-D float32 arrays: out[i] = act(alpha * op(a[i]) @ op(b[i])
+    + beta * out[i] + bias); a (batch, ...), b (batch, ...), bias (n,), out (batch, m, n).
+    One parallel region over the batch and tiles. Returns out."""
+    return _gemm("bmm", a, b, True, trans_a, trans_b, alpha, beta, out, bias, activation)
+
+
+def fma_peak(simd=None, seconds=0.2, threads=None):
+    """Measured float32 FMA throughput in GFLOP/s of `threads` threads (default: all
+    kernel threads) using the FMA kernel of `simd` ('generic', 'avx2', 'avx512';
+    default: the active level; capped at what the CPU supports)."""
+    cdef int level
+    if simd is None:
+        level = ff_simd_active()
+    else:
+        if not isinstance(simd, str):
+            raise TypeError(f"simd must be a str, got {type(simd).__name__}")
+        level = ff_simd_parse(simd.encode())
+        if level < 0:
+            raise ValueError(f"simd must be one of 'generic', 'avx2', 'avx512', got {simd!r}")
+    cdef double secs = _check_scalar("seconds", seconds)
+    if not secs > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))):
+        raise TypeError(f"threads must be an int, got {type(threads).__name__}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    cdef int nth = ff_get_num_threads() if threads is None else min(int(threads), 1 << 16)
+    cdef double r
+    with nogil:
+        r = ff_fma_peak(level, secs, nth)
+    return r
+
+
+def _gemm_blocking():
+    """{MR, NR, MC, KC, NC} of the active GEMM kernel (for benchmarks)."""
+    cdef size_t v[5]
+    ff_gemm_get_blocking(v)
+    return {"mr": v[0], "nr": v[1], "mc": v[2], "kc": v[3], "nc": v[4]}
+
+
+def _gemm_set_blocking(mc=0, kc=0, nc=0):
+    """Tuning hook: change the active kernel's MC/KC/NC (0 keeps a value)."""
+    ff_gemm_set_blocking(mc, kc, nc)

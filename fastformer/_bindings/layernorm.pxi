@@ -1,0 +1,85 @@
+# LayerNorm with the residual add fused (csrc/nn/layernorm*.c).
+
+cdef extern from "nn/layernorm.h" nogil:
+    void ff_layer_norm_forward(float *y, float *mean, float *rstd, const float *x, const float *r,
+                               const float *weight, const float *bias, size_t rows, size_t d, float eps)
+    int ff_layer_norm_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
+                               const float *r, const float *weight, const float *mean, const float *rstd,
+                               size_t rows, size_t d)
+
+
+cdef void _check_ln_vec(str name, object v, Py_ssize_t d) except *:
+    check_float32(name, v, 1)
+    if v.shape[0] != d:
+        raise ValueError(f"{name} must have shape ({d},) (x's last axis), got {v.shape}")
+
+
+def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None):
+    """layer_norm_forward(x, weight, bias, eps=1e-5, residual=None) -> (y, mean, rstd)
+
+    y = LN(x + residual) over the last axis (biased variance); x, residual (..., d);
+    weight, bias (d,); mean and rstd = 1/sqrt(var + eps) are (...)."""
+    check_float32("x", x)
+    if x.ndim < 1:
+        raise ValueError(f"x must have at least 1 axis, got shape {x.shape}")
+    cdef Py_ssize_t d = x.shape[x.ndim - 1]
+    _check_ln_vec("weight", weight, d)
+    _check_ln_vec("bias", bias, d)
+    cdef float ev = <float>check_real("eps", eps)
+    if residual is not None:
+        check_float32("residual", residual)
+        check_same_shape("residual", residual, "x", x)
+    cdef size_t rows = x.size // d if d else 0
+    y = np.empty(x.shape, dtype=np.float32)
+    mean = np.empty(x.shape[:x.ndim - 1], dtype=np.float32)
+    rstd = np.empty(x.shape[:x.ndim - 1], dtype=np.float32)
+    cdef float *yp = _f32p(y)
+    cdef float *mp = _f32p(mean)
+    cdef float *rp = _f32p(rstd)
+    cdef const float *xp = _f32p(x)
+    cdef const float *resp = _f32p(residual) if residual is not None else NULL
+    cdef const float *wp = _f32p(weight)
+    cdef const float *bp = _f32p(bias)
+    with nogil:
+        ff_layer_norm_forward(yp, mp, rp, xp, resp, wp, bp, rows, d, ev)
+    return y, mean, rstd
+
+
+def layer_norm_backward(dy, x, weight, mean, rstd, residual=None):
+    """layer_norm_backward(dy, x, weight, mean, rstd, residual=None) -> (dx, dweight, dbias)
+
+    dx (like x) is also the residual's gradient. dweight and dbias are summed over
+    rows in fixed chunks combined in a fixed order: the same bits for any thread count."""
+    check_float32("dy", dy)
+    check_float32("x", x)
+    check_same_shape("dy", dy, "x", x)
+    if x.ndim < 1:
+        raise ValueError(f"x must have at least 1 axis, got shape {x.shape}")
+    cdef Py_ssize_t d = x.shape[x.ndim - 1]
+    _check_ln_vec("weight", weight, d)
+    for name, a in (("mean", mean), ("rstd", rstd)):
+        check_float32(name, a)
+        if a.shape != x.shape[:x.ndim - 1]:
+            raise ValueError(f"{name} must have shape {x.shape[:x.ndim - 1]} (x without its last axis), got {a.shape}")
+    if residual is not None:
+        check_float32("residual", residual)
+        check_same_shape("residual", residual, "x", x)
+    cdef size_t rows = x.size // d if d else 0
+    dx = np.empty(x.shape, dtype=np.float32)
+    dweight = np.empty(d, dtype=np.float32)
+    dbias = np.empty(d, dtype=np.float32)
+    cdef float *dxp = _f32p(dx)
+    cdef float *dwp = _f32p(dweight)
+    cdef float *dbp = _f32p(dbias)
+    cdef const float *dyp = _f32p(dy)
+    cdef const float *xp = _f32p(x)
+    cdef const float *resp = _f32p(residual) if residual is not None else NULL
+    cdef const float *wp = _f32p(weight)
+    cdef const float *mp = _f32p(mean)
+    cdef const float *rp = _f32p(rstd)
+    cdef int rc
+    with nogil:
+        rc = ff_layer_norm_backward(dxp, dwp, dbp, dyp, xp, resp, wp, mp, rp, rows, d)
+    if rc != 0:
+        raise MemoryError("layer_norm_backward: out of memory for the partial sums")
+    return dx, dweight, dbias
