@@ -25,7 +25,7 @@ def _cmd_demo(args):
 
 
 def build_parser():
-    from fastformer.commands import generate, train
+    from fastformer.commands import bench, generate, train
 
     parser = _Parser(prog="fastformer", description="Train Transformers on CPUs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -37,6 +37,7 @@ def build_parser():
     p.set_defaults(func=_cmd_demo)
     train.add_parser(sub)
     generate.add_parser(sub)
+    bench.add_parser(sub)
     return parser
 
 
@@ -45,6 +46,13 @@ def main(argv=None):
     from fastformer.commands.common import CLIError
     from fastformer.trainer import NonFiniteLossError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        # Straight to the benchmark registry: argparse's REMAINDER would not
+        # pass a leading option such as `fastformer bench --help` through.
+        from fastformer.commands.bench import forward
+
+        return forward(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

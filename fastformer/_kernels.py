@@ -32,16 +32,17 @@ def kernel(name, dtype):
 
 def flat_buffers(model):
     """(parameters, gradients): the model's two flat 1-D buffers of which every
-    `named_parameters()` entry is a view.
-
-    Both the reference and the compiled model keep them as `_flat` and
-    `_flat_grad`; this is the one place that knows those names.
-    """
-    try:
+    `named_parameters()` entry is a view, from `model.flat_parameters()` (both
+    fastformer models have it; an object with only `_flat` / `_flat_grad`
+    attributes, as models had before, still works)."""
+    flat_parameters = getattr(model, "flat_parameters", None)
+    if callable(flat_parameters):
+        params, grads = flat_parameters()
+    elif hasattr(model, "_flat") and hasattr(model, "_flat_grad"):
         params, grads = model._flat, model._flat_grad
-    except AttributeError:
+    else:
         raise TypeError(f"{type(model).__name__} does not keep its parameters in flat buffers "
-                        f"(_flat, _flat_grad); fastformer optimizers need a fastformer model") from None
+                        f"(no flat_parameters()); fastformer optimizers need a fastformer model")
     if params.ndim != 1 or params.shape != grads.shape or params.dtype != grads.dtype:
         raise TypeError("the model's flat parameter and gradient buffers must be 1-D arrays "
                         "of one shape and dtype")

@@ -28,6 +28,7 @@ import safetensors.numpy
 from fastformer._atomic import atomic_write_bytes, fsync_dir, write_temp
 from fastformer._kernels import model_dtype
 from fastformer._version import __version__
+from fastformer.layout import CONFIG_KEYS
 
 FORMAT = "fastformer-checkpoint"
 FORMAT_VERSION = 1
@@ -36,9 +37,7 @@ _DATA_FILE = re.compile(r"^(model|optimizer)-\d+-[0-9a-f]{16}\.safetensors$")
 _TEMP_PREFIX = ".fastformer-"
 
 # The constructor arguments that define a model's shape and behaviour.
-MODEL_CONFIG_KEYS = ("src_vocab_size", "tgt_vocab_size", "d_model", "nhead", "num_encoder_layers",
-                     "num_decoder_layers", "dim_feedforward", "dropout", "activation", "norm_first",
-                     "layer_norm_eps", "final_norm", "tie_embeddings", "max_len", "seed")
+MODEL_CONFIG_KEYS = CONFIG_KEYS
 
 
 def model_config(model):

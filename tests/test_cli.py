@@ -108,3 +108,16 @@ def test_subprocess_error_has_no_traceback(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_train_uses_the_compiled_model_by_default(capsys, tmp_path):
+    ck = str(tmp_path / "ck")
+    small = [a for a in SMALL if a != "--reference"]
+    code, out, err = run_main(capsys, ["train", "--task", "copy", "--steps", "3", "--checkpoint", ck] + small)
+    assert code == 0, err
+    assert "fastformer.model.transformer.Transformer" in err and "held-out exact match" in out
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("123\n4567\n")
+    code, out, err = run_main(capsys, ["generate", "--checkpoint", ck, "--input", str(inputs)])
+    assert code == 0, err
+    assert len(out.splitlines()) == 2

@@ -42,7 +42,7 @@ void ff_embedding_forward(float *y, const int64_t *ids, const float *weight, con
 }
 
 int ff_embedding_backward(float *dweight, const float *dx, const int64_t *ids, size_t ntok, size_t V, size_t d,
-                          float scale) {
+                          float scale, int accumulate) {
     /* Counting sort of token indices by id, stable: start[v]..start[v+1] lists
      * the tokens of id v in increasing order. */
     size_t *start = ff_scratch(0, (V + 1) * sizeof(size_t));
@@ -67,19 +67,24 @@ int ff_embedding_backward(float *dweight, const float *dx, const int64_t *ids, s
         float *dw = dweight + v * d;
         size_t k0 = start[v], k1 = start[v + 1];
         if (k0 == k1) {
-            memset(dw, 0, d * sizeof(float));
+            if (!accumulate) memset(dw, 0, d * sizeof(float));
             continue;
         }
 #if FF_X86
         if (vec) {
-            for (size_t k = k0; k < k1; k++) ff_embedding_acc_avx512(dw, dx + order[k] * d, d, scale, k == k0);
+            for (size_t k = k0; k < k1; k++)
+                ff_embedding_acc_avx512(dw, dx + order[k] * d, d, scale, !accumulate && k == k0);
             continue;
         }
 #endif
-        const float *g = dx + order[k0] * d;
-        for (size_t j = 0; j < d; j++) dw[j] = 0.0f + g[j] * scale; /* 0 + t: as the reference, -0 becomes +0 */
-        for (size_t k = k0 + 1; k < k1; k++) {
-            g = dx + order[k] * d;
+        size_t k = k0;
+        if (!accumulate) {
+            const float *g = dx + order[k0] * d;
+            for (size_t j = 0; j < d; j++) dw[j] = 0.0f + g[j] * scale; /* 0 + t: as the reference, -0 becomes +0 */
+            k++;
+        }
+        for (; k < k1; k++) {
+            const float *g = dx + order[k] * d;
             for (size_t j = 0; j < d; j++) dw[j] += g[j] * scale;
         }
     }

@@ -16,8 +16,11 @@ void ff_embedding_forward(float *y, const int64_t *ids, const float *weight, con
 
 /* dweight is (V, d), dx is (ntok, d), ids (ntok,) in [0, V):
  * dweight[v] = sum over i with ids[i] == v, in order of i, of dx[i] * scale
- * (rows no token uses are 0). Returns 0, or -1 when out of memory. */
+ * (rows no token uses are 0). With accumulate != 0 the sum is added into
+ * dweight instead (dweight[v] += dx[i] * scale in order of i; unused rows are
+ * left alone): a model accumulates straight into its gradient buffer.
+ * Returns 0, or -1 when out of memory. */
 int ff_embedding_backward(float *dweight, const float *dx, const int64_t *ids, size_t ntok, size_t V, size_t d,
-                          float scale);
+                          float scale, int accumulate);
 
 #endif

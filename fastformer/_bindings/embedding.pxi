@@ -5,7 +5,7 @@ cdef extern from "nn/embedding.h" nogil:
     void ff_embedding_forward(float *y, const int64_t *ids, const float *weight, const float *positions,
                               size_t ntok, size_t T, size_t d, float scale)
     int ff_embedding_backward(float *dweight, const float *dx, const int64_t *ids, size_t ntok, size_t V,
-                              size_t d, float scale)
+                              size_t d, float scale, int accumulate)
 
 
 def embedding_forward(ids, weight, positions, *, out=None):
@@ -42,7 +42,9 @@ def embedding_backward(dx, ids, num_embeddings, *, out=None):
     """embedding_backward(dx, ids, num_embeddings, *, out=None) -> dweight (num_embeddings, d)
 
     The scaled gradient scatter-added by id, each table row summing its tokens in
-    token order: the same bits for any thread count, repeated ids included."""
+    token order: the same bits for any thread count, repeated ids included.
+    With `out` (float32 (num_embeddings, d)) the gradient is added into out, as
+    the reference's: a model accumulates into its gradient buffer directly."""
     check_float32("dx", dx)
     cdef Py_ssize_t V = check_int("num_embeddings", num_embeddings)
     if V < 1:
@@ -52,6 +54,7 @@ def embedding_backward(dx, ids, num_embeddings, *, out=None):
         raise ValueError(f"dx must have shape {ids.shape} + (d,) (ids' shape plus the model width), got {dx.shape}")
     cdef size_t d = dx.shape[dx.ndim - 1]
     dweight = check_out("out", out, (V, <Py_ssize_t>d))
+    cdef int accumulate = out is not None
     cdef size_t ntok = ids.size
     cdef float scale = <float>sqrt(<double>d)
     cdef float *dwp = _f32p(dweight)
@@ -61,7 +64,7 @@ def embedding_backward(dx, ids, num_embeddings, *, out=None):
     if d == 0:
         return dweight
     with nogil:
-        rc = ff_embedding_backward(dwp, dxp, ip, ntok, V, d, scale)
+        rc = ff_embedding_backward(dwp, dxp, ip, ntok, V, d, scale, accumulate)
     if rc != 0:
         raise MemoryError("embedding_backward: out of memory for the id sort")
     return dweight

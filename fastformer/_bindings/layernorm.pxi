@@ -14,11 +14,14 @@ cdef void _check_ln_vec(str name, object v, Py_ssize_t d) except *:
         raise ValueError(f"{name} must have shape ({d},) (x's last axis), got {v.shape}")
 
 
-def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None):
-    """layer_norm_forward(x, weight, bias, eps=1e-5, residual=None) -> (y, mean, rstd)
+def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None, *, out=None, out_mean=None, out_rstd=None):
+    """layer_norm_forward(x, weight, bias, eps=1e-5, residual=None, *, out=None, out_mean=None, out_rstd=None)
+    -> (y, mean, rstd)
 
     y = LN(x + residual) over the last axis (biased variance); x, residual (..., d);
-    weight, bias (d,); mean and rstd = 1/sqrt(var + eps) are (...)."""
+    weight, bias (d,); mean and rstd = 1/sqrt(var + eps) are (...). out, out_mean,
+    out_rstd: float32 arrays of those shapes to write into (none may overlap x or
+    residual), so a model reuses its workspace instead of allocating."""
     check_float32("x", x)
     if x.ndim < 1:
         raise ValueError(f"x must have at least 1 axis, got shape {x.shape}")
@@ -30,9 +33,9 @@ def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None):
         check_float32("residual", residual)
         check_same_shape("residual", residual, "x", x)
     cdef size_t rows = x.size // d if d else 0
-    y = np.empty(x.shape, dtype=np.float32)
-    mean = np.empty(x.shape[:x.ndim - 1], dtype=np.float32)
-    rstd = np.empty(x.shape[:x.ndim - 1], dtype=np.float32)
+    y = check_out("out", out, x.shape)
+    mean = check_out("out_mean", out_mean, x.shape[:x.ndim - 1])
+    rstd = check_out("out_rstd", out_rstd, x.shape[:x.ndim - 1])
     cdef float *yp = _f32p(y)
     cdef float *mp = _f32p(mean)
     cdef float *rp = _f32p(rstd)
@@ -45,10 +48,11 @@ def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None):
     return y, mean, rstd
 
 
-def layer_norm_backward(dy, x, weight, mean, rstd, residual=None):
-    """layer_norm_backward(dy, x, weight, mean, rstd, residual=None) -> (dx, dweight, dbias)
+def layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None):
+    """layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None) -> (dx, dweight, dbias)
 
-    dx (like x) is also the residual's gradient. dweight and dbias are summed over
+    dx (like x; written into `out` when given, which must not overlap the inputs)
+    is also the residual's gradient. dweight and dbias are summed over
     rows in fixed chunks combined in a fixed order: the same bits for any thread count."""
     check_float32("dy", dy)
     check_float32("x", x)
@@ -65,7 +69,7 @@ def layer_norm_backward(dy, x, weight, mean, rstd, residual=None):
         check_float32("residual", residual)
         check_same_shape("residual", residual, "x", x)
     cdef size_t rows = x.size // d if d else 0
-    dx = np.empty(x.shape, dtype=np.float32)
+    dx = check_out("out", out, x.shape)
     dweight = np.empty(d, dtype=np.float32)
     dbias = np.empty(d, dtype=np.float32)
     cdef float *dxp = _f32p(dx)

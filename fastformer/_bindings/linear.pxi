@@ -105,9 +105,9 @@ def linear_backward(dy, x, weight, need_dx=True):
     return dx, dweight, dbias
 
 
-cdef object _act_forward(object x, ff_activation_t act):
+cdef object _act_forward(object x, ff_activation_t act, object out):
     check_float32("x", x)
-    y = np.empty(x.shape, dtype=np.float32)
+    y = check_out("out", out, x.shape)
     cdef size_t n = x.size
     cdef float *py = _f32p(y)
     cdef const float *px = _f32p(x)
@@ -116,11 +116,11 @@ cdef object _act_forward(object x, ff_activation_t act):
     return y
 
 
-cdef object _act_backward(object dy, object x, ff_activation_t act):
+cdef object _act_backward(object dy, object x, ff_activation_t act, object out):
     check_float32("dy", dy)
     check_float32("x", x)
     check_same_shape("dy", dy, "x", x)
-    dx = np.empty(x.shape, dtype=np.float32)
+    dx = check_out("out", out, x.shape)
     cdef size_t n = x.size
     cdef float *pdx = _f32p(dx)
     cdef const float *pdy = _f32p(dy)
@@ -130,24 +130,28 @@ cdef object _act_backward(object dy, object x, ff_activation_t act):
     return dx
 
 
-def relu_forward(x):
-    """relu_forward(x) -> max(x, 0), elementwise."""
-    return _act_forward(x, FF_ACT_RELU)
+def relu_forward(x, *, out=None):
+    """relu_forward(x, *, out=None) -> max(x, 0), elementwise.
+    out: a float32 array of the result's shape to write into; may be the input."""
+    return _act_forward(x, FF_ACT_RELU, out)
 
 
-def relu_backward(dy, x):
-    """relu_backward(dy, x) -> dy where x > 0 else 0."""
-    return _act_backward(dy, x, FF_ACT_RELU)
+def relu_backward(dy, x, *, out=None):
+    """relu_backward(dy, x, *, out=None) -> dy where x > 0 else 0.
+    out: a float32 array of the result's shape to write into; may be the input."""
+    return _act_backward(dy, x, FF_ACT_RELU, out)
 
 
-def gelu_forward(x):
-    """gelu_forward(x) -> 0.5 x (1 + erf(x / sqrt 2)), the exact GELU."""
-    return _act_forward(x, FF_ACT_GELU)
+def gelu_forward(x, *, out=None):
+    """gelu_forward(x, *, out=None) -> 0.5 x (1 + erf(x / sqrt 2)), the exact GELU.
+    out: a float32 array of the result's shape to write into; may be the input."""
+    return _act_forward(x, FF_ACT_GELU, out)
 
 
-def gelu_backward(dy, x):
-    """gelu_backward(dy, x) -> dy * (Phi(x) + x phi(x))."""
-    return _act_backward(dy, x, FF_ACT_GELU)
+def gelu_backward(dy, x, *, out=None):
+    """gelu_backward(dy, x, *, out=None) -> dy * (Phi(x) + x phi(x)).
+    out: a float32 array of the result's shape to write into; may be the input."""
+    return _act_backward(dy, x, FF_ACT_GELU, out)
 
 
 cdef tuple _ffn_check(object x, object w1, object w2):

@@ -9,7 +9,6 @@ One-thread comparison: OPENBLAS_NUM_THREADS=1 python -m fastformer.bench gemm --
 """
 import json
 import math
-import os
 import platform
 import time
 
@@ -17,6 +16,7 @@ import numpy as np
 
 import fastformer
 from fastformer import ops
+from fastformer.bench.common import blas_info, measured_peak
 
 # (set, name, batch, m, n, k, trans_a, trans_b); batch None = one 2-D product.
 # Transformer shapes: d_model=512, d_ff=2048, B*S=4096; weights stored (out, in).
@@ -51,26 +51,6 @@ def add_arguments(p):
                         "worker threads have gone to sleep (default 0.25)")
     p.add_argument("--sets", default="square,transformer,per-head",
                    help="comma-separated shape sets (default: square,transformer,per-head)")
-
-
-def _blas_info():
-    """numpy's BLAS, from numpy.show_config (and threadpoolctl if installed)."""
-    info = {"numpy": np.__version__, "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
-            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}
-    try:
-        cfg = np.show_config(mode="dicts")
-        blas = cfg.get("Build Dependencies", {}).get("blas", {})
-        info["blas"] = {k: blas.get(k) for k in ("name", "version", "openblas configuration") if blas.get(k)}
-    except Exception as e:  # older numpy: no mode="dicts"
-        info["blas"] = f"unavailable ({e.__class__.__name__})"
-    try:
-        import threadpoolctl
-
-        info["threadpools"] = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
-                               for p in threadpoolctl.threadpool_info()]
-    except ImportError:
-        pass
-    return info
 
 
 def _sample(fn, inner):
@@ -129,11 +109,9 @@ def run(args):
     simd = fastformer.get_simd()
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     blocking = fastformer._C._gemm_blocking()
-    # Best of several short runs: a peak is what the cores can do, and one long
-    # run would be pulled down by anything else that wakes up meanwhile.
-    peak = max(ops.fma_peak(simd, 0.1, threads) for _ in range(5))
-    peak1 = max(ops.fma_peak(simd, 0.1, 1) for _ in range(5))
-    header = {"fastformer": fastformer.build_info(), "numpy": _blas_info(), "platform": platform.processor()
+    peak = measured_peak(simd, threads)
+    peak1 = measured_peak(simd, 1)
+    header = {"fastformer": fastformer.build_info(), "numpy": blas_info(), "platform": platform.processor()
               or platform.machine(), "gemm_blocking": blocking, "fma_peak_gflops": peak,
               "fma_peak_1thread_gflops": peak1, "threads": threads, "simd": simd, "repeat": args.repeat,
               "pause_s": args.pause}

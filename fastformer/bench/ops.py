@@ -21,27 +21,11 @@ import numpy as np
 import fastformer as ff
 from fastformer import ops
 from fastformer import reference as ref
+from fastformer.bench.common import keep_freed_memory
 from fastformer.reference import optim as ref_optim
 
 B, S, D, H, V = 16, 256, 512, 8, 8000
 N_PARAMS = 50_000_000
-
-
-def keep_freed_memory():
-    """Ask glibc to keep freed memory instead of returning it to the OS, as a
-    caching allocator does: otherwise every large temporary of either side is
-    page-faulted afresh (a few microseconds per 4 KiB page), and the timings
-    measure the allocator's trimming heuristics instead of the kernels.
-    Applies to both sides alike; returns whether it took effect."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = libc.mallopt(m_mmap_threshold, 1 << 30) == 1
-        return ok and libc.mallopt(m_trim_threshold, 1 << 62) == 1
-    except (OSError, AttributeError):
-        return False
 
 
 def _case(name, direction, shape, compiled, twin, nbytes, reset=None, reps=None):

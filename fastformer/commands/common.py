@@ -54,11 +54,8 @@ def unit_float(text):
 
 def model_class(use_reference):
     """The Transformer class to run: the compiled `fastformer.Transformer`
-    when it is built and `use_reference` is false, else the NumPy reference."""
-    compiled = getattr(fastformer, "Transformer", None)
-    if use_reference or compiled is None:
-        return fastformer.reference.Transformer
-    return compiled
+    (the default), or the NumPy reference when `use_reference`."""
+    return fastformer.reference.Transformer if use_reference else fastformer.Transformer
 
 
 def set_threads(threads):

@@ -116,14 +116,22 @@ def erfc(x):
     return out
 
 
-def relu_forward(x):
-    """y = max(x, 0), elementwise. x: any shape."""
-    return np.maximum(x, 0)
+def into_out(out, value):
+    """`value`, or `out` with value copied into it (the `out=` of the compiled twins)."""
+    if out is None:
+        return value
+    out[...] = value
+    return out
 
 
-def relu_backward(dy, x):
+def relu_forward(x, *, out=None):
+    """y = max(x, 0), elementwise. x: any shape; out: like x (may be x) or None."""
+    return into_out(out, np.maximum(x, 0))
+
+
+def relu_backward(dy, x, *, out=None):
     """dx = dy where x > 0 else 0 (derivative 0 at 0, as PyTorch). dy, x: same shape."""
-    return np.where(x > 0, dy, 0)
+    return into_out(out, np.where(x > 0, dy, 0))
 
 
 def _normal_cdf(x):
@@ -132,16 +140,16 @@ def _normal_cdf(x):
     return 0.5 * erfc(x * -_INV_SQRT_2)
 
 
-def gelu_forward(x):
+def gelu_forward(x, *, out=None):
     """y = 0.5 x (1 + erf(x / sqrt(2))) = x Phi(x), elementwise (the exact GELU)."""
-    return x * _normal_cdf(x)
+    return into_out(out, x * _normal_cdf(x))
 
 
-def gelu_backward(dy, x):
+def gelu_backward(dy, x, *, out=None):
     """dx = dy * (Phi(x) + x phi(x)), Phi and phi the standard normal cdf and pdf."""
     cdf = _normal_cdf(x)
     pdf = np.exp(-0.5 * x * x) * _INV_SQRT_2PI
-    return dy * (cdf + x * pdf)
+    return into_out(out, dy * (cdf + x * pdf))
 
 
 _FORWARD = {"relu": relu_forward, "gelu": gelu_forward}

@@ -2,10 +2,14 @@
 y = LN(x + residual), biased variance."""
 import numpy as np
 
+from fastformer.reference.activations import into_out
 
-def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None):
+
+def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None, *, out=None, out_mean=None,
+                       out_rstd=None):
     """x: (..., d), weight, bias: (d,), residual: like x or None ->
-    (y like x, mean (...), rstd (...)), rstd = 1 / sqrt(var + eps)."""
+    (y like x, mean (...), rstd (...)), rstd = 1 / sqrt(var + eps).
+    out, out_mean, out_rstd: arrays to write the results into, or None."""
     z = x if residual is None else x + residual
     mean = z.mean(axis=-1)
     zc = z - mean[..., None]
@@ -14,13 +18,13 @@ def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None):
     zc *= rstd[..., None]
     zc *= weight
     zc += bias
-    return zc, mean, rstd
+    return into_out(out, zc), into_out(out_mean, mean), into_out(out_rstd, rstd)
 
 
-def layer_norm_backward(dy, x, weight, mean, rstd, residual=None):
+def layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None):
     """dy, x: (..., d), weight: (d,), mean, rstd: (...) from the forward,
     residual like x or None -> (dx like x, dweight (d,), dbias (d,)).
-    dx is also the gradient of residual (the add is fused)."""
+    dx is also the gradient of residual (the add is fused); written into `out` if given."""
     z = x if residual is None else x + residual
     xhat = (z - mean[..., None]) * rstd[..., None]
     d = x.shape[-1]
@@ -34,4 +38,4 @@ def layer_norm_backward(dy, x, weight, mean, rstd, residual=None):
     g -= g_mean
     g -= xhat * gx_mean
     g *= rstd[..., None]
-    return g, dweight, dbias
+    return into_out(out, g), dweight, dbias

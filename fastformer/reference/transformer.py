@@ -6,13 +6,12 @@ Dropout masks are counter-based (see `fastformer.reference.dropout`): key =
 the model's seed, step = `rng_step` of the forward that drew them, site =
 `dropout_site(part, layer, slot)`; backward regenerates them.
 """
-from collections import namedtuple
-from collections.abc import Mapping
 from functools import partial
 
 import numpy as np
 
-from fastformer.reference.activations import check_activation
+from fastformer.decoding import generate_uncached
+from fastformer.layout import LoadResult, Parameter, TransformerBase  # noqa: F401  (re-exported)
 from fastformer.reference.attention import mha_backward, mha_forward
 from fastformer.reference.dropout import (
     PART_DECODER, PART_EMBEDDING, PART_ENCODER, SLOT_CROSS_ATTN_OUT, SLOT_CROSS_ATTN_PROBS,
@@ -23,65 +22,15 @@ from fastformer.reference.ffn import ffn_backward, ffn_forward
 from fastformer.reference.layernorm import layer_norm_backward, layer_norm_forward
 from fastformer.reference.linear import linear_backward, linear_forward
 
-LoadResult = namedtuple("LoadResult", "missing_keys unexpected_keys")
 
-
-class Parameter:
-    """One named tensor: `data` and `grad` are views into the model's flat buffers."""
-
-    __slots__ = ("data", "grad")
-
-    def __init__(self, data, grad):
-        self.data = data
-        self.grad = grad
-
-    @property
-    def shape(self):
-        return self.data.shape
-
-    def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_ids(name, ids, vocab_size, max_len):
-    """Token ids: a 2-D integer array with entries in [0, vocab_size), at most max_len long."""
-    ids = np.asarray(ids)
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise TypeError(f"{name} must be an integer array of token ids, got dtype {ids.dtype}")
-    if ids.ndim != 2 or ids.shape[1] == 0:
-        raise ValueError(f"{name} must have shape (B, L) with L >= 1, got {ids.shape}")
-    if ids.shape[1] > max_len:
-        raise ValueError(f"{name} has length {ids.shape[1]}, more than max_len={max_len}")
-    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise ValueError(f"{name} must hold token ids in [0, {vocab_size}), "
-                         f"got values in [{ids.min()}, {ids.max()}]")
-    return ids
-
-
-def _check_mask(name, mask, shape):
-    """A padding mask: None, or a bool array of `shape` (True = padding)."""
-    if mask is None:
-        return None
-    mask = np.asarray(mask)
-    if mask.dtype != np.bool_:
-        raise TypeError(f"{name} must be a bool array (True = padding), got dtype {mask.dtype}")
-    if mask.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {mask.shape}")
-    return mask
-
-
-class Transformer:
+class Transformer(TransformerBase):
     """Encoder-decoder Transformer, the NumPy reference of `fastformer.Transformer`.
 
     Same constructor and methods as the compiled model, plus `dtype`
     (np.float32 or np.float64). Initialisation as torch.nn.Transformer:
     xavier-uniform matrices, zero biases, LayerNorm ones/zeros; embeddings
-    normal(0, d_model**-0.5); drawn in SPEC order from default_rng(seed).
+    normal(0, d_model**-0.5); drawn in SPEC order from default_rng(seed)
+    (the layout and its initialisation live in `fastformer.layout`).
     """
 
     def __init__(self, src_vocab_size, tgt_vocab_size, d_model=512, nhead=8,
@@ -89,158 +38,18 @@ class Transformer:
                  dropout=0.1, activation="relu", norm_first=False, layer_norm_eps=1e-5,
                  final_norm=True, tie_embeddings=False, max_len=1024, seed=0,
                  dtype=np.float32):
-        for name, value in [("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size),
-                            ("d_model", d_model), ("nhead", nhead),
-                            ("dim_feedforward", dim_feedforward), ("max_len", max_len)]:
-            _check_positive_int(name, value)
-        for name, value in [("num_encoder_layers", num_encoder_layers),
-                            ("num_decoder_layers", num_decoder_layers)]:
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if d_model % nhead:
-            raise ValueError(f"nhead={nhead} must divide d_model={d_model}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        check_activation(activation)
-        if not layer_norm_eps > 0:
-            raise ValueError(f"layer_norm_eps must be positive, got {layer_norm_eps!r}")
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        self.src_vocab_size, self.tgt_vocab_size = int(src_vocab_size), int(tgt_vocab_size)
-        self.d_model, self.nhead, self.dim_feedforward = int(d_model), int(nhead), int(dim_feedforward)
-        self.num_encoder_layers, self.num_decoder_layers = int(num_encoder_layers), int(num_decoder_layers)
-        self.dropout, self.activation, self.norm_first = float(dropout), activation, bool(norm_first)
-        self.layer_norm_eps, self.final_norm = float(layer_norm_eps), bool(final_norm)
-        self.tie_embeddings, self.max_len, self.seed = bool(tie_embeddings), int(max_len), int(seed)
-        self.dtype = dtype
-        self.training = True
-        self.rng_step = 0  # training-mode forwards so far: the `step` of the dropout masks
+        super().__init__(src_vocab_size, tgt_vocab_size, d_model, nhead, num_encoder_layers,
+                         num_decoder_layers, dim_feedforward, dropout, activation, norm_first,
+                         layer_norm_eps, final_norm, tie_embeddings, max_len, seed, dtype)
         self._cache = None
+        self.positions = sinusoidal_positions(self.max_len, self.d_model, self.dtype)
 
-        specs = self._parameter_specs()
-        total = sum(int(np.prod(shape)) for _, shape, _ in specs)
-        self._flat = np.empty(total, dtype=dtype)
-        self._flat_grad = np.zeros(total, dtype=dtype)
-        self._params = {}
-        offset = 0
-        for name, shape, _ in specs:
-            n = int(np.prod(shape))
-            self._params[name] = Parameter(self._flat[offset:offset + n].reshape(shape),
-                                           self._flat_grad[offset:offset + n].reshape(shape))
-            offset += n
-        rng = np.random.default_rng(self.seed)
-        for name, shape, init in specs:
-            self._params[name].data[...] = self._initial_value(rng, shape, init)
-        self.positions = sinusoidal_positions(self.max_len, self.d_model, dtype)
-
-    # ----- parameters -------------------------------------------------------------
-
-    def _parameter_specs(self):
-        """[(name, shape, init)] in SPEC section 2 order."""
-        d, f = self.d_model, self.dim_feedforward
-
-        def attn(prefix):
-            return [(f"{prefix}.in_proj_weight", (3 * d, d), "xavier"),
-                    (f"{prefix}.in_proj_bias", (3 * d,), "zeros"),
-                    (f"{prefix}.out_proj.weight", (d, d), "xavier"),
-                    (f"{prefix}.out_proj.bias", (d,), "zeros")]
-
-        def ffn_and_norms(prefix, norms):
-            specs = [(f"{prefix}.linear1.weight", (f, d), "xavier"),
-                     (f"{prefix}.linear1.bias", (f,), "zeros"),
-                     (f"{prefix}.linear2.weight", (d, f), "xavier"),
-                     (f"{prefix}.linear2.bias", (d,), "zeros")]
-            for norm in norms:
-                specs += norm_of(f"{prefix}.{norm}")
-            return specs
-
-        def norm_of(prefix):
-            return [(f"{prefix}.weight", (d,), "ones"), (f"{prefix}.bias", (d,), "zeros")]
-
-        specs = []
-        for i in range(self.num_encoder_layers):
-            p = f"encoder.layers.{i}"
-            specs += attn(f"{p}.self_attn") + ffn_and_norms(p, ("norm1", "norm2"))
-        if self.final_norm:
-            specs += norm_of("encoder.norm")
-        for i in range(self.num_decoder_layers):
-            p = f"decoder.layers.{i}"
-            specs += (attn(f"{p}.self_attn") + attn(f"{p}.multihead_attn")
-                      + ffn_and_norms(p, ("norm1", "norm2", "norm3")))
-        if self.final_norm:
-            specs += norm_of("decoder.norm")
-        specs += [("src_embedding.weight", (self.src_vocab_size, d), "normal"),
-                  ("tgt_embedding.weight", (self.tgt_vocab_size, d), "normal")]
-        if not self.tie_embeddings:
-            specs.append(("generator.weight", (self.tgt_vocab_size, d), "xavier"))
-        specs.append(("generator.bias", (self.tgt_vocab_size,), "zeros"))
-        return specs
-
-    def _initial_value(self, rng, shape, init):
-        if init == "xavier":  # fan_out = shape[0], fan_in = shape[1], as torch
-            bound = np.sqrt(6.0 / (shape[0] + shape[1]))
-            return rng.uniform(-bound, bound, size=shape)
-        if init == "normal":
-            return rng.normal(0.0, self.d_model ** -0.5, size=shape)
-        return np.ones(shape) if init == "ones" else np.zeros(shape)
-
-    def named_parameters(self):
-        """Yield (name, Parameter) in SPEC section 2 order."""
-        yield from self._params.items()
-
-    def parameters(self):
-        """Yield every Parameter in SPEC section 2 order."""
-        yield from self._params.values()
-
-    def zero_grad(self):
-        """Set every gradient to 0 (one fill of the flat gradient buffer)."""
-        self._flat_grad.fill(0)
-
-    def state_dict(self):
-        """{name: copy of the parameter}, SPEC names and order."""
-        return {name: p.data.copy() for name, p in self._params.items()}
-
-    def load_state_dict(self, state_dict, strict=True):
-        """Copy `state_dict` (name -> array) into the parameters.
-
-        Everything is checked before anything is copied: a missing or unexpected
-        name (when strict), a non-numeric value (TypeError), a shape mismatch or
-        a non-finite value (ValueError). Returns (missing_keys, unexpected_keys).
-        """
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict must be a mapping of name -> array, "
-                            f"got {type(state_dict).__name__}")
-        missing = [n for n in self._params if n not in state_dict]
-        unexpected = [n for n in state_dict if n not in self._params]
-        if strict and (missing or unexpected):
-            raise ValueError(f"state_dict does not match the model: missing {missing}, "
-                             f"unexpected {unexpected}")
-        values = {}
-        for name in self._params:
-            if name not in state_dict:
-                continue
-            value = np.asarray(state_dict[name])
-            if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
-                raise TypeError(f"state_dict[{name!r}] must be a numeric array, got dtype {value.dtype}")
-            if value.shape != self._params[name].shape:
-                raise ValueError(f"state_dict[{name!r}] must have shape {self._params[name].shape}, "
-                                 f"got {value.shape}")
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"state_dict[{name!r}] holds non-finite values (NaN or inf)")
-            values[name] = value
-        for name, value in values.items():
-            self._params[name].data[...] = value
-        return LoadResult(missing, unexpected)
-
-    def train(self, mode=True):
-        """Training mode (dropout on); returns self."""
-        self.training = bool(mode)
-        return self
-
-    def eval(self):
-        """Evaluation mode (no dropout); returns self."""
-        return self.train(False)
+    def generate(self, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None):
+        """Greedy (beam_size=1) or beam-search decoding, without a cache: each
+        step re-runs forward on the growing prefix (see fastformer.decoding).
+        src: (B, S) ids -> (B, L) int64 generated tokens, bos excluded, L <=
+        max_len; after a row's eos_id every position holds eos_id."""
+        return generate_uncached(self, src, max_len, bos_id, eos_id, beam_size, src_key_padding_mask)
 
     # ----- building blocks --------------------------------------------------------
 
@@ -388,13 +197,8 @@ class Transformer:
 
         In training mode dropout uses step = rng_step, which then advances by 1.
         """
-        src = _check_ids("src", src, self.src_vocab_size, self.max_len)
-        tgt_in = _check_ids("tgt_in", tgt_in, self.tgt_vocab_size, self.max_len)
-        if src.shape[0] != tgt_in.shape[0]:
-            raise ValueError(f"src and tgt_in must have one batch size, got {src.shape[0]} "
-                             f"and {tgt_in.shape[0]}")
-        src_mask = _check_mask("src_key_padding_mask", src_key_padding_mask, src.shape)
-        tgt_mask = _check_mask("tgt_key_padding_mask", tgt_key_padding_mask, tgt_in.shape)
+        src, tgt_in, src_mask, tgt_mask = self._check_inputs(src, tgt_in, src_key_padding_mask,
+                                                              tgt_key_padding_mask)
         self._cache = c = dict(training=self.training, step=self.rng_step, src=src, tgt_in=tgt_in)
         if self.training:
             self.rng_step += 1
@@ -425,10 +229,6 @@ class Transformer:
         c["logits_shape"] = logits.shape
         return logits
 
-    @property
-    def _generator_weight(self):
-        return "tgt_embedding.weight" if self.tie_embeddings else "generator.weight"
-
     def backward(self, dlogits):
         """dlogits: (B, T, tgt_vocab_size), the gradient of the loss w.r.t. the
         last forward's logits. Accumulates into every parameter's `grad`
@@ -436,13 +236,7 @@ class Transformer:
         c = self._cache
         if c is None:
             raise RuntimeError("backward needs a forward first (each forward allows one backward)")
-        dlogits = np.asarray(dlogits)
-        if not np.issubdtype(dlogits.dtype, np.floating):
-            raise TypeError(f"dlogits must be a float array, got dtype {dlogits.dtype}")
-        if dlogits.shape != c["logits_shape"]:
-            raise ValueError(f"dlogits must have the logits' shape {c['logits_shape']}, "
-                             f"got {dlogits.shape}")
-        dlogits = dlogits.astype(self.dtype, copy=False)
+        dlogits = self._check_dlogits(dlogits, c["logits_shape"]).astype(self.dtype, copy=False)
 
         dout, dwg, dbg = linear_backward(dlogits, c["out"], self._w(self._generator_weight))
         self._accumulate([self._generator_weight, "generator.bias"], [dwg, dbg])

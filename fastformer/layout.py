@@ -1,0 +1,291 @@
+"""What the NumPy reference and the compiled Transformer share: the
+constructor's checks, the parameter layout of SPEC section 2 and its
+initialisation, the flat buffers, state dicts, and the input checks.
+
+Pure Python and NumPy: `fastformer.reference` imports it, so it must not
+import the compiled core.
+"""
+from collections import namedtuple
+from collections.abc import Mapping
+
+import numpy as np
+
+LoadResult = namedtuple("LoadResult", "missing_keys unexpected_keys")
+
+# The constructor arguments that define a model, in signature order: what
+# `config()` returns and what a checkpoint's manifest records.
+CONFIG_KEYS = ("src_vocab_size", "tgt_vocab_size", "d_model", "nhead", "num_encoder_layers",
+               "num_decoder_layers", "dim_feedforward", "dropout", "activation", "norm_first",
+               "layer_norm_eps", "final_norm", "tie_embeddings", "max_len", "seed")
+
+ACTIVATIONS = ("relu", "gelu")
+
+
+class Parameter:
+    """One named tensor: `data` and `grad` are views into the model's flat buffers."""
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data, grad):
+        self.data = data
+        self.grad = grad
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+# ----- argument checks ---------------------------------------------------------------
+
+def check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_ids(name, ids, vocab_size, max_len):
+    """Token ids: a 2-D integer array with entries in [0, vocab_size), at most max_len long."""
+    ids = np.asarray(ids)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"{name} must be an integer array of token ids, got dtype {ids.dtype}")
+    if ids.ndim != 2 or ids.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (B, L) with L >= 1, got {ids.shape}")
+    if ids.shape[1] > max_len:
+        raise ValueError(f"{name} has length {ids.shape[1]}, more than max_len={max_len}")
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"{name} must hold token ids in [0, {vocab_size}), "
+                         f"got values in [{ids.min()}, {ids.max()}]")
+    return ids
+
+
+def check_mask(name, mask, shape):
+    """A padding mask: None, or a bool array of `shape` (True = padding)."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"{name} must be a bool array (True = padding), got dtype {mask.dtype}")
+    if mask.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {mask.shape}")
+    return mask
+
+
+def check_config(config):
+    """Raise ValueError for a bad constructor argument (naming it)."""
+    for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "nhead", "dim_feedforward", "max_len"):
+        check_positive_int(name, config[name])
+    for name in ("num_encoder_layers", "num_decoder_layers"):
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if config["d_model"] % config["nhead"]:
+        raise ValueError(f"nhead={config['nhead']} must divide d_model={config['d_model']}")
+    if not 0.0 <= config["dropout"] < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {config['dropout']!r}")
+    if config["activation"] not in ACTIVATIONS:
+        raise ValueError(f"activation must be 'relu' or 'gelu', got {config['activation']!r}")
+    if not config["layer_norm_eps"] > 0:
+        raise ValueError(f"layer_norm_eps must be positive, got {config['layer_norm_eps']!r}")
+
+
+# ----- the layout ---------------------------------------------------------------------
+
+def parameter_specs(d_model, dim_feedforward, num_encoder_layers, num_decoder_layers,
+                    src_vocab_size, tgt_vocab_size, final_norm=True, tie_embeddings=False):
+    """[(name, shape, init)] in SPEC section 2 order; init is 'xavier',
+    'zeros', 'ones' or 'normal' (embeddings)."""
+    d, f = d_model, dim_feedforward
+
+    def norm(prefix):
+        return [(f"{prefix}.weight", (d,), "ones"), (f"{prefix}.bias", (d,), "zeros")]
+
+    def attn(prefix):
+        return [(f"{prefix}.in_proj_weight", (3 * d, d), "xavier"),
+                (f"{prefix}.in_proj_bias", (3 * d,), "zeros"),
+                (f"{prefix}.out_proj.weight", (d, d), "xavier"),
+                (f"{prefix}.out_proj.bias", (d,), "zeros")]
+
+    def ffn_and_norms(prefix, norms):
+        specs = [(f"{prefix}.linear1.weight", (f, d), "xavier"), (f"{prefix}.linear1.bias", (f,), "zeros"),
+                 (f"{prefix}.linear2.weight", (d, f), "xavier"), (f"{prefix}.linear2.bias", (d,), "zeros")]
+        for n in norms:
+            specs += norm(f"{prefix}.{n}")
+        return specs
+
+    specs = []
+    for i in range(num_encoder_layers):
+        p = f"encoder.layers.{i}"
+        specs += attn(f"{p}.self_attn") + ffn_and_norms(p, ("norm1", "norm2"))
+    if final_norm:
+        specs += norm("encoder.norm")
+    for i in range(num_decoder_layers):
+        p = f"decoder.layers.{i}"
+        specs += attn(f"{p}.self_attn") + attn(f"{p}.multihead_attn") + ffn_and_norms(p, ("norm1", "norm2", "norm3"))
+    if final_norm:
+        specs += norm("decoder.norm")
+    specs += [("src_embedding.weight", (src_vocab_size, d), "normal"),
+              ("tgt_embedding.weight", (tgt_vocab_size, d), "normal")]
+    if not tie_embeddings:
+        specs.append(("generator.weight", (tgt_vocab_size, d), "xavier"))
+    specs.append(("generator.bias", (tgt_vocab_size,), "zeros"))
+    return specs
+
+
+def initial_value(rng, shape, init, d_model):
+    """A float64 array of `shape` drawn from `rng` as torch.nn.Transformer
+    initialises it: xavier-uniform (fan_out = shape[0], fan_in = shape[1]),
+    normal(0, d_model**-0.5) for embeddings, ones or zeros."""
+    if init == "xavier":
+        bound = np.sqrt(6.0 / (shape[0] + shape[1]))
+        return rng.uniform(-bound, bound, size=shape)
+    if init == "normal":
+        return rng.normal(0.0, d_model ** -0.5, size=shape)
+    return np.ones(shape) if init == "ones" else np.zeros(shape)
+
+
+class TransformerBase:
+    """Constructor, parameters and state of an encoder-decoder Transformer.
+
+    Parameters and gradients are views into two flat buffers (`_flat`,
+    `_flat_grad`) in SPEC section 2 order, so zero_grad is one fill and an
+    optimizer one flat loop. Initialisation: drawn in SPEC order from
+    numpy.random.default_rng(seed), see `initial_value`. Subclasses add
+    forward, backward and generate.
+    """
+
+    def __init__(self, src_vocab_size, tgt_vocab_size, d_model=512, nhead=8,
+                 num_encoder_layers=6, num_decoder_layers=6, dim_feedforward=2048,
+                 dropout=0.1, activation="relu", norm_first=False, layer_norm_eps=1e-5,
+                 final_norm=True, tie_embeddings=False, max_len=1024, seed=0, dtype=np.float32):
+        config = dict(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, d_model=d_model,
+                      nhead=nhead, num_encoder_layers=num_encoder_layers,
+                      num_decoder_layers=num_decoder_layers, dim_feedforward=dim_feedforward,
+                      dropout=dropout, activation=activation, norm_first=norm_first,
+                      layer_norm_eps=layer_norm_eps, final_norm=final_norm,
+                      tie_embeddings=tie_embeddings, max_len=max_len, seed=seed)
+        check_config(config)
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        self.src_vocab_size, self.tgt_vocab_size = int(src_vocab_size), int(tgt_vocab_size)
+        self.d_model, self.nhead, self.dim_feedforward = int(d_model), int(nhead), int(dim_feedforward)
+        self.num_encoder_layers, self.num_decoder_layers = int(num_encoder_layers), int(num_decoder_layers)
+        self.dropout, self.activation, self.norm_first = float(dropout), activation, bool(norm_first)
+        self.layer_norm_eps, self.final_norm = float(layer_norm_eps), bool(final_norm)
+        self.tie_embeddings, self.max_len, self.seed = bool(tie_embeddings), int(max_len), int(seed)
+        self.dtype = dtype
+        self.training = True
+        self.rng_step = 0  # training-mode forwards so far: the `step` of the dropout masks
+
+        specs = parameter_specs(self.d_model, self.dim_feedforward, self.num_encoder_layers,
+                                self.num_decoder_layers, self.src_vocab_size, self.tgt_vocab_size,
+                                self.final_norm, self.tie_embeddings)
+        total = sum(int(np.prod(shape)) for _, shape, _ in specs)
+        self._flat = np.empty(total, dtype=dtype)
+        self._flat_grad = np.zeros(total, dtype=dtype)
+        self._params = {}
+        offset = 0
+        for name, shape, _ in specs:
+            n = int(np.prod(shape))
+            self._params[name] = Parameter(self._flat[offset:offset + n].reshape(shape),
+                                           self._flat_grad[offset:offset + n].reshape(shape))
+            offset += n
+        rng = np.random.default_rng(self.seed)
+        for name, shape, init in specs:
+            self._params[name].data[...] = initial_value(rng, shape, init, self.d_model)
+
+    # ----- configuration and parameters ---------------------------------------------
+
+    def config(self):
+        """The constructor arguments (CONFIG_KEYS) as a JSON-able dict."""
+        return {key: getattr(self, key) for key in CONFIG_KEYS}
+
+    def flat_parameters(self):
+        """(data, grad): the two flat 1-D buffers every parameter is a view of."""
+        return self._flat, self._flat_grad
+
+    def named_parameters(self):
+        """Yield (name, Parameter) in SPEC section 2 order."""
+        yield from self._params.items()
+
+    def parameters(self):
+        """Yield every Parameter in SPEC section 2 order."""
+        yield from self._params.values()
+
+    def zero_grad(self):
+        """Set every gradient to 0 (one fill of the flat gradient buffer)."""
+        self._flat_grad.fill(0)
+
+    def state_dict(self):
+        """{name: copy of the parameter}, SPEC names and order."""
+        return {name: p.data.copy() for name, p in self._params.items()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy `state_dict` (name -> array) into the parameters.
+
+        Everything is checked before anything is copied: a missing or unexpected
+        name (when strict), a non-numeric value (TypeError), a shape mismatch or
+        a non-finite value (ValueError). Returns (missing_keys, unexpected_keys).
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a mapping of name -> array, "
+                            f"got {type(state_dict).__name__}")
+        missing = [n for n in self._params if n not in state_dict]
+        unexpected = [n for n in state_dict if n not in self._params]
+        if strict and (missing or unexpected):
+            raise ValueError(f"state_dict does not match the model: missing {missing}, "
+                             f"unexpected {unexpected}")
+        values = {}
+        for name in self._params:
+            if name not in state_dict:
+                continue
+            value = np.asarray(state_dict[name])
+            if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+                raise TypeError(f"state_dict[{name!r}] must be a numeric array, got dtype {value.dtype}")
+            if value.shape != self._params[name].shape:
+                raise ValueError(f"state_dict[{name!r}] must have shape {self._params[name].shape}, "
+                                 f"got {value.shape}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"state_dict[{name!r}] holds non-finite values (NaN or inf)")
+            values[name] = value
+        for name, value in values.items():
+            self._params[name].data[...] = value
+        return LoadResult(missing, unexpected)
+
+    def train(self, mode=True):
+        """Training mode (dropout on); returns self."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode (no dropout); returns self."""
+        return self.train(False)
+
+    @property
+    def _generator_weight(self):
+        return "tgt_embedding.weight" if self.tie_embeddings else "generator.weight"
+
+    # ----- input checks ---------------------------------------------------------------
+
+    def _check_inputs(self, src, tgt_in, src_key_padding_mask, tgt_key_padding_mask):
+        """-> (src, tgt_in, src_mask, tgt_mask) checked (see `forward`)."""
+        src = check_ids("src", src, self.src_vocab_size, self.max_len)
+        tgt_in = check_ids("tgt_in", tgt_in, self.tgt_vocab_size, self.max_len)
+        if src.shape[0] != tgt_in.shape[0]:
+            raise ValueError(f"src and tgt_in must have one batch size, got {src.shape[0]} "
+                             f"and {tgt_in.shape[0]}")
+        src_mask = check_mask("src_key_padding_mask", src_key_padding_mask, src.shape)
+        tgt_mask = check_mask("tgt_key_padding_mask", tgt_key_padding_mask, tgt_in.shape)
+        return src, tgt_in, src_mask, tgt_mask
+
+    @staticmethod
+    def _check_dlogits(dlogits, shape):
+        """dlogits: a float array of the last forward's logits `shape`."""
+        dlogits = np.asarray(dlogits)
+        if not np.issubdtype(dlogits.dtype, np.floating):
+            raise TypeError(f"dlogits must be a float array, got dtype {dlogits.dtype}")
+        if dlogits.shape != shape:
+            raise ValueError(f"dlogits must have the logits' shape {shape}, got {dlogits.shape}")
+        return dlogits

@@ -1,0 +1,373 @@
+"""The compiled encoder-decoder Transformer (SPEC sections 1-3).
+
+Same constructor, methods, parameter layout and initialisation as
+`fastformer.reference.Transformer` (both build on `fastformer.layout`), and
+the same numbers up to float32 rounding: the same Philox dropout masks at the
+same sites (`dropout_site(part, layer, slot)`, step = `rng_step`), so a model
+trained here can be checked against the reference step by step.
+
+How a step stays cheap:
+- parameters and gradients are views into two flat float32 buffers; every
+  weight gradient is a GEMM with beta=1 straight into its view of the flat
+  gradient (bias gradients too: ones(1, rows) @ dy), never a temporary + add;
+- activations live in a `Workspace` plan per (B, S, T) (see `plan.py`), so
+  no large array is allocated per step except the returned logits;
+- self-attention projects Q, K and V with one GEMM into a packed (rows, 3d)
+  buffer and the attention kernels read strided head views of it (and of
+  the context they write) directly: no transposes, no per-head calls;
+- post-norm sublayers fuse the residual into LayerNorm, and the body's input
+  gradient is accumulated (beta=1) into the LayerNorm's gradient buffer.
+"""
+import numpy as np
+
+from fastformer import _C
+from fastformer.layout import TransformerBase
+from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN, build_plan, plan_specs
+from fastformer.model.workspace import Workspace
+from fastformer.ops import (
+    dropout_backward, dropout_forward, embedding_backward, embedding_forward, gelu_backward,
+    gelu_forward, layer_norm_backward, layer_norm_forward, matmul, relu_backward)
+from fastformer.reference.dropout import (
+    PART_DECODER, PART_EMBEDDING, PART_ENCODER, SLOT_CROSS_ATTN_OUT, SLOT_CROSS_ATTN_PROBS,
+    SLOT_FFN_OUT, SLOT_SELF_ATTN_OUT, SLOT_SELF_ATTN_PROBS, SLOT_SRC_EMBEDDING,
+    SLOT_TGT_EMBEDDING, dropout_site)
+from fastformer.reference.embedding import sinusoidal_positions
+
+_attention_forward = _C._attention_forward_views
+_attention_backward = _C._attention_backward_views
+
+# kind -> (slot of the sublayer's output dropout, slot of its attention-probability dropout)
+_SLOTS = {SELF_ATTN: (SLOT_SELF_ATTN_OUT, SLOT_SELF_ATTN_PROBS),
+          CROSS_ATTN: (SLOT_CROSS_ATTN_OUT, SLOT_CROSS_ATTN_PROBS),
+          FFN: (SLOT_FFN_OUT, None)}
+
+
+class _Views:
+    """Attribute bag of parameter views (data `w_*`/`b_*`, gradients `gw_*`/`gb_*`)."""
+
+    def __init__(self, **views):
+        self.__dict__.update(views)
+
+
+class _Sublayer:
+    """One residual sublayer's weights, LayerNorm and dropout sites."""
+
+    __slots__ = ("kind", "w", "norm", "site_out", "site_probs", "causal")
+
+    def __init__(self, kind, w, norm, part, layer, causal=False):
+        self.kind, self.w, self.norm, self.causal = kind, w, norm, causal
+        out_slot, probs_slot = _SLOTS[kind]
+        self.site_out = dropout_site(part, layer, out_slot)
+        self.site_probs = dropout_site(part, layer, probs_slot) if probs_slot is not None else 0
+
+
+class _Run:
+    """What one forward leaves for its backward."""
+
+    __slots__ = ("plan", "src", "tgt_in", "src_mask", "tgt_mask", "p", "step", "logits_shape")
+
+
+class Transformer(TransformerBase):
+    """Encoder-decoder Transformer on the compiled kernels, float32.
+
+    Constructor as `fastformer.reference.Transformer` (without dtype).
+    forward(src (B, S), tgt_in (B, T), src_key_padding_mask=None,
+    tgt_key_padding_mask=None) -> logits (B, T, V_tgt) float32;
+    backward(dlogits) accumulates into every parameter's grad;
+    generate(...) decodes with a key/value cache (see `fastformer.model.generate`).
+    """
+
+    def __init__(self, src_vocab_size, tgt_vocab_size, d_model=512, nhead=8,
+                 num_encoder_layers=6, num_decoder_layers=6, dim_feedforward=2048,
+                 dropout=0.1, activation="relu", norm_first=False, layer_norm_eps=1e-5,
+                 final_norm=True, tie_embeddings=False, max_len=1024, seed=0):
+        super().__init__(src_vocab_size, tgt_vocab_size, d_model, nhead, num_encoder_layers,
+                         num_decoder_layers, dim_feedforward, dropout, activation, norm_first,
+                         layer_norm_eps, final_norm, tie_embeddings, max_len, seed, np.float32)
+        self.positions = sinusoidal_positions(self.max_len, self.d_model, np.float32)
+        self._workspace = Workspace()
+        self._run = None
+        self._bind()
+
+    # ----- parameter views, made once (the flat buffers never move) --------------------
+
+    def _bind(self):
+        P, d = self._params, self.d_model
+
+        def norm(prefix):
+            return _Views(w=P[f"{prefix}.weight"].data, b=P[f"{prefix}.bias"].data,
+                          gw=P[f"{prefix}.weight"].grad, gb=P[f"{prefix}.bias"].grad)
+
+        def attn(prefix):
+            w_in, b_in = P[f"{prefix}.in_proj_weight"], P[f"{prefix}.in_proj_bias"]
+            w_out, b_out = P[f"{prefix}.out_proj.weight"], P[f"{prefix}.out_proj.bias"]
+            gb_in = b_in.grad.reshape(1, -1)  # bias gradients are (1, n) GEMM outputs
+            # Cross-attention projects Q from the decoder and K, V from memory: rows [:d] and [d:].
+            return _Views(w_in=w_in.data, b_in=b_in.data, gw_in=w_in.grad, gb_in=gb_in,
+                          w_q=w_in.data[:d], b_q=b_in.data[:d], gw_q=w_in.grad[:d], gb_q=gb_in[:, :d],
+                          w_kv=w_in.data[d:], b_kv=b_in.data[d:], gw_kv=w_in.grad[d:], gb_kv=gb_in[:, d:],
+                          w_out=w_out.data, b_out=b_out.data, gw_out=w_out.grad,
+                          gb_out=b_out.grad.reshape(1, -1))
+
+        def ffn(prefix):
+            w1, b1 = P[f"{prefix}.linear1.weight"], P[f"{prefix}.linear1.bias"]
+            w2, b2 = P[f"{prefix}.linear2.weight"], P[f"{prefix}.linear2.bias"]
+            return _Views(w1=w1.data, b1=b1.data, gw1=w1.grad, gb1=b1.grad.reshape(1, -1),
+                          w2=w2.data, b2=b2.data, gw2=w2.grad, gb2=b2.grad.reshape(1, -1))
+
+        self._enc = []
+        for i in range(self.num_encoder_layers):
+            p = f"encoder.layers.{i}"
+            self._enc += [_Sublayer(SELF_ATTN, attn(f"{p}.self_attn"), norm(f"{p}.norm1"), PART_ENCODER, i),
+                          _Sublayer(FFN, ffn(p), norm(f"{p}.norm2"), PART_ENCODER, i)]
+        self._dec = []
+        for i in range(self.num_decoder_layers):
+            p = f"decoder.layers.{i}"
+            self._dec += [_Sublayer(SELF_ATTN, attn(f"{p}.self_attn"), norm(f"{p}.norm1"), PART_DECODER, i,
+                                    causal=True),
+                          _Sublayer(CROSS_ATTN, attn(f"{p}.multihead_attn"), norm(f"{p}.norm2"), PART_DECODER, i),
+                          _Sublayer(FFN, ffn(p), norm(f"{p}.norm3"), PART_DECODER, i)]
+        self._enc_norm = norm("encoder.norm") if self.final_norm else None
+        self._dec_norm = norm("decoder.norm") if self.final_norm else None
+        gen, bias = P[self._generator_weight], P["generator.bias"]
+        self._gen = _Views(w=gen.data, b=bias.data, gw=gen.grad, gb=bias.grad.reshape(1, -1))
+        self._src_emb, self._tgt_emb = P["src_embedding.weight"], P["tgt_embedding.weight"]
+        self._site_src = dropout_site(PART_EMBEDDING, 0, SLOT_SRC_EMBEDDING)
+        self._site_tgt = dropout_site(PART_EMBEDDING, 0, SLOT_TGT_EMBEDDING)
+
+    def _plan(self, B, S, T):
+        return self._workspace.plan((B, S, T), lambda: plan_specs(self, B, S, T),
+                                    lambda views: build_plan(self, B, S, T, views, self._workspace.ones))
+
+    # ----- forward ------------------------------------------------------------------------
+
+    def forward(self, src, tgt_in, src_key_padding_mask=None, tgt_key_padding_mask=None):
+        """src: (B, S), tgt_in: (B, T) integer token ids; masks (B, S) / (B, T)
+        bool, True = padding (the source mask also hides memory keys from
+        cross-attention; decoder self-attention is always causal).
+        Returns logits (B, T, tgt_vocab_size) float32, a new array.
+
+        In training mode dropout uses step = rng_step, which then advances by 1.
+        """
+        src, tgt_in, src_mask, tgt_mask = self._check_inputs(src, tgt_in, src_key_padding_mask,
+                                                              tgt_key_padding_mask)
+        (B, S), T = src.shape, tgt_in.shape[1]
+        run = _Run()
+        run.plan = plan = self._plan(B, S, T)
+        run.src, run.tgt_in = src, tgt_in
+        run.src_mask = None if src_mask is None else np.ascontiguousarray(src_mask)
+        run.tgt_mask = None if tgt_mask is None else np.ascontiguousarray(tgt_mask)
+        run.p = self.dropout if self.training else 0.0
+        run.step = self.rng_step
+        if self.training:
+            self.rng_step += 1
+        self._run = None  # a forward that fails half way leaves nothing to backpropagate
+
+        self._encode(run)
+        self._embed(run, tgt_in, self._tgt_emb.data, plan.tgt_y, self._site_tgt)
+        y = plan.tgt_y
+        for sub, buf in zip(self._dec, plan.dec):
+            y = self._sublayer_forward(run, sub, buf, y, run.tgt_mask if sub.kind == SELF_ATTN else run.src_mask)
+        if self.final_norm:
+            n = self._dec_norm
+            layer_norm_forward(y, n.w, n.b, self.layer_norm_eps, out=plan.dec_out,
+                               out_mean=plan.dec_out_mean, out_rstd=plan.dec_out_rstd)
+        logits = np.empty((B, T, self.tgt_vocab_size), dtype=np.float32)
+        matmul(plan.dec_out, self._gen.w, trans_b=True, bias=self._gen.b, out=logits.reshape(B * T, -1))
+        run.logits_shape = logits.shape
+        self._run = run
+        return logits
+
+    def _encode(self, run):
+        """Embed run.src and run the encoder into run.plan.memory."""
+        plan = run.plan
+        self._embed(run, run.src, self._src_emb.data, plan.src_x, self._site_src)
+        x = plan.src_x
+        for sub, buf in zip(self._enc, plan.enc):
+            x = self._sublayer_forward(run, sub, buf, x, run.src_mask)
+        if self.final_norm:
+            n = self._enc_norm
+            layer_norm_forward(x, n.w, n.b, self.layer_norm_eps, out=plan.memory,
+                               out_mean=plan.memory_mean, out_rstd=plan.memory_rstd)
+        return plan.memory
+
+    def _encode_only(self, src, src_mask):
+        """Memory (B*S, d) of checked src and mask, without dropout (for generate).
+        The view lives in the workspace: valid until the next forward."""
+        run = _Run()
+        run.plan = self._plan(src.shape[0], src.shape[1], 1)
+        run.src, run.src_mask, run.p, run.step = src, src_mask, 0.0, 0
+        if src_mask is not None:
+            run.src_mask = np.ascontiguousarray(src_mask)
+        return self._encode(run)
+
+    def _embed(self, run, ids, table, out, site):
+        """out (B*L, d) = Dropout(table[ids] * sqrt(d) + positions)."""
+        embedding_forward(ids, table, self.positions, out=out.reshape(ids.shape + (self.d_model,)))
+        if run.p:
+            dropout_forward(out, run.p, self.seed, run.step, site, out=out)
+
+    def _sublayer_forward(self, run, sub, buf, x, mask):
+        """x (rows, d) -> buf.out: post-norm LN(x + Drop(body(x))), pre-norm x + Drop(body(LN(x)))."""
+        n, eps = sub.norm, self.layer_norm_eps
+        h = x
+        if self.norm_first:
+            layer_norm_forward(x, n.w, n.b, eps, out=buf.normed, out_mean=buf.mean, out_rstd=buf.rstd)
+            h = buf.normed
+        w = sub.w
+        if sub.kind == FFN:
+            if self.activation == "relu":  # relu in the GEMM epilogue; its backward reads hact
+                matmul(h, w.w1, trans_b=True, bias=w.b1, activation="relu", out=buf.hact)
+            else:
+                matmul(h, w.w1, trans_b=True, bias=w.b1, out=buf.hpre)
+                gelu_forward(buf.hpre, out=buf.hact)
+            matmul(buf.hact, w.w2, trans_b=True, bias=w.b2, out=buf.body)
+        else:
+            if sub.kind == SELF_ATTN:
+                matmul(h, w.w_in, trans_b=True, bias=w.b_in, out=buf.qkv)
+                q = buf.q
+            else:
+                matmul(h, w.w_q, trans_b=True, bias=w.b_q, out=buf.q)
+                matmul(run.plan.memory, w.w_kv, trans_b=True, bias=w.b_kv, out=buf.kv)
+                q = buf.q_h
+            _attention_forward(buf.ctx_h, buf.lse, q, buf.k, buf.v, mask, sub.causal, run.p, self.seed,
+                               run.step, sub.site_probs)
+            matmul(buf.ctx, w.w_out, trans_b=True, bias=w.b_out, out=buf.body)
+        if run.p:
+            dropout_forward(buf.body, run.p, self.seed, run.step, sub.site_out, out=buf.body)
+        if self.norm_first:
+            np.add(x, buf.body, out=buf.out)
+        else:
+            layer_norm_forward(buf.body, n.w, n.b, eps, residual=x, out=buf.out, out_mean=buf.mean,
+                               out_rstd=buf.rstd)
+        return buf.out
+
+    # ----- backward -----------------------------------------------------------------------
+
+    def backward(self, dlogits):
+        """dlogits: (B, T, tgt_vocab_size), the gradient of the loss w.r.t. the
+        last forward's logits. Accumulates into every parameter's `grad`
+        (call zero_grad first for a fresh gradient). One backward per forward."""
+        run = self._run
+        if run is None:
+            raise RuntimeError("backward needs a forward first (each forward allows one backward)")
+        dlogits = self._check_dlogits(dlogits, run.logits_shape)
+        self._run = None
+        plan = run.plan
+        dl = np.ascontiguousarray(dlogits, dtype=np.float32).reshape(plan.B * plan.T, -1)
+        gd, ge = plan.gdec, plan.genc
+
+        # generator: logits = dec_out Wg^T + bg
+        g = self._gen
+        matmul(dl, plan.dec_out, trans_a=True, beta=1.0, out=g.gw)
+        matmul(gd.ones, dl, beta=1.0, out=g.gb)
+        if self.final_norm:
+            matmul(dl, g.w, out=gd.g2)
+            self._norm_backward(self._dec_norm, gd.g2, plan.dec_last, plan.dec_out_mean, plan.dec_out_rstd,
+                                out=gd.g1)
+        else:
+            matmul(dl, g.w, out=gd.g1)
+        cur, spare = gd.g1, gd.g2
+        mem_beta = 0.0  # the first cross-attention gradient sets genc.mem, later ones add
+        for sub, buf in zip(reversed(self._dec), reversed(plan.dec)):
+            mask = run.tgt_mask if sub.kind == SELF_ATTN else run.src_mask
+            cur, spare = self._sublayer_backward(run, sub, buf, gd, cur, spare, mask, mem_beta)
+            if sub.kind == CROSS_ATTN:
+                mem_beta = 1.0
+        self._embedding_backward(run, cur, run.tgt_in, self._tgt_emb, self._site_tgt)
+
+        if not self._dec:
+            return  # the loss does not depend on the encoder
+        if self.final_norm:
+            self._norm_backward(self._enc_norm, ge.mem, plan.enc_last, plan.memory_mean, plan.memory_rstd,
+                                out=ge.g1)
+            cur, spare = ge.g1, ge.g2
+        else:
+            cur, spare = ge.mem, ge.g1
+        for sub, buf in zip(reversed(self._enc), reversed(plan.enc)):
+            cur, spare = self._sublayer_backward(run, sub, buf, ge, cur, spare, run.src_mask, 0.0)
+        self._embedding_backward(run, cur, run.src, self._src_emb, self._site_src)
+
+    def _norm_backward(self, n, dy, x, mean, rstd, out, residual=None):
+        """out = dLN/dx (also the residual's gradient); the LayerNorm's weight
+        and bias gradients (d,) are added to its grads."""
+        _, dw, db = layer_norm_backward(dy, x, n.w, mean, rstd, residual, out=out)
+        n.gw += dw
+        n.gb += db
+
+    def _embedding_backward(self, run, g, ids, table, site):
+        if run.p:
+            dropout_backward(g, run.p, self.seed, run.step, site, out=g)
+        embedding_backward(g.reshape(ids.shape + (self.d_model,)), ids, table.grad.shape[0], out=table.grad)
+
+    def _sublayer_backward(self, run, sub, buf, gs, g, spare, mask, mem_beta):
+        """Gradient g (rows, d) of buf.out -> (buffer holding the gradient of
+        buf.x, the free buffer). gs: this side's gradient scratch."""
+        if self.norm_first:
+            dbody = g
+            if run.p:
+                dbody = dropout_backward(g, run.p, self.seed, run.step, sub.site_out, out=gs.body)
+            self._body_backward(run, sub, buf, gs, dbody, buf.normed, gs.ln, 0.0, mask, mem_beta)
+            self._norm_backward(sub.norm, gs.ln, buf.x, buf.mean, buf.rstd, out=spare)
+            np.add(g, spare, out=g)  # the residual path
+            return g, spare
+        # post-norm: dz = dLN(x + body); the body's input gradient is added to dz
+        self._norm_backward(sub.norm, g, buf.body, buf.mean, buf.rstd, out=spare, residual=buf.x)
+        dbody = spare
+        if run.p:
+            dbody = dropout_backward(spare, run.p, self.seed, run.step, sub.site_out, out=gs.body)
+        self._body_backward(run, sub, buf, gs, dbody, buf.x, spare, 1.0, mask, mem_beta)
+        return spare, g
+
+    def _body_backward(self, run, sub, buf, gs, dbody, h, dx, dx_beta, mask, mem_beta):
+        """dbody: gradient of the body's output; h: the body's input.
+        dx = dx_beta * dx + dL/dh; weight gradients accumulate into the flat
+        gradient. dbody is read before dx is written (they may alias)."""
+        w = sub.w
+        if sub.kind == FFN:
+            matmul(dbody, buf.hact, trans_a=True, beta=1.0, out=w.gw2)
+            matmul(gs.ones, dbody, beta=1.0, out=w.gb2)
+            matmul(dbody, w.w2, out=gs.h)
+            if self.activation == "relu":
+                relu_backward(gs.h, buf.hact, out=gs.h)  # hact > 0 exactly where hpre > 0
+            else:
+                gelu_backward(gs.h, buf.hpre, out=gs.h)
+            matmul(gs.h, h, trans_a=True, beta=1.0, out=w.gw1)
+            matmul(gs.ones, gs.h, beta=1.0, out=w.gb1)
+            matmul(gs.h, w.w1, beta=dx_beta, out=dx)
+            return
+        matmul(dbody, buf.ctx, trans_a=True, beta=1.0, out=w.gw_out)
+        matmul(gs.ones, dbody, beta=1.0, out=w.gb_out)
+        matmul(dbody, w.w_out, out=gs.ctx)
+        if sub.kind == SELF_ATTN:
+            _attention_backward(*gs.qkv_h, gs.ctx_h, buf.q, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
+                                sub.causal, run.p, self.seed, run.step, sub.site_probs)
+            matmul(gs.qkv, h, trans_a=True, beta=1.0, out=w.gw_in)
+            matmul(gs.ones, gs.qkv, beta=1.0, out=w.gb_in)
+            matmul(gs.qkv, w.w_in, beta=dx_beta, out=dx)
+            return
+        ge, memory = run.plan.genc, run.plan.memory
+        _attention_backward(gs.q_h, *ge.kv_h, gs.ctx_h, buf.q_h, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
+                            False, run.p, self.seed, run.step, sub.site_probs)
+        matmul(ge.kv, memory, trans_a=True, beta=1.0, out=w.gw_kv)
+        matmul(ge.ones, ge.kv, beta=1.0, out=w.gb_kv)
+        matmul(ge.kv, w.w_kv, beta=mem_beta, out=ge.mem)
+        matmul(gs.q, h, trans_a=True, beta=1.0, out=w.gw_q)
+        matmul(gs.ones, gs.q, beta=1.0, out=w.gb_q)
+        matmul(gs.q, w.w_q, beta=dx_beta, out=dx)
+
+    # ----- decoding -----------------------------------------------------------------------
+
+    def generate(self, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None):
+        """Greedy (beam_size=1) or beam-search decoding with a key/value cache.
+
+        src: (B, S) ids; src_key_padding_mask: (B, S) bool or None. Returns
+        (B, L) int64 generated tokens (bos excluded), L <= min(max_len,
+        self.max_len); after a row's eos_id every position holds eos_id.
+        Beam scores are length-normalised (see fastformer.decoding.beam_search).
+        Runs in eval mode; the model's mode and rng_step are left unchanged,
+        and a pending forward can no longer be backpropagated.
+        """
+        from fastformer.model.generate import generate_cached
+
+        return generate_cached(self, src, max_len, bos_id, eos_id, beam_size, src_key_padding_mask)

@@ -1,0 +1,64 @@
+"""The activation workspace of the compiled Transformer.
+
+One float32 arena holds every activation a backward needs and every
+gradient scratch buffer. A *plan* carves it into named views for one input
+shape (B, S, T); plans are cached per shape, and the arena only grows (to
+the largest plan asked for), so a training loop allocates no large array
+after its first step of each shape: a smaller batch reuses the front of the
+arena. Plans of different shapes overlap, so nothing in a plan may carry
+information from one step to the next.
+"""
+import numpy as np
+
+_ALIGN = 16  # floats: every view starts on a 64-byte boundary (a cache line, one AVX-512 vector)
+
+
+def _padded(n):
+    return -(-n // _ALIGN) * _ALIGN
+
+
+class Workspace:
+    """An arena of float32 carved into per-shape plans.
+
+    plan(key, specs, build): `specs` is [(name, shape)]; `build(views)` gets
+    {name: float32 C-contiguous view of shape} and returns the plan object,
+    which is cached under `key` until the arena has to grow (growing
+    reallocates it and drops every cached plan, whose views would point into
+    the old arena).
+    """
+
+    def __init__(self, max_plans=32):
+        self._arena = np.empty(0, dtype=np.float32)
+        self._ones = np.ones((1, 0), dtype=np.float32)
+        self._plans = {}
+        self._max_plans = max_plans  # shapes vary with bucketing; keep the cache bounded
+
+    def ones(self, n):
+        """A (1, n) float32 view of ones. Not in the arena: plans of other shapes
+        overlap there, and a constant must survive their steps."""
+        if n > self._ones.shape[1]:
+            self._ones = np.ones((1, n), dtype=np.float32)  # older views keep the old array alive
+        return self._ones[:, :n]
+
+    @property
+    def nbytes(self):
+        return self._arena.nbytes
+
+    def plan(self, key, specs, build):
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        specs = specs()
+        sizes = [int(np.prod(shape)) for _, shape in specs]
+        total = sum(_padded(n) for n in sizes)
+        if total > self._arena.size:
+            self._arena = np.empty(total, dtype=np.float32)
+            self._plans.clear()
+        elif len(self._plans) >= self._max_plans:
+            self._plans.clear()
+        views, offset = {}, 0
+        for (name, shape), n in zip(specs, sizes):
+            views[name] = self._arena[offset:offset + n].reshape(shape)
+            offset += _padded(n)
+        plan = self._plans[key] = build(views)
+        return plan
