@@ -118,3 +118,45 @@ def test_bad_input_names_the_argument():
     for exc, name, fn in bad:
         with pytest.raises(exc, match=name):
             fn()
+
+
+# ----- column_sum (bias gradients) -------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (127, 33), (128, 8), (129, 1000), (3, 300, 17)])
+def test_column_sum_matches_float64(shape):
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape).astype(np.float32)
+    expected = ref.column_sum(x.astype(np.float64))
+    np.testing.assert_allclose(ops.column_sum(x), expected, rtol=1e-5, atol=1e-5 * np.sqrt(x.size))
+    out = rng.standard_normal(shape[-1]).astype(np.float32)
+    want = out.astype(np.float64) + expected
+    assert ops.column_sum(x, out=out, accumulate=True) is out
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * np.sqrt(x.size))
+
+
+def test_column_sum_empty_rows_and_accumulate():
+    out = np.ones(4, np.float32)
+    ops.column_sum(np.zeros((0, 4), np.float32), out=out, accumulate=True)
+    assert np.all(out == 1)
+    assert np.all(ops.column_sum(np.zeros((0, 4), np.float32)) == 0)
+
+
+def test_column_sum_bitwise_across_threads(threads):
+    x = np.random.default_rng(0).standard_normal((4099, 257)).astype(np.float32)
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        results.append(ops.column_sum(x).tobytes())
+    assert results[0] == results[1] == results[2]
+
+
+def test_column_sum_rejects_bad_input():
+    x = np.ones((3, 4), np.float32)
+    with pytest.raises(TypeError, match="x must have dtype float32"):
+        ops.column_sum(x.astype(np.float64))
+    with pytest.raises(ValueError, match="out must have shape"):
+        ops.column_sum(x, out=np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="accumulate=True needs out"):
+        ops.column_sum(x, accumulate=True)
+    with pytest.raises(ValueError, match="x must have at least 1 axis"):
+        ops.column_sum(np.array(1.0, np.float32))

@@ -19,10 +19,10 @@ static void chunk_sum(float *p, const float *x, size_t r0, size_t r1, size_t n) 
     }
 }
 
-int ff_colsum(float *s, const float *x, size_t rows, size_t n) {
+int ff_colsum(float *s, const float *x, size_t rows, size_t n, int accumulate) {
     if (n == 0) return 0;
     if (rows == 0) {
-        memset(s, 0, n * sizeof(float));
+        if (!accumulate) memset(s, 0, n * sizeof(float));
         return 0;
     }
     const size_t nch = (rows + FF_COLSUM_CHUNK - 1) / FF_COLSUM_CHUNK;
@@ -39,17 +39,20 @@ int ff_colsum(float *s, const float *x, size_t rows, size_t n) {
 #endif
         for (size_t c = 0; c < nch; c++)
             chunk_sum(part + c * n, x, c * FF_COLSUM_CHUNK, min_sz(rows, (c + 1) * FF_COLSUM_CHUNK), n);
-        /* chunk sums in chunk order, columns split in blocks of 256 */
+        /* chunk sums in chunk order (into chunk 0's row), columns split in blocks of 256 */
 #if FF_HAVE_OPENMP
 #pragma omp for schedule(static)
 #endif
         for (size_t j0 = 0; j0 < n; j0 += 256) {
             size_t j1 = min_sz(n, j0 + 256);
-            for (size_t j = j0; j < j1; j++) s[j] = part[j];
             for (size_t c = 1; c < nch; c++) {
                 const float *pc = part + c * n;
-                for (size_t j = j0; j < j1; j++) s[j] += pc[j];
+                for (size_t j = j0; j < j1; j++) part[j] += pc[j];
             }
+            if (accumulate)
+                for (size_t j = j0; j < j1; j++) s[j] += part[j];
+            else
+                memcpy(s + j0, part + j0, (j1 - j0) * sizeof(float));
         }
     }
     return 0;
@@ -76,5 +79,5 @@ int ff_linear_backward(float *dx, float *dweight, float *dbias, const float *dy,
             ff_sgemm(0, 0, rows, in, out, 1.0f, dy, out, weight, in, 0.0f, dx, in, NULL, FF_ACT_NONE))
             return -1;
     }
-    return dbias ? ff_colsum(dbias, dy, rows, out) : 0;
+    return dbias ? ff_colsum(dbias, dy, rows, out, 0) : 0;
 }

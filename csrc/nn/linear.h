@@ -21,9 +21,10 @@ int ff_linear_forward(float *y, const float *x, const float *weight, const float
 int ff_linear_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x, const float *weight,
                        size_t rows, size_t in, size_t out);
 
-/* s (n,) = sum over rows of x (rows, n): rows in fixed chunks of
- * FF_COLSUM_CHUNK, each summed in order, the chunk sums added in order. */
+/* s (n,) = sum over rows of x (rows, n), or s += that sum when accumulate:
+ * rows in fixed chunks of FF_COLSUM_CHUNK, each summed in order, the chunk
+ * sums added in order (then to s). A bias gradient is this column sum. */
 #define FF_COLSUM_CHUNK 128
-int ff_colsum(float *s, const float *x, size_t rows, size_t n);
+int ff_colsum(float *s, const float *x, size_t rows, size_t n, int accumulate);
 
 #endif

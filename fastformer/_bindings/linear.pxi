@@ -6,6 +6,7 @@ cdef extern from "nn/linear.h" nogil:
                           size_t rows, size_t n_in, size_t n_out)
     int ff_linear_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
                            const float *weight, size_t rows, size_t n_in, size_t n_out)
+    int ff_colsum(float *s, const float *x, size_t rows, size_t n, int accumulate)
 
 cdef extern from "nn/activation.h" nogil:
     void ff_activation_forward(float *y, const float *x, size_t n, ff_activation_t act)
@@ -36,6 +37,36 @@ cdef void _check_features(str name, object a, str wname, Py_ssize_t n) except *:
         raise ValueError(f"{name} must have at least 1 axis, got shape {a.shape}")
     if a.shape[a.ndim - 1] != n:
         raise ValueError(f"{name} must have shape (..., {n}) to match {wname}, got {a.shape}")
+
+
+def column_sum(x, *, out=None, accumulate=False):
+    """column_sum(x, *, out=None, accumulate=False) -> out
+
+    x: (..., n) -> out (n,) = x summed over every leading axis (a bias
+    gradient), or out += that sum when accumulate. Summed in fixed row chunks
+    combined in order: bitwise identical for any thread count."""
+    check_float32("x", x)
+    if x.ndim < 1:
+        raise ValueError(f"x must have at least 1 axis, got shape {x.shape}")
+    cdef size_t n = x.shape[x.ndim - 1]
+    if out is None:
+        if accumulate:
+            raise ValueError("accumulate=True needs out= (the sum that is added to)")
+        out = np.empty(n, dtype=np.float32)
+    else:
+        check_float32("out", out, 1, writeable=True)
+        if out.shape != (n,):
+            raise ValueError(f"out must have shape ({n},) to match x, got {out.shape}")
+    cdef size_t rows = x.size // n if n else 0
+    cdef float *po = _f32p(out)
+    cdef const float *px = _f32p(x)
+    cdef int acc = 1 if accumulate else 0
+    cdef int rc
+    with nogil:
+        rc = ff_colsum(po, px, rows, n, acc)
+    if rc != 0:
+        raise MemoryError("column_sum: could not allocate its chunk buffer")
+    return out
 
 
 def linear_forward(x, weight, bias=None):

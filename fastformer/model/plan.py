@@ -17,9 +17,7 @@ and the body's own activations:
                      the pre-activation, for gelu (relu's derivative reads hact)
 Gradient scratch, one set per side (enc: N rows, dec: M rows): g1, g2 (the
 running gradient, ping-ponged by post-norm sublayers), body, ctx, qkv, q (dec),
-ln, h, and `ones` (1, rows), the left operand of the bias-gradient GEMMs (kept
-outside the arena); plus mem and kv (N rows) for the memory's gradient from
-cross-attention.
+ln, h; plus mem and kv (N rows) for the memory's gradient from cross-attention.
 """
 from types import SimpleNamespace as NS
 
@@ -68,9 +66,8 @@ def plan_specs(cfg, B, S, T):
     return specs
 
 
-def build_plan(cfg, B, S, T, views, ones):
-    """The plan namespace for a (B, S, T) batch from the workspace views;
-    ones(n) gives a (1, n) view of ones."""
+def build_plan(cfg, B, S, T, views):
+    """The plan namespace for a (B, S, T) batch from the workspace views."""
     h, dk = cfg.nhead, cfg.d_model // cfg.nhead
 
     def heads(a, L):  # (B*L, d) -> (B, h, L, dk)
@@ -111,7 +108,6 @@ def build_plan(cfg, B, S, T, views, ones):
 
     def grads(prefix, L):
         g = NS(**{k[len(prefix):]: v for k, v in views.items() if k.startswith(prefix)})
-        g.ones = ones(B * L)
         g.qkv_h = packed_heads(g.qkv, L)
         g.ctx_h = heads(g.ctx, L)
         return g

@@ -9,7 +9,8 @@ trained here can be checked against the reference step by step.
 How a step stays cheap:
 - parameters and gradients are views into two flat float32 buffers; every
   weight gradient is a GEMM with beta=1 straight into its view of the flat
-  gradient (bias gradients too: ones(1, rows) @ dy), never a temporary + add;
+  gradient, and every bias gradient a column sum added in place
+  (`column_sum(..., accumulate=True)`), never a temporary + add;
 - activations live in a `Workspace` plan per (B, S, T) (see `plan.py`), so
   no large array is allocated per step except the returned logits;
 - self-attention projects Q, K and V with one GEMM into a packed (rows, 3d)
@@ -25,7 +26,7 @@ from fastformer.layout import TransformerBase
 from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN, build_plan, plan_specs
 from fastformer.model.workspace import Workspace
 from fastformer.ops import (
-    dropout_backward, dropout_forward, embedding_backward, embedding_forward, gelu_backward,
+    column_sum, dropout_backward, dropout_forward, embedding_backward, embedding_forward, gelu_backward,
     gelu_forward, layer_norm_backward, layer_norm_forward, matmul, relu_backward)
 from fastformer.reference.dropout import (
     PART_DECODER, PART_EMBEDDING, PART_ENCODER, SLOT_CROSS_ATTN_OUT, SLOT_CROSS_ATTN_PROBS,
@@ -137,7 +138,7 @@ class Transformer(TransformerBase):
 
     def _plan(self, B, S, T):
         return self._workspace.plan((B, S, T), lambda: plan_specs(self, B, S, T),
-                                    lambda views: build_plan(self, B, S, T, views, self._workspace.ones))
+                                    lambda views: build_plan(self, B, S, T, views))
 
     # ----- forward ------------------------------------------------------------------------
 
@@ -260,7 +261,7 @@ class Transformer(TransformerBase):
         # generator: logits = dec_out Wg^T + bg
         g = self._gen
         matmul(dl, plan.dec_out, trans_a=True, beta=1.0, out=g.gw)
-        matmul(gd.ones, dl, beta=1.0, out=g.gb)
+        column_sum(dl, out=g.gb.reshape(-1), accumulate=True)
         if self.final_norm:
             matmul(dl, g.w, out=gd.g2)
             self._norm_backward(self._dec_norm, gd.g2, plan.dec_last, plan.dec_out_mean, plan.dec_out_rstd,
@@ -326,34 +327,34 @@ class Transformer(TransformerBase):
         w = sub.w
         if sub.kind == FFN:
             matmul(dbody, buf.hact, trans_a=True, beta=1.0, out=w.gw2)
-            matmul(gs.ones, dbody, beta=1.0, out=w.gb2)
+            column_sum(dbody, out=w.gb2.reshape(-1), accumulate=True)
             matmul(dbody, w.w2, out=gs.h)
             if self.activation == "relu":
                 relu_backward(gs.h, buf.hact, out=gs.h)  # hact > 0 exactly where hpre > 0
             else:
                 gelu_backward(gs.h, buf.hpre, out=gs.h)
             matmul(gs.h, h, trans_a=True, beta=1.0, out=w.gw1)
-            matmul(gs.ones, gs.h, beta=1.0, out=w.gb1)
+            column_sum(gs.h, out=w.gb1.reshape(-1), accumulate=True)
             matmul(gs.h, w.w1, beta=dx_beta, out=dx)
             return
         matmul(dbody, buf.ctx, trans_a=True, beta=1.0, out=w.gw_out)
-        matmul(gs.ones, dbody, beta=1.0, out=w.gb_out)
+        column_sum(dbody, out=w.gb_out.reshape(-1), accumulate=True)
         matmul(dbody, w.w_out, out=gs.ctx)
         if sub.kind == SELF_ATTN:
             _attention_backward(*gs.qkv_h, gs.ctx_h, buf.q, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
                                 sub.causal, run.p, self.seed, run.step, sub.site_probs)
             matmul(gs.qkv, h, trans_a=True, beta=1.0, out=w.gw_in)
-            matmul(gs.ones, gs.qkv, beta=1.0, out=w.gb_in)
+            column_sum(gs.qkv, out=w.gb_in.reshape(-1), accumulate=True)
             matmul(gs.qkv, w.w_in, beta=dx_beta, out=dx)
             return
         ge, memory = run.plan.genc, run.plan.memory
         _attention_backward(gs.q_h, *ge.kv_h, gs.ctx_h, buf.q_h, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
                             False, run.p, self.seed, run.step, sub.site_probs)
         matmul(ge.kv, memory, trans_a=True, beta=1.0, out=w.gw_kv)
-        matmul(ge.ones, ge.kv, beta=1.0, out=w.gb_kv)
+        column_sum(ge.kv, out=w.gb_kv.reshape(-1), accumulate=True)
         matmul(ge.kv, w.w_kv, beta=mem_beta, out=ge.mem)
         matmul(gs.q, h, trans_a=True, beta=1.0, out=w.gw_q)
-        matmul(gs.ones, gs.q, beta=1.0, out=w.gb_q)
+        column_sum(gs.q, out=w.gb_q.reshape(-1), accumulate=True)
         matmul(gs.q, w.w_q, beta=dx_beta, out=dx)
 
     # ----- decoding -----------------------------------------------------------------------

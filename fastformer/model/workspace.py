@@ -29,16 +29,8 @@ class Workspace:
 
     def __init__(self, max_plans=32):
         self._arena = np.empty(0, dtype=np.float32)
-        self._ones = np.ones((1, 0), dtype=np.float32)
         self._plans = {}
         self._max_plans = max_plans  # shapes vary with bucketing; keep the cache bounded
-
-    def ones(self, n):
-        """A (1, n) float32 view of ones. Not in the arena: plans of other shapes
-        overlap there, and a constant must survive their steps."""
-        if n > self._ones.shape[1]:
-            self._ones = np.ones((1, n), dtype=np.float32)  # older views keep the old array alive
-        return self._ones[:, :n]
 
     @property
     def nbytes(self):

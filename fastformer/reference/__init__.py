@@ -14,7 +14,7 @@ from fastformer.reference.embedding import (
 from fastformer.reference.ffn import ffn_backward, ffn_forward
 from fastformer.reference.gemm import bmm, matmul
 from fastformer.reference.layernorm import layer_norm_backward, layer_norm_forward
-from fastformer.reference.linear import linear_backward, linear_forward
+from fastformer.reference.linear import column_sum, linear_backward, linear_forward
 from fastformer.reference.loss import cross_entropy
 from fastformer.reference.optim import adam_step, clip_grad_norm, grad_norm, sgd_step
 from fastformer.reference.softmax import softmax_backward, softmax_forward
@@ -24,7 +24,7 @@ from fastformer.reference.vector import dot
 __all__ = [
     "optim", "dot", "matmul", "bmm",
     "erf", "erfc", "gelu_forward", "gelu_backward", "relu_forward", "relu_backward",
-    "linear_forward", "linear_backward", "softmax_forward", "softmax_backward",
+    "linear_forward", "linear_backward", "column_sum", "softmax_forward", "softmax_backward",
     "layer_norm_forward", "layer_norm_backward", "ffn_forward", "ffn_backward",
     "attention_forward", "attention_backward", "mha_forward", "mha_backward",
     "philox4x32", "dropout_mask", "dropout_apply", "dropout_forward", "dropout_backward", "dropout_site",

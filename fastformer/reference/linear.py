@@ -18,3 +18,18 @@ def linear_backward(dy, x, weight, need_dx=True):
     dbias = dy2.sum(axis=0)
     dx = (dy2 @ weight).reshape(x.shape) if need_dx else None
     return dx, dweight, dbias
+
+
+def column_sum(x, *, out=None, accumulate=False):
+    """x: (..., n) -> out (n,) = x summed over every leading axis (a bias
+    gradient), or out += that sum when accumulate."""
+    total = x.reshape(-1, x.shape[-1]).sum(axis=0)
+    if out is None:
+        if accumulate:
+            raise ValueError("accumulate=True needs out= (the sum that is added to)")
+        return total
+    if accumulate:
+        out += total
+    else:
+        out[...] = total
+    return out
