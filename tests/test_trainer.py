@@ -12,10 +12,13 @@ from fastformer.optim import AdamW, WarmupCosineSchedule
 from fastformer.trainer import NonFiniteLossError, Trainer
 
 
-def make_trainer(vocab_size, **trainer_kw):
-    model = ff.reference.Transformer(vocab_size, vocab_size, d_model=16, nhead=2, num_encoder_layers=1,
-                                     num_decoder_layers=1, dim_feedforward=32, dropout=0.1, max_len=12,
-                                     seed=3)
+# The compiled model is the one users train; the reference shares its API.
+MODELS = [ff.Transformer, ff.reference.Transformer]
+
+
+def make_trainer(vocab_size, model_cls=ff.reference.Transformer, **trainer_kw):
+    model = model_cls(vocab_size, vocab_size, d_model=16, nhead=2, num_encoder_layers=1,
+                      num_decoder_layers=1, dim_feedforward=32, dropout=0.1, max_len=12, seed=3)
     opt = AdamW(model, lr=1e-2, weight_decay=0.01)
     schedule = WarmupCosineSchedule(1e-2, warmup=2, total_steps=6)
     return Trainer(model, opt, schedule=schedule, clip_grad_norm=1.0, label_smoothing=0.1,
@@ -30,16 +33,17 @@ def text_data(tmp_path):
     return TextPairsData.from_file(path, batch_size=8, seed=2)
 
 
+@pytest.mark.parametrize("model_cls", MODELS, ids=["compiled", "reference"])
 @pytest.mark.parametrize("source", ["task", "file"])
-def test_resume_is_bitwise_identical(tmp_path, source):
+def test_resume_is_bitwise_identical(tmp_path, source, model_cls):
     data = (SyntheticTask("reverse", batch_size=8, seed=1, max_len=5, heldout_size=8) if source == "task"
             else text_data(tmp_path))  # the file has 4 batches per epoch: the resume crosses epochs
-    straight = make_trainer(len(data.vocab))
+    straight = make_trainer(len(data.vocab), model_cls)
     straight.fit(data, steps=6)
 
-    first = make_trainer(len(data.vocab))
+    first = make_trainer(len(data.vocab), model_cls)
     first.fit(data, steps=3, checkpoint_dir=tmp_path / "ck")
-    resumed = make_trainer(len(data.vocab))
+    resumed = make_trainer(len(data.vocab), model_cls)
     resumed.fit(data, steps=6, checkpoint_dir=tmp_path / "ck", resume=True)
 
     assert resumed.step == 6 and resumed.model.rng_step == straight.model.rng_step == 6
@@ -147,13 +151,14 @@ def test_decode_uses_generate_when_present():
     np.testing.assert_array_equal(decode(WithGenerate(), src, 5, 1, 2), [[7, 2], [8, 2]])
 
 
-def test_short_run_learns_reverse():
+@pytest.mark.parametrize("model_cls", MODELS, ids=["compiled", "reference"])
+def test_short_run_learns_reverse(model_cls):
     """Accuracy, not time: a tiny model reaches 100% held-out exact match on
     short reversals in a few hundred steps."""
     task = SyntheticTask("reverse", batch_size=32, seed=0, min_len=2, max_len=4, heldout_size=64)
     V = len(task.vocab)
-    model = ff.reference.Transformer(V, V, d_model=32, nhead=4, num_encoder_layers=1, num_decoder_layers=1,
-                                     dim_feedforward=64, dropout=0.0, max_len=5, seed=0)
+    model = model_cls(V, V, d_model=32, nhead=4, num_encoder_layers=1, num_decoder_layers=1,
+                      dim_feedforward=64, dropout=0.0, max_len=5, seed=0)
     opt = AdamW(model, lr=5e-3, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0)
     trainer = Trainer(model, opt, schedule=WarmupCosineSchedule(5e-3, 20, 400, min_lr=2.5e-4),
                       clip_grad_norm=1.0, progress=False, log_every=100)
