@@ -211,7 +211,6 @@ static void keep_block_avx512(float *F, size_t ld, uint32_t *w, uint64_t i00, ui
         ff_attn_keep_block_rows(F, ld, w, i00, qstride, nq, nk, thr, keep, seed, step, site, philox_words_avx512);
         return;
     }
-    const __m512i m0 = _mm512_set1_epi32((int)FF_PHILOX_M0), m1 = _mm512_set1_epi32((int)FF_PHILOX_M1);
     const __m512i c2i = _mm512_set1_epi32((int)(uint32_t)site), c3i = _mm512_set1_epi32((int)(uint32_t)step);
     const __m512i vthr = _mm512_set1_epi32((int)thr);
     const __m512 vkeep = _mm512_set1_ps(keep);
@@ -229,20 +228,7 @@ static void keep_block_avx512(float *F, size_t ld, uint32_t *w, uint64_t i00, ui
             __m512i c1v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_srli_epi64(lo, 32))),
                                              _mm512_cvtepi64_epi32(_mm512_srli_epi64(hi, 32)), 1);
             __m512i c2v = c2i, c3v = c3i;
-            uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-            for (int r = 0; r < 10; r++) {
-                if (r) {
-                    k0 += FF_PHILOX_W0;
-                    k1 += FF_PHILOX_W1;
-                }
-                __m512i hi0, lo0, hi1, lo1;
-                ff_mulhilo16(&hi0, &lo0, c0v, m0);
-                ff_mulhilo16(&hi1, &lo1, c2v, m1);
-                c0v = _mm512_xor_si512(_mm512_xor_si512(hi1, c1v), _mm512_set1_epi32((int)k0));
-                c2v = _mm512_xor_si512(_mm512_xor_si512(hi0, c3v), _mm512_set1_epi32((int)k1));
-                c1v = lo1;
-                c3v = lo0;
-            }
+            ff_philox10_x16(&c0v, &c1v, &c2v, &c3v, seed);
             const __m512i wv[4] = {c0v, c1v, c2v, c3v}; /* word t = key r0 + t */
             for (size_t t = 0; t < 4 && r0 + t < nk; t++) {
                 __mmask16 kp = _mm512_cmpge_epu32_mask(wv[t], vthr);

@@ -14,6 +14,28 @@ static inline void ff_mulhilo16(__m512i *hi, __m512i *lo, __m512i a, __m512i m) 
     *lo = _mm512_mullo_epi32(a, m);
 }
 
+/* The 10 Philox rounds on 16 counters at once: lane k of c0..c3 is one
+ * block's counter on entry and its 4 output words on return. */
+static inline void ff_philox10_x16(__m512i *c0, __m512i *c1, __m512i *c2, __m512i *c3, uint64_t seed) {
+    const __m512i m0 = _mm512_set1_epi32((int)FF_PHILOX_M0), m1 = _mm512_set1_epi32((int)FF_PHILOX_M1);
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    __m512i a0 = *c0, a1 = *c1, a2 = *c2, a3 = *c3;
+    for (int r = 0; r < 10; r++) {
+        if (r) {
+            k0 += FF_PHILOX_W0;
+            k1 += FF_PHILOX_W1;
+        }
+        __m512i hi0, lo0, hi1, lo1;
+        ff_mulhilo16(&hi0, &lo0, a0, m0);
+        ff_mulhilo16(&hi1, &lo1, a2, m1);
+        a0 = _mm512_xor_si512(_mm512_xor_si512(hi1, a1), _mm512_set1_epi32((int)k0));
+        a2 = _mm512_xor_si512(_mm512_xor_si512(hi0, a3), _mm512_set1_epi32((int)k1));
+        a1 = lo1;
+        a3 = lo0;
+    }
+    *c0 = a0, *c1 = a1, *c2 = a2, *c3 = a3;
+}
+
 /* w[0..3] = the words of elements 4*block0 .. 4*block0 + 63 in element
  * order (w[0] holds elements 0..15, i.e. blocks block0 .. block0+3). */
 static inline void ff_philox16_avx512(__m512i w[4], uint64_t block0, uint64_t seed, uint64_t step, uint64_t site) {
@@ -24,21 +46,7 @@ static inline void ff_philox16_avx512(__m512i w[4], uint64_t block0, uint64_t se
     __m512i c1 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_srli_epi64(b_lo, 32))),
                                     _mm512_cvtepi64_epi32(_mm512_srli_epi64(b_hi, 32)), 1);
     __m512i c2 = _mm512_set1_epi32((int)(uint32_t)site), c3 = _mm512_set1_epi32((int)(uint32_t)step);
-    const __m512i m0 = _mm512_set1_epi32((int)FF_PHILOX_M0), m1 = _mm512_set1_epi32((int)FF_PHILOX_M1);
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    for (int r = 0; r < 10; r++) {
-        if (r) {
-            k0 += FF_PHILOX_W0;
-            k1 += FF_PHILOX_W1;
-        }
-        __m512i hi0, lo0, hi1, lo1;
-        ff_mulhilo16(&hi0, &lo0, c0, m0);
-        ff_mulhilo16(&hi1, &lo1, c2, m1);
-        c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32((int)k0));
-        c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32((int)k1));
-        c1 = lo1;
-        c3 = lo0;
-    }
+    ff_philox10_x16(&c0, &c1, &c2, &c3, seed);
     /* 4x4 transpose inside each 128-bit lane: t_j lane L = the 4 words of block 4L + j */
     __m512i a = _mm512_unpacklo_epi32(c0, c1), b = _mm512_unpackhi_epi32(c0, c1);
     __m512i c = _mm512_unpacklo_epi32(c2, c3), d = _mm512_unpackhi_epi32(c2, c3);
