@@ -1,7 +1,6 @@
-/* Shared helpers of the attention drivers: leaf choice, per-thread
- * workspaces, transposes, masks and dropout keep factors of one block. */
+/* Shared helpers of the attention drivers: leaf choice, transposes, masks
+ * and dropout keep factors of one block. */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 
 #include "attention/attn_internal.h"
@@ -15,44 +14,6 @@ const ff_attn_leaves_t *ff_attn_leaves(void) {
     if (s >= FF_SIMD_AVX2) return &ff_attn_leaves_avx2;
 #endif
     return &ff_attn_leaves_generic;
-}
-
-/* ---- per-thread workspace (as csrc/gemm: freed at thread exit) ---------- */
-
-typedef struct {
-    float *buf[FF_ATTN_WS_SLOTS];
-    size_t cap[FF_ATTN_WS_SLOTS];
-    int registered;
-} attn_ws_t;
-
-static _Thread_local attn_ws_t t_ws;
-static pthread_key_t g_key;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-
-static void ws_free(void *p) {
-    attn_ws_t *w = p;
-    for (int i = 0; i < FF_ATTN_WS_SLOTS; i++) {
-        free(w->buf[i]);
-        w->buf[i] = NULL;
-        w->cap[i] = 0;
-    }
-    w->registered = 0;
-}
-
-static void key_init(void) { pthread_key_create(&g_key, ws_free); }
-
-float *ff_attn_ws(int slot, size_t nfloats) {
-    if (nfloats <= t_ws.cap[slot]) return t_ws.buf[slot];
-    if (!t_ws.registered) {
-        pthread_once(&g_once, key_init);
-        pthread_setspecific(g_key, &t_ws);
-        t_ws.registered = 1;
-    }
-    free(t_ws.buf[slot]);
-    size_t bytes = (nfloats * sizeof(float) + 63) & ~(size_t)63;
-    t_ws.buf[slot] = aligned_alloc(64, bytes);
-    t_ws.cap[slot] = t_ws.buf[slot] ? nfloats : 0;
-    return t_ws.buf[slot];
 }
 
 /* ---- small helpers ------------------------------------------------------ */

@@ -61,12 +61,6 @@ extern const ff_attn_leaves_t ff_attn_leaves_avx512;
 /* The leaves of the active instruction set. */
 const ff_attn_leaves_t *ff_attn_leaves(void);
 
-/* Per-thread workspace of the calling thread (an OpenMP worker or the
- * caller): grown on demand, 64-byte aligned, kept for the next call. Slot s
- * holds one buffer; NULL when out of memory. */
-enum { FF_ATTN_WS_SLOTS = 2 };
-float *ff_attn_ws(int slot, size_t nfloats);
-
 /* The keep_block leaf through philox_words, one query at a time. */
 void ff_attn_keep_block_rows(float *F, size_t ld, uint32_t *w, uint64_t i00, uint64_t qstride, size_t nq, size_t nk,
                              uint32_t thr, float keep, uint64_t seed, uint64_t step, uint64_t site,

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "attention/attn_internal.h"
+#include "runtime/scratch.h"
 #include "runtime/runtime.h"
 
 #define BQ FF_ATTN_BQ
@@ -162,7 +163,7 @@ int ff_attention_flash_backward(float *dq, ff_attn_view_t sdq, float *dk, ff_att
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        float *base = ff_attn_ws(1, wsz);
+        float *base = ff_scratch(FF_SCRATCH_ATTN_BACKWARD, wsz * sizeof(float));
         if (!base) {
 #if FF_HAVE_OPENMP
 #pragma omp atomic write

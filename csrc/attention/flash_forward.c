@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "attention/attn_internal.h"
+#include "runtime/scratch.h"
 #include "runtime/runtime.h"
 
 #define BQ FF_ATTN_BQ
@@ -117,7 +118,7 @@ int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const 
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        float *base = ff_attn_ws(0, wsz);
+        float *base = ff_scratch(FF_SCRATCH_ATTN_FORWARD, wsz * sizeof(float));
         if (!base) {
 #if FF_HAVE_OPENMP
 #pragma omp atomic write

@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "nn/cross_entropy.h"
-#include "nn/scratch.h"
+#include "runtime/scratch.h"
 #include "runtime/runtime.h"
 
 #define CE_GRAIN 32768 /* logits worth a thread */

@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-#include "nn/scratch.h"
+#include "runtime/scratch.h"
 #include "runtime/runtime.h"
 #include "runtime/simd_target.h"
 

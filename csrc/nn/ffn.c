@@ -2,7 +2,7 @@
 
 #include "nn/activation.h"
 #include "nn/linear.h"
-#include "nn/scratch.h"
+#include "runtime/scratch.h"
 
 #define SCRATCH_HIDDEN 2 /* ff_scratch slot of act(hidden_pre) / its gradient */
 

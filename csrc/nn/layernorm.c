@@ -3,7 +3,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "nn/scratch.h"
+#include "runtime/scratch.h"
 #include "runtime/runtime.h"
 
 #define LN_GRAIN 16384 /* elements worth a thread */

@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-#include "nn/scratch.h"
+#include "runtime/scratch.h"
 #include "runtime/runtime.h"
 
 #define COLSUM_GRAIN 32768 /* elements per thread worth starting it for */

@@ -1,6 +1,6 @@
 #include <math.h>
 
-#include "nn/scratch.h"
+#include "runtime/scratch.h"
 #include "optim/optim.h"
 #include "runtime/runtime.h"
 
