@@ -12,12 +12,12 @@
  * thread split changes who computes a tile, never its bits.
  * A batch of small products goes whole products per thread instead (one
  * parallel region either way). */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gemm/gemm_internal.h"
 #include "runtime/runtime.h"
+#include "runtime/scratch.h"
 #include "runtime/simd_target.h"
 
 /* Blocking per kernel, measured on Zen 5 (48 KiB L1d, 1 MiB L2 per core,
@@ -66,42 +66,9 @@ void ff_gemm_get_blocking(size_t out[5]) {
 
 /* ---- per-thread pack buffers ------------------------------------------- */
 
-/* Thread-local, grown on demand, freed at thread exit (pthread key
- * destructor), so two callers never share one and no call mallocs once warm. */
-typedef struct {
-    float *a, *b;
-    size_t acap, bcap; /* in floats */
-    int registered;
-} workspace_t;
-
-static _Thread_local workspace_t t_ws;
-static pthread_key_t g_ws_key;
-static pthread_once_t g_ws_once = PTHREAD_ONCE_INIT;
-
-static void ws_free(void *p) {
-    workspace_t *w = p;
-    free(w->a);
-    free(w->b);
-    w->a = w->b = NULL;
-    w->acap = w->bcap = 0;
-    w->registered = 0;
-}
-
-static void ws_key_init(void) { pthread_key_create(&g_ws_key, ws_free); }
-
-static float *grow(float **p, size_t *cap, size_t nfloats) {
-    if (*cap >= nfloats) return *p;
-    if (!t_ws.registered) {
-        pthread_once(&g_ws_once, ws_key_init);
-        pthread_setspecific(g_ws_key, &t_ws);
-        t_ws.registered = 1;
-    }
-    free(*p);
-    size_t bytes = (nfloats * sizeof(float) + 63) & ~(size_t)63;
-    *p = aligned_alloc(64, bytes);
-    *cap = *p ? nfloats : 0;
-    return *p;
-}
+/* From the thread-local scratch (runtime/scratch.h): two callers never share
+ * one, and no call mallocs once warm. */
+static float *pack_buffer(int slot, size_t nfloats) { return ff_scratch(slot, nfloats * sizeof(float)); }
 
 /* ---- one product --------------------------------------------------------- */
 
@@ -315,7 +282,7 @@ int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
     const int by_item = batch >= (size_t)(4 * nth) || (batch >= (size_t)nth && macs < ((size_t)1 << 22));
     const size_t afl = apack_floats(ar, &P0), bfl = bpack_floats(ar, &P0);
     float *shared_b = NULL;
-    if (!by_item && !(shared_b = grow(&t_ws.b, &t_ws.bcap, bfl))) return -1;
+    if (!by_item && !(shared_b = pack_buffer(FF_SCRATCH_GEMM_B, bfl))) return -1;
     int failed = 0;
     team_sync_t sync = {0, 0};
     size_t next_item = 0;
@@ -329,8 +296,8 @@ int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
 #else
         const int tid = 0, team = 1;
 #endif
-        float *apack = grow(&t_ws.a, &t_ws.acap, afl);
-        float *bpack = by_item ? grow(&t_ws.b, &t_ws.bcap, bfl) : shared_b;
+        float *apack = pack_buffer(FF_SCRATCH_GEMM_A, afl);
+        float *bpack = by_item ? pack_buffer(FF_SCRATCH_GEMM_B, bfl) : shared_b;
         if (!apack || !bpack) {
 #if FF_HAVE_OPENMP
 #pragma omp atomic write

@@ -21,6 +21,8 @@ enum {
     FF_SCRATCH_3,
     FF_SCRATCH_ATTN_FORWARD, /* flash attention, per worker */
     FF_SCRATCH_ATTN_BACKWARD,
+    FF_SCRATCH_GEMM_A, /* GEMM pack buffers, per worker */
+    FF_SCRATCH_GEMM_B,
     FF_SCRATCH_SLOTS
 };
 
