@@ -10,9 +10,13 @@
 
 /* Query and key block sizes of the flash kernels. A block's scores are held
  * transposed, S^T (BK keys x BQ queries), so the softmax statistics of the
- * BQ queries are vectors and every product below has a contiguous B operand. */
+ * BQ queries are vectors and every product below has a contiguous B operand.
+ * The forward steps over keys FF_ATTN_BK_FWD at a time: its P V product then
+ * runs 128 deep, halving the accumulator traffic and O rescales per key (the
+ * backward measured no better with 128 of either). */
 #define FF_ATTN_BQ 64
 #define FF_ATTN_BK 64
+#define FF_ATTN_BK_FWD 128
 
 /* The leaves, one set per instruction set (attn_leaf_{generic,avx2,avx512}.c).
  * None of them holds an OpenMP region. */
@@ -50,6 +54,8 @@ typedef struct {
      * c < nq); w is scratch of nk + 64 words. */
     void (*keep_block)(float *F, size_t ld, uint32_t *w, uint64_t i00, uint64_t qstride, size_t nq, size_t nk,
                        uint32_t thr, float keep, uint64_t seed, uint64_t step, uint64_t site);
+    /* dst (cols, rows; ldd) = src^T where src is (rows, cols) with row stride lds. */
+    void (*transpose)(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t cols);
 } ff_attn_leaves_t;
 
 extern const ff_attn_leaves_t ff_attn_leaves_generic;

@@ -190,7 +190,7 @@ static float dot_avx2(const float *a, const float *b, size_t n) {
 const ff_attn_leaves_t ff_attn_leaves_avx2 = {
     gemm_avx2,          softmax_cols_avx2, scale_rows_avx2,  exp_sub_cols_avx2,
     dsoftmax_cols_avx2, softmax_row_avx2,  exp_sub_row_avx2, dsoftmax_row_avx2,
-    dot_avx2,           ff_attn_philox_words_scalar, ff_attn_keep_block_scalar,
+    dot_avx2,           ff_attn_philox_words_scalar, ff_attn_keep_block_scalar, ff_attn_transpose,
 };
 
 FF_TARGET_END

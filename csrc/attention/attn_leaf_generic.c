@@ -90,5 +90,5 @@ static float dot_generic(const float *a, const float *b, size_t n) {
 const ff_attn_leaves_t ff_attn_leaves_generic = {
     gemm_generic,        softmax_cols_generic, scale_rows_generic,  exp_sub_cols_generic,
     dsoftmax_cols_generic, softmax_row_generic, exp_sub_row_generic, dsoftmax_row_generic,
-    dot_generic,         ff_attn_philox_words_scalar, ff_attn_keep_block_scalar,
+    dot_generic,         ff_attn_philox_words_scalar, ff_attn_keep_block_scalar, ff_attn_transpose,
 };

@@ -38,17 +38,21 @@ static void zero_rows(float *x, size_t ld, size_t rows, size_t n) {
 typedef struct {
     float *Qt, *dOt, *D, *Lm, *ST, *dPT, *PdT, *F, *sc;
     uint32_t *w;
-    size_t ldq; /* Tq rounded up to 16: Qt and dOt are (dk, ldq), zero past Tq */
+    size_t ldq; /* Tq rounded up to BQ */
 } bwd_ws_t;
 
+/* Qt and dOt hold Q^T and dO^T as Tq/BQ panels of (dk, BQ), panel qb at
+ * qb*dk*BQ, zero past Tq. Panels rather than one (dk, Tq) matrix: a row
+ * stride of Tq floats (4 KiB at Tq = 1024) maps a panel's rows to a few L1
+ * sets, and the products that stream it would miss L1 throughout. */
 static size_t bwd_ws_size(size_t Tq, size_t dk) {
-    size_t ldq = round16(Tq);
+    size_t ldq = (Tq + BQ - 1) / BQ * BQ;
     return 2 * dk * ldq + 2 * (ldq + BQ) + 4 * BK * BQ + BK + BK + 64;
 }
 
 static bwd_ws_t bwd_ws(float *base, size_t Tq, size_t dk) {
     bwd_ws_t w;
-    w.ldq = round16(Tq);
+    w.ldq = (Tq + BQ - 1) / BQ * BQ;
     w.Qt = base;
     w.dOt = w.Qt + dk * w.ldq;
     w.D = w.dOt + dk * w.ldq;
@@ -87,11 +91,16 @@ static void backward_head(const bwd_args_t *a, bwd_ws_t w, size_t b, size_t h) {
     float *dvh = a->dv + b * a->sdv.batch + h * a->sdv.head;
     const uint8_t *kb = a->kpm ? a->kpm + b * Tk : NULL;
 
-    /* Q^T and dO^T of the head, (dk, ldq), zero past Tq */
-    ff_attn_transpose(w.Qt, ldq, qh, a->sq.row, Tq, dk);
-    ff_attn_transpose(w.dOt, ldq, doh, a->sdo.row, Tq, dk);
-    for (size_t p = 0; p < dk; p++) {
-        for (size_t i = Tq; i < ldq; i++) w.Qt[p * ldq + i] = w.dOt[p * ldq + i] = 0.0f;
+    /* Q^T and dO^T of the head in (dk, BQ) panels, zero past Tq */
+    for (size_t q0 = 0; q0 < Tq; q0 += BQ) {
+        const size_t nq = min_sz(BQ, Tq - q0);
+        float *qt = w.Qt + q0 * dk, *dot = w.dOt + q0 * dk;
+        L->transpose(qt, BQ, qh + q0 * a->sq.row, a->sq.row, nq, dk);
+        L->transpose(dot, BQ, doh + q0 * a->sdo.row, a->sdo.row, nq, dk);
+        for (size_t p = 0; nq < BQ && p < dk; p++) {
+            memset(qt + p * BQ + nq, 0, (BQ - nq) * sizeof(float));
+            memset(dot + p * BQ + nq, 0, (BQ - nq) * sizeof(float));
+        }
     }
     /* D = rowsum(dO * O); lse = -inf (a query with no key) becomes +inf so its P is 0 */
     for (size_t i = 0; i < Tq; i++) {
@@ -118,10 +127,10 @@ static void backward_head(const bwd_args_t *a, bwd_ws_t w, size_t b, size_t h) {
         const size_t qstart = d->causal ? k0 / BQ * BQ : 0;
         for (size_t q0 = qstart; q0 < Tq; q0 += BQ) {
             const size_t nq = min_sz(BQ, Tq - q0), ncol = min_sz(BQ, round16(nq));
-            L->gemm(w.ST, BQ, kp, a->sk.row, 1, w.Qt + q0, ldq, nk, ncol, dk, a->scale, 0);
+            L->gemm(w.ST, BQ, kp, a->sk.row, 1, w.Qt + q0 * dk, BQ, nk, ncol, dk, a->scale, 0);
             if (kb || (d->causal && k0 + nk - 1 > q0)) ff_attn_mask_block(w.ST, BQ, kb, d->causal, q0, nq, k0, nk);
             L->exp_sub_cols(w.ST, BQ, w.Lm + q0, nk, nq);
-            L->gemm(w.dPT, BQ, vp, a->sv.row, 1, w.dOt + q0, ldq, nk, ncol, dk, 1.0f, 0);
+            L->gemm(w.dPT, BQ, vp, a->sv.row, 1, w.dOt + q0 * dk, BQ, nk, ncol, dk, 1.0f, 0);
             const float *Pd = w.ST;
             if (drop) {
                 ff_attn_keep_block(w.F, BQ, w.w, L, d, b * d->H + h, q0, nq, k0, nk);

@@ -1,6 +1,6 @@
 /* Fused attention forward: one work unit per (batch, head, query block),
  * streaming over key blocks with an online softmax. Memory: per thread a few
- * (64 x 64) and (64 x dk) blocks; only out and lse are written.
+ * (BK x BQ) and (BQ x dk) blocks; only out and lse are written.
  *
  * Determinism: a unit's arithmetic depends on the unit alone (its block
  * boundaries are fixed, its keys visited in order), never on the thread that
@@ -13,7 +13,7 @@
 #include "runtime/runtime.h"
 
 #define BQ FF_ATTN_BQ
-#define BK FF_ATTN_BK
+#define BK FF_ATTN_BK_FWD
 
 static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 static inline size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -59,7 +59,7 @@ static void forward_unit(float *out, ff_attn_view_t so, float *lse, const float 
     const uint8_t *kb = kpm ? kpm + b * Tk : NULL;
 
     /* Q block transposed, (dk, BQ); columns past nq are 0 so padded lanes stay finite */
-    ff_attn_transpose(w.Qt, BQ, qp, sq.row, nq, dk);
+    L->transpose(w.Qt, BQ, qp, sq.row, nq, dk);
     if (nq < BQ)
         for (size_t p = 0; p < dk; p++) memset(w.Qt + p * BQ + nq, 0, (BQ - nq) * sizeof(float));
     memset(w.O, 0, nq * dk * sizeof(float));
