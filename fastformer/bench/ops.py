@@ -4,8 +4,15 @@ B=16, S=256 (and a 50M-parameter optimizer step).
 
     OMP_WAIT_POLICY=passive python -m fastformer.bench ops [--json PATH] [--reps N]
 
-Each kernel and its twin run interleaved (compiled, twin, compiled, ...) after
-a warm-up, so both see the same machine state; the table gives the medians,
+Each kernel and its twin run in alternating blocks (compiled, twin,
+compiled, ...) so both see the same machine state; the median is taken over
+all timed calls of a side. A block is an idle pause (`--pause`), untimed
+calls for at least `--warm` seconds, then `--block` timed back-to-back calls:
+after a call OpenBLAS's and OpenMP's idle workers busy-wait for a while, and
+without the pause the next side would share the cores with them (on 2 cores
+that halved the compiled attention's measured speed); the untimed calls keep
+the wake-up of sleeping workers and idle cores (milliseconds on this VM) out
+of the timings, as in a training loop where kernels run back to back. The table gives the medians,
 the speedup, and the compiled kernel's effective memory bandwidth (the bytes
 it must read and write, divided by its time).
 """
@@ -118,13 +125,25 @@ def _cases():
     return out
 
 
-def _time_once(fn):
-    t0 = time.perf_counter()
+def _time_block(fn, block):
+    """Seconds of each of `block` back-to-back calls."""
+    times = []
+    for _ in range(block):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _warm(fn, seconds):
+    """Call fn until `seconds` have passed (at least once)."""
+    end = time.perf_counter() + seconds
     fn()
-    return time.perf_counter() - t0
+    while time.perf_counter() < end:
+        fn()
 
 
-def run_cases(reps=15, warmup=2, only=None):
+def run_cases(reps=15, warmup=2, only=None, block=3, pause=0.15, warm=0.02):
     rows = []
     for c in _cases():
         if only and not any(o in c["name"] for o in only):
@@ -134,11 +153,13 @@ def run_cases(reps=15, warmup=2, only=None):
             c["compiled"]()
             c["twin"]()
         tc, tt = [], []
-        for _ in range(n):  # interleaved: both sides see the same machine state
-            tc.append(_time_once(c["compiled"]))
-            tt.append(_time_once(c["twin"]))
+        for _ in range(max(1, n // block)):  # alternating blocks: both sides see the same machine state
+            for fn, times in ((c["compiled"], tc), (c["twin"], tt)):
+                time.sleep(pause)
+                _warm(fn, warm)
+                times += _time_block(fn, block)
         mc, mt = statistics.median(tc), statistics.median(tt)
-        rows.append(dict(kernel=c["name"], direction=c["direction"], shape=list(c["shape"]), reps=n,
+        rows.append(dict(kernel=c["name"], direction=c["direction"], shape=list(c["shape"]), reps=len(tc),
                          compiled_ms=mc * 1e3, numpy_ms=mt * 1e3, speedup=mt / mc,
                          compiled_gbps=c["nbytes"] / mc / 1e9))
     return rows
@@ -160,6 +181,12 @@ def add_arguments(ap):
                     help="leave glibc's malloc as it is (freed large blocks go back to the OS, so both sides "
                          "page-fault their large outputs and temporaries afresh on every call)")
     ap.add_argument("--only", nargs="*", help="substrings of kernel names to run")
+    ap.add_argument("--block", type=int, default=3,
+                    help="timed back-to-back calls per side before the other side runs (default 3)")
+    ap.add_argument("--pause", type=float, default=0.15,
+                    help="idle seconds before each block, so the other side's spinning workers sleep (default 0.15)")
+    ap.add_argument("--warm", type=float, default=0.02,
+                    help="untimed seconds of calls after the pause, before the timed block (default 0.02)")
 
 
 def run(args):
@@ -173,7 +200,7 @@ def run(args):
         print("note: OMP_WAIT_POLICY is not 'passive': idle OpenMP workers spin while NumPy runs, and on a "
               "2-vCPU VM the next compiled call can wait milliseconds for them (LayerNorm measured 10x slower); "
               "run as OMP_WAIT_POLICY=passive python -m fastformer.bench ops")
-    rows = run_cases(reps=args.reps, only=args.only)
+    rows = run_cases(reps=args.reps, only=args.only, block=args.block, pause=args.pause, warm=args.warm)
     print(format_table(rows))
     if args.json:
         with open(args.json, "w") as f:
