@@ -2,7 +2,7 @@
 NumPy twins, side by side, at the shapes of a d_model=512, 8-head model with
 B=16, S=256 (and a 50M-parameter optimizer step).
 
-    OMP_WAIT_POLICY=passive python -m fastformer.bench ops [--json PATH] [--reps N]
+    python -m fastformer.bench ops [--json PATH] [--reps N] [--only NAME ...]
 
 Each kernel and its twin run in alternating blocks (compiled, twin,
 compiled, ...) so both see the same machine state; the median is taken over
@@ -196,10 +196,6 @@ def run(args):
           f"openmp={info['openmp']}  numpy {np.__version__}  "
           f"malloc keeps freed memory: {info['malloc_keeps_freed_memory']}")
     info["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "")
-    if info["omp_wait_policy"].lower() != "passive":
-        print("note: OMP_WAIT_POLICY is not 'passive': idle OpenMP workers spin while NumPy runs, and on a "
-              "2-vCPU VM the next compiled call can wait milliseconds for them (LayerNorm measured 10x slower); "
-              "run as OMP_WAIT_POLICY=passive python -m fastformer.bench ops")
     rows = run_cases(reps=args.reps, only=args.only, block=args.block, pause=args.pause, warm=args.warm)
     print(format_table(rows))
     if args.json:
