@@ -123,27 +123,14 @@ static __attribute__((noinline)) void tile_product(size_t kc, const float *restr
     }
 }
 
+#include "gemm/kernel_store.h"
+
 /* a is [kc][MR], b is [kc][32] (64-byte aligned); c is (mr, nr) of C. */
 void ff_gemm_kernel_avx512(size_t kc, const float *restrict a, const float *restrict b, float *c, size_t ldc,
                            size_t mr, size_t nr, const ff_gemm_epi_t *epi) {
     float t[MR * NR] __attribute__((aligned(64)));
     tile_product(kc, a, b, t, c, ldc);
-
-    if (mr == MR && nr == NR) {
-        store_tile(t, c, ldc, epi->bias, epi);
-        return;
-    }
-    /* Edge tile: run the same epilogue on a full-size copy, then store the part
-     * that exists, so every element sees the same instructions. */
-    float ct[MR * NR] __attribute__((aligned(64)));
-    float bt[NR] __attribute__((aligned(64)));
-    for (size_t i = 0; i < mr; i++)
-        for (size_t j = 0; j < nr; j++) ct[i * NR + j] = epi->load_c ? c[i * ldc + j] : 0.0f;
-    if (epi->bias)
-        for (size_t j = 0; j < NR; j++) bt[j] = j < nr ? epi->bias[j] : 0.0f;
-    store_tile(t, ct, NR, epi->bias ? bt : NULL, epi);
-    for (size_t i = 0; i < mr; i++)
-        for (size_t j = 0; j < nr; j++) c[i * ldc + j] = ct[i * NR + j];
+    store_tile_part(t, c, ldc, mr, nr, epi);
 }
 
 FF_TARGET_END
