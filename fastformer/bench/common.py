@@ -1,6 +1,7 @@
 """What the benchmark families share: the machine description, the measured
 FMA peak, thread control for every library in the comparison, interleaved
 timing, peak-memory probes and JSON output."""
+import contextlib
 import ctypes
 import json
 import os
@@ -273,3 +274,35 @@ def refresh_peak(header, threads):
     peak = measured_peak(header["simd"], threads, tries=3)
     header["fma_peak_gflops"][key] = max(peak, header["fma_peak_gflops"].get(key, 0.0))
     return header["fma_peak_gflops"][key]
+
+
+def import_torch():
+    """torch, or None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def sides(impls):
+    """(impls, torch) for a run: torch imported when a side needs it; the
+    PyTorch side dropped, with a note, when torch is not installed."""
+    impls = list(impls)
+    torch = import_torch() if "torch" in impls else None
+    if "torch" in impls and torch is None:
+        print("note: torch is not installed: the PyTorch side is skipped")
+        impls.remove("torch")
+    return impls, torch
+
+
+@contextlib.contextmanager
+def threads_restored(torch=None):
+    """Put fastformer's (and torch's) thread counts back after a thread sweep."""
+    before = (fastformer.get_num_threads(), torch.get_num_threads() if torch else None)
+    try:
+        yield
+    finally:
+        fastformer.set_num_threads(before[0])
+        if torch is not None:
+            torch.set_num_threads(before[1])

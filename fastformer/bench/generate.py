@@ -22,7 +22,7 @@ from fastformer import reference as ref
 from fastformer.bench import common
 from fastformer.bench.configs import CONFIGS, parse_configs
 from fastformer.commands.common import nonnegative_int, positive_int
-from fastformer.bench.step import IMPLS, compiled_class, import_torch, parse_impls
+from fastformer.bench.step import IMPLS, parse_impls
 from fastformer.data.vocab import BOS_ID, EOS_ID
 from fastformer.decoding import decode
 
@@ -49,13 +49,12 @@ def add_arguments(p):
 def _side(impl, kwargs, state, src, n_tokens, torch):
     """(decode function -> (B, n_tokens) int64 array, description)."""
     if impl in ("compiled", "numpy"):
-        cls = (compiled_class() or ref.Transformer) if impl == "compiled" else ref.Transformer
+        cls = ff.Transformer if impl == "compiled" else ref.Transformer
         model = cls(**kwargs)
         model.load_state_dict(state)
         model.eval()
-        how = "generate" if hasattr(model, "generate") else "decoding.greedy_decode (no cache)"
         return (lambda: decode(model, src, n_tokens, BOS_ID, EOS_ID),
-                f"{cls.__module__}.{cls.__qualname__} {how}")
+                f"{cls.__module__}.{cls.__qualname__} generate")
     from fastformer.bench.torch_model import greedy_decode, twin_of
 
     model = twin_of(state, **kwargs)
@@ -108,32 +107,21 @@ def format_table(rows):
 
 
 def run(args):
-    impls = list(args.impl)
-    torch = import_torch() if "torch" in impls else None
-    if "torch" in impls and torch is None:
-        print("note: torch is not installed: the PyTorch side is skipped")
-        impls.remove("torch")
+    impls, torch = common.sides(args.impl)
     threads_list = args.threads or [ff.get_num_threads()]
-    before = (ff.get_num_threads(), torch.get_num_threads() if torch else None)
     malloc_kept = False if args.default_malloc else common.keep_freed_memory()
     header = common.machine_header(threads_list, torch, malloc_kept)
     header.update(repeat=args.repeat, warmup=args.warmup, pause_s=args.pause, batch=args.batch,
-                  new_tokens=args.tokens, compiled_model_built=compiled_class() is not None)
+                  new_tokens=args.tokens)
     common.print_header(header)
-    if "compiled" in impls and compiled_class() is None:
-        print("note: fastformer.Transformer is not built yet: the 'compiled' side runs the NumPy reference")
     print(f"greedy decoding of {args.tokens} tokens for a batch of {args.batch}; "
           f"median of {args.repeat} alternating runs per side after {args.warmup} warm-up\n")
     rows = []
-    try:
+    with common.threads_restored(torch):
         for threads in threads_list:
             common.set_all_threads(threads, torch)
             for config in args.config:
                 rows += _bench_config(config, threads, impls, args, torch)
-    finally:
-        ff.set_num_threads(before[0])
-        if torch is not None:
-            torch.set_num_threads(before[1])
     for config in dict.fromkeys(r["config"] for r in rows):
         print(f"{config}: {CONFIGS[config].describe(batch=False)}")
     print()

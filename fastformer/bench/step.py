@@ -80,20 +80,6 @@ class NumpyAdamW(AdamW):
         return getattr(ref_optim, name)
 
 
-def compiled_class():
-    """`fastformer.Transformer` when built, else None."""
-    return getattr(ff, "Transformer", None)
-
-
-def import_torch():
-    """torch, or None when it is not installed."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
 def parse_impls(text):
     """'compiled,torch' -> ['compiled', 'torch'] (argparse type)."""
     import argparse
@@ -155,8 +141,7 @@ def make_side(impl, config, batch, dropout, state=None, torch=None):
     (a reference state_dict) gives the weights, None its own initialisation."""
     kwargs = config.model_kwargs(dropout)
     if impl == "compiled":
-        cls = compiled_class() or ref.Transformer
-        return _ours(cls, kwargs, state, ops.cross_entropy, AdamW, batch)
+        return _ours(ff.Transformer, kwargs, state, ops.cross_entropy, AdamW, batch)
     if impl == "numpy":
         return _ours(ref.Transformer, kwargs, state, ref.cross_entropy, NumpyAdamW, batch)
     return _torch(torch, kwargs, state, batch)
@@ -184,7 +169,7 @@ def measure_memory(impl, config, threads, dropout, padding):
 
 def _memory_child(spec_json):
     spec = json.loads(spec_json)
-    torch = import_torch() if spec["impl"] == "torch" else None
+    torch = common.import_torch() if spec["impl"] == "torch" else None
     common.set_all_threads(spec["threads"], torch)
     # One step of a micro model first, so that what the libraries set up once
     # (thread pools, autograd engine, kernel caches) is not counted as the
@@ -336,26 +321,17 @@ def plot(path, speedups):
 def run(args):
     if not check_plot_available(args.plot):
         return 2
-    impls = list(args.impl)
-    torch = import_torch() if "torch" in impls else None
-    if "torch" in impls and torch is None:
-        print("note: torch is not installed: the PyTorch side is skipped")
-        impls.remove("torch")
+    impls, torch = common.sides(args.impl)
     threads_list = args.threads or [ff.get_num_threads()]
-    before = (ff.get_num_threads(), torch.get_num_threads() if torch else None)
     malloc_kept = False if args.default_malloc else common.keep_freed_memory()
     header = common.machine_header(threads_list, torch, malloc_kept)
     header.update(repeat=args.repeat, warmup=args.warmup, pause_s=args.pause, dropout=args.dropout,
-                  label_smoothing=LABEL_SMOOTHING, padding=not args.no_padding,
-                  compiled_model_built=compiled_class() is not None)
+                  label_smoothing=LABEL_SMOOTHING, padding=not args.no_padding)
     common.print_header(header)
-    if "compiled" in impls and compiled_class() is None:
-        print("note: fastformer.Transformer is not built yet: the 'compiled' side runs the NumPy reference "
-              "model (with the compiled loss and optimizer)")
     print(f"median of {args.repeat} alternating steps per side after {args.warmup} warm-up; dropout "
           f"{args.dropout}, label smoothing {LABEL_SMOOTHING}, AdamW\n")
     rows = []
-    try:
+    with common.threads_restored(torch):
         for threads in threads_list:
             used = common.set_all_threads(threads, torch)
             if used["blas"] is None and "numpy" in impls:
@@ -363,10 +339,6 @@ def run(args):
             for config in args.config:
                 common.refresh_peak(header, threads)
                 rows += _bench_config(config, threads, impls, args, torch)
-    finally:
-        ff.set_num_threads(before[0])
-        if torch is not None:
-            torch.set_num_threads(before[1])
     for config in dict.fromkeys(r["config"] for r in rows):
         print(f"{config}: {CONFIGS[config].describe()}, {step_flops(CONFIGS[config]) / 1e9:.1f} GFLOP/step")
     for row in rows:  # against the best peak seen: a busy moment only lowers a measurement

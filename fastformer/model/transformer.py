@@ -102,19 +102,19 @@ class Transformer(TransformerBase):
         def attn(prefix):
             w_in, b_in = P[f"{prefix}.in_proj_weight"], P[f"{prefix}.in_proj_bias"]
             w_out, b_out = P[f"{prefix}.out_proj.weight"], P[f"{prefix}.out_proj.bias"]
-            gb_in = b_in.grad.reshape(1, -1)  # bias gradients are (1, n) GEMM outputs
+            gb_in = b_in.grad
             # Cross-attention projects Q from the decoder and K, V from memory: rows [:d] and [d:].
             return _Views(w_in=w_in.data, b_in=b_in.data, gw_in=w_in.grad, gb_in=gb_in,
-                          w_q=w_in.data[:d], b_q=b_in.data[:d], gw_q=w_in.grad[:d], gb_q=gb_in[:, :d],
-                          w_kv=w_in.data[d:], b_kv=b_in.data[d:], gw_kv=w_in.grad[d:], gb_kv=gb_in[:, d:],
+                          w_q=w_in.data[:d], b_q=b_in.data[:d], gw_q=w_in.grad[:d], gb_q=gb_in[:d],
+                          w_kv=w_in.data[d:], b_kv=b_in.data[d:], gw_kv=w_in.grad[d:], gb_kv=gb_in[d:],
                           w_out=w_out.data, b_out=b_out.data, gw_out=w_out.grad,
-                          gb_out=b_out.grad.reshape(1, -1))
+                          gb_out=b_out.grad)
 
         def ffn(prefix):
             w1, b1 = P[f"{prefix}.linear1.weight"], P[f"{prefix}.linear1.bias"]
             w2, b2 = P[f"{prefix}.linear2.weight"], P[f"{prefix}.linear2.bias"]
-            return _Views(w1=w1.data, b1=b1.data, gw1=w1.grad, gb1=b1.grad.reshape(1, -1),
-                          w2=w2.data, b2=b2.data, gw2=w2.grad, gb2=b2.grad.reshape(1, -1))
+            return _Views(w1=w1.data, b1=b1.data, gw1=w1.grad, gb1=b1.grad,
+                          w2=w2.data, b2=b2.data, gw2=w2.grad, gb2=b2.grad)
 
         self._enc = []
         for i in range(self.num_encoder_layers):
@@ -131,7 +131,7 @@ class Transformer(TransformerBase):
         self._enc_norm = norm("encoder.norm") if self.final_norm else None
         self._dec_norm = norm("decoder.norm") if self.final_norm else None
         gen, bias = P[self._generator_weight], P["generator.bias"]
-        self._gen = _Views(w=gen.data, b=bias.data, gw=gen.grad, gb=bias.grad.reshape(1, -1))
+        self._gen = _Views(w=gen.data, b=bias.data, gw=gen.grad, gb=bias.grad)
         self._src_emb, self._tgt_emb = P["src_embedding.weight"], P["tgt_embedding.weight"]
         self._site_src = dropout_site(PART_EMBEDDING, 0, SLOT_SRC_EMBEDDING)
         self._site_tgt = dropout_site(PART_EMBEDDING, 0, SLOT_TGT_EMBEDDING)
@@ -261,7 +261,7 @@ class Transformer(TransformerBase):
         # generator: logits = dec_out Wg^T + bg
         g = self._gen
         matmul(dl, plan.dec_out, trans_a=True, beta=1.0, out=g.gw)
-        column_sum(dl, out=g.gb.reshape(-1), accumulate=True)
+        column_sum(dl, out=g.gb, accumulate=True)
         if self.final_norm:
             matmul(dl, g.w, out=gd.g2)
             self._norm_backward(self._dec_norm, gd.g2, plan.dec_last, plan.dec_out_mean, plan.dec_out_rstd,
@@ -327,34 +327,34 @@ class Transformer(TransformerBase):
         w = sub.w
         if sub.kind == FFN:
             matmul(dbody, buf.hact, trans_a=True, beta=1.0, out=w.gw2)
-            column_sum(dbody, out=w.gb2.reshape(-1), accumulate=True)
+            column_sum(dbody, out=w.gb2, accumulate=True)
             matmul(dbody, w.w2, out=gs.h)
             if self.activation == "relu":
                 relu_backward(gs.h, buf.hact, out=gs.h)  # hact > 0 exactly where hpre > 0
             else:
                 gelu_backward(gs.h, buf.hpre, out=gs.h)
             matmul(gs.h, h, trans_a=True, beta=1.0, out=w.gw1)
-            column_sum(gs.h, out=w.gb1.reshape(-1), accumulate=True)
+            column_sum(gs.h, out=w.gb1, accumulate=True)
             matmul(gs.h, w.w1, beta=dx_beta, out=dx)
             return
         matmul(dbody, buf.ctx, trans_a=True, beta=1.0, out=w.gw_out)
-        column_sum(dbody, out=w.gb_out.reshape(-1), accumulate=True)
+        column_sum(dbody, out=w.gb_out, accumulate=True)
         matmul(dbody, w.w_out, out=gs.ctx)
         if sub.kind == SELF_ATTN:
             _attention_backward(*gs.qkv_h, gs.ctx_h, buf.q, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
                                 sub.causal, run.p, self.seed, run.step, sub.site_probs)
             matmul(gs.qkv, h, trans_a=True, beta=1.0, out=w.gw_in)
-            column_sum(gs.qkv, out=w.gb_in.reshape(-1), accumulate=True)
+            column_sum(gs.qkv, out=w.gb_in, accumulate=True)
             matmul(gs.qkv, w.w_in, beta=dx_beta, out=dx)
             return
         ge, memory = run.plan.genc, run.plan.memory
         _attention_backward(gs.q_h, *ge.kv_h, gs.ctx_h, buf.q_h, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
                             False, run.p, self.seed, run.step, sub.site_probs)
         matmul(ge.kv, memory, trans_a=True, beta=1.0, out=w.gw_kv)
-        column_sum(ge.kv, out=w.gb_kv.reshape(-1), accumulate=True)
+        column_sum(ge.kv, out=w.gb_kv, accumulate=True)
         matmul(ge.kv, w.w_kv, beta=mem_beta, out=ge.mem)
         matmul(gs.q, h, trans_a=True, beta=1.0, out=w.gw_q)
-        column_sum(gs.q, out=w.gb_q.reshape(-1), accumulate=True)
+        column_sum(gs.q, out=w.gb_q, accumulate=True)
         matmul(gs.q, w.w_q, beta=dx_beta, out=dx)
 
     # ----- decoding -----------------------------------------------------------------------
