@@ -98,6 +98,14 @@ CFLAGS = [
     "-Wno-unknown-pragmas",
 ]
 
+# FASTFORMER_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer
+# (the CI sanitizer job, .ci/sanitize); load libasan first with LD_PRELOAD to run it.
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+
+
+def sanitize_flags():
+    return list(SANITIZE_FLAGS) if os.environ.get("FASTFORMER_SANITIZE") else []
+
 
 def extensions():
     from Cython.Build import cythonize
@@ -106,8 +114,8 @@ def extensions():
         "fastformer._C",
         sources=["fastformer/_C.pyx"] + c_sources(),
         include_dirs=["csrc"],
-        extra_compile_args=list(CFLAGS),
-        extra_link_args=[],
+        extra_compile_args=CFLAGS + sanitize_flags(),
+        extra_link_args=sanitize_flags(),
         define_macros=[],
     )
     return cythonize(

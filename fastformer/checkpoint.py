@@ -29,6 +29,7 @@ from fastformer._atomic import atomic_write_bytes, fsync_dir, write_temp
 from fastformer._kernels import model_dtype
 from fastformer._version import __version__
 from fastformer.layout import CONFIG_KEYS
+from fastformer.manifest import check_manifest
 
 FORMAT = "fastformer-checkpoint"
 FORMAT_VERSION = 1
@@ -204,6 +205,7 @@ def _read_manifest(directory):
                          f"(this fastformer {__version__} reads version {FORMAT_VERSION})")
     if manifest.get("checksum") != _checksum(manifest):
         raise ValueError(f"{path}: the manifest's checksum does not match its content (altered?)")
+    check_manifest(path, manifest)
     return manifest
 
 
@@ -239,21 +241,19 @@ def read_checkpoint(directory):
     """Read and validate a checkpoint folder -> Checkpoint.
 
     ValueError, naming the file, for: a missing folder or manifest, a
-    manifest that is not valid JSON, of another format or a newer version, or
-    whose checksum fails; a missing, truncated or altered data file; a file
+    manifest that is not valid JSON, of another format or a newer version,
+    whose checksum fails, or that lacks a field or holds one of the wrong
+    type (naming the field, see fastformer.manifest); a missing, truncated or altered data file; a file
     that is not safetensors; NaN or inf in a tensor.
     """
     directory = os.fspath(directory)
-    manifest = _read_manifest(directory)
-    try:
-        files = manifest["files"]
-        model_state = _read_tensors(directory, files["model"], "weights")
-        optimizer_state = None
-        if manifest.get("optimizer") is not None:
-            optimizer_state = dict(manifest["optimizer"],
-                                   state=_read_tensors(directory, files["optimizer"], "optimizer"))
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"{directory}: the manifest lacks an entry ({exc})") from None
+    manifest = _read_manifest(directory)  # its schema is checked: every entry read below is there
+    files = manifest["files"]
+    model_state = _read_tensors(directory, files["model"], "weights")
+    optimizer_state = None
+    if manifest["optimizer"] is not None:
+        optimizer_state = dict(manifest["optimizer"],
+                               state=_read_tensors(directory, files["optimizer"], "optimizer"))
     return Checkpoint(directory, manifest, model_state, optimizer_state)
 
 
@@ -299,13 +299,22 @@ def load_checkpoint(source, model, optimizer=None, strict_config=True):
         raise ValueError(f"{ckpt.path}: the checkpoint holds a {saved['dtype']} model, "
                          f"the model is {model_dtype(model).name}")
     check_model_state(model, ckpt.model_state, ckpt.path)
+    # Check everything, then assign: a load that fails changes nothing.
+    try:
+        weights, _ = model._checked_state_dict(ckpt.model_state)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{ckpt.path}: {exc}") from None
+    optimizer_state = None
     if optimizer is not None:
         if ckpt.optimizer_state is None:
             raise ValueError(f"{ckpt.path}: the checkpoint has no optimizer state to resume from")
-        # Load the optimizer first: it checks everything before changing anything.
-        optimizer.load_state_dict(ckpt.optimizer_state)
-    model.load_state_dict(ckpt.model_state)
-    model.rng_step = int(saved["rng_step"])
+        try:
+            optimizer_state = optimizer._checked_state_dict(ckpt.optimizer_state)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{ckpt.path}: {exc}") from None
+        optimizer._assign_state(optimizer_state)
+    model._assign_state(weights)
+    model.rng_step = saved["rng_step"]
     return ckpt
 
 
@@ -318,9 +327,9 @@ def model_from_checkpoint(directory, model_class):
         kwargs["dtype"] = np.dtype(ckpt.manifest["model"]["dtype"])
     try:
         model = model_class(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError, MemoryError) as exc:
         raise ValueError(f"{ckpt.path}: cannot build {model_class.__name__} from the saved config: {exc}") from None
     check_model_state(model, ckpt.model_state, ckpt.path)
     model.load_state_dict(ckpt.model_state)
-    model.rng_step = int(ckpt.manifest["model"]["rng_step"])
+    model.rng_step = ckpt.manifest["model"]["rng_step"]
     return model, ckpt

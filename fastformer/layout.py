@@ -5,6 +5,9 @@ initialisation, the flat buffers, state dicts, and the input checks.
 Pure Python and NumPy: `fastformer.reference` imports it, so it must not
 import the compiled core.
 """
+import functools
+import os
+import threading
 from collections import namedtuple
 from collections.abc import Mapping
 
@@ -40,9 +43,23 @@ class Parameter:
 
 # ----- argument checks ---------------------------------------------------------------
 
+def _is_int(value):
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer))
+
+
+def _is_real(value):
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+
+
 def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not _is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_nonnegative_int(name, value, limit=None):
+    if not _is_int(value) or value < 0 or (limit is not None and value > limit):
+        bound = "" if limit is None else f" at most {limit}"
+        raise ValueError(f"{name} must be a non-negative integer{bound}, got {value!r}")
 
 
 def check_ids(name, ids, vocab_size, max_len):
@@ -52,6 +69,8 @@ def check_ids(name, ids, vocab_size, max_len):
         raise TypeError(f"{name} must be an integer array of token ids, got dtype {ids.dtype}")
     if ids.ndim != 2 or ids.shape[1] == 0:
         raise ValueError(f"{name} must have shape (B, L) with L >= 1, got {ids.shape}")
+    if ids.shape[0] == 0:
+        raise ValueError(f"{name}: batch size must be at least 1, got shape {ids.shape}")
     if ids.shape[1] > max_len:
         raise ValueError(f"{name} has length {ids.shape[1]}, more than max_len={max_len}")
     if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
@@ -72,22 +91,74 @@ def check_mask(name, mask, shape):
     return mask
 
 
+SEED_LIMIT = 2 ** 64 - 1  # numpy.random.default_rng's seed range (and Philox's key)
+BOOL_KEYS = ("norm_first", "final_norm", "tie_embeddings")
+
+
 def check_config(config):
-    """Raise ValueError for a bad constructor argument (naming it)."""
+    """Raise ValueError (or TypeError for a wrong type) for a bad constructor argument, naming it."""
     for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "nhead", "dim_feedforward", "max_len"):
         check_positive_int(name, config[name])
     for name in ("num_encoder_layers", "num_decoder_layers"):
-        value = config[name]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        check_nonnegative_int(name, config[name])
+    check_nonnegative_int("seed", config["seed"], SEED_LIMIT)
     if config["d_model"] % config["nhead"]:
         raise ValueError(f"nhead={config['nhead']} must divide d_model={config['d_model']}")
-    if not 0.0 <= config["dropout"] < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {config['dropout']!r}")
-    if config["activation"] not in ACTIVATIONS:
+    if not _is_real(config["dropout"]) or not 0.0 <= config["dropout"] < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1), got {config['dropout']!r}")
+    if not isinstance(config["activation"], str) or config["activation"] not in ACTIVATIONS:
         raise ValueError(f"activation must be 'relu' or 'gelu', got {config['activation']!r}")
-    if not config["layer_norm_eps"] > 0:
-        raise ValueError(f"layer_norm_eps must be positive, got {config['layer_norm_eps']!r}")
+    eps = config["layer_norm_eps"]
+    if not _is_real(eps) or not 0 < eps < float("inf"):
+        raise ValueError(f"layer_norm_eps must be a positive finite number, got {eps!r}")
+    for name in BOOL_KEYS:
+        if not isinstance(config[name], (bool, np.bool_)):
+            raise TypeError(f"{name} must be a bool, got {config[name]!r}")
+    check_model_size(config)
+
+
+# Bytes a parameter costs with its gradient and two optimizer moments (float32),
+# and what each parameter tensor costs in Python (its views, name, Parameter).
+_BYTES_PER_PARAMETER = 16
+_BYTES_PER_TENSOR = 2048
+
+
+def parameter_count(config):
+    """(parameters, tensors) of a model of `config`, counted without listing them."""
+    d, f = config["d_model"], config["dim_feedforward"]
+    norm = 2 * d
+    attn = 3 * d * d + 3 * d + d * d + d
+    ffn = f * d + f + d * f + d
+    L_enc, L_dec = config["num_encoder_layers"], config["num_decoder_layers"]
+    params = L_enc * (attn + ffn + 2 * norm) + L_dec * (2 * attn + ffn + 3 * norm)
+    tensors = L_enc * 12 + L_dec * 18
+    if config["final_norm"]:
+        params, tensors = params + 2 * norm, tensors + 4
+    V_src, V_tgt = config["src_vocab_size"], config["tgt_vocab_size"]
+    params += V_src * d + V_tgt * d + V_tgt + (0 if config["tie_embeddings"] else V_tgt * d)
+    tensors += 3 if config["tie_embeddings"] else 4
+    return params, tensors
+
+
+def _memory_bytes():
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_model_size(config):
+    """MemoryError at once when a model of `config` (parameters, gradients,
+    optimizer state, positions) cannot fit this machine's memory, before
+    anything is listed or allocated."""
+    params, tensors = parameter_count(config)
+    need = params * _BYTES_PER_PARAMETER + tensors * _BYTES_PER_TENSOR + config["max_len"] * config["d_model"] * 8
+    have = _memory_bytes()
+    if have is not None and need > have:
+        raise MemoryError(f"a model of {params:,} parameters in {tensors:,} tensors needs about "
+                          f"{need / 2**30:,.1f} GiB for its weights, gradients and optimizer state; "
+                          f"this machine has {have / 2**30:,.1f} GiB")
 
 
 # ----- the layout ---------------------------------------------------------------------
@@ -145,6 +216,17 @@ def initial_value(rng, shape, init, d_model):
     return np.ones(shape) if init == "ones" else np.zeros(shape)
 
 
+def synchronized(method):
+    """Run `method` holding the model's lock: a model shared between threads
+    runs one forward, backward or generate at a time (each uses the model's
+    one workspace and saved activations)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class TransformerBase:
     """Constructor, parameters and state of an encoder-decoder Transformer.
 
@@ -176,6 +258,7 @@ class TransformerBase:
         self.layer_norm_eps, self.final_norm = float(layer_norm_eps), bool(final_norm)
         self.tie_embeddings, self.max_len, self.seed = bool(tie_embeddings), int(max_len), int(seed)
         self.dtype = dtype
+        self._lock = threading.RLock()
         self.training = True
         self.rng_step = 0  # training-mode forwards so far: the `step` of the dropout masks
 
@@ -222,13 +305,22 @@ class TransformerBase:
         """{name: copy of the parameter}, SPEC names and order."""
         return {name: p.data.copy() for name, p in self._params.items()}
 
+    @synchronized
     def load_state_dict(self, state_dict, strict=True):
         """Copy `state_dict` (name -> array) into the parameters.
 
         Everything is checked before anything is copied: a missing or unexpected
-        name (when strict), a non-numeric value (TypeError), a shape mismatch or
-        a non-finite value (ValueError). Returns (missing_keys, unexpected_keys).
+        name (when strict), a non-numeric or ragged value (TypeError), a shape
+        mismatch or a value that is not finite in the model's dtype (ValueError).
+        Returns (missing_keys, unexpected_keys).
         """
+        values, result = self._checked_state_dict(state_dict, strict)
+        self._assign_state(values)
+        return result
+
+    def _checked_state_dict(self, state_dict, strict=True):
+        """The checks of `load_state_dict` -> ({name: array in the model's dtype}, LoadResult);
+        changes nothing."""
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping of name -> array, "
                             f"got {type(state_dict).__name__}")
@@ -239,20 +331,31 @@ class TransformerBase:
                              f"unexpected {unexpected}")
         values = {}
         for name in self._params:
-            if name not in state_dict:
-                continue
-            value = np.asarray(state_dict[name])
-            if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
-                raise TypeError(f"state_dict[{name!r}] must be a numeric array, got dtype {value.dtype}")
-            if value.shape != self._params[name].shape:
-                raise ValueError(f"state_dict[{name!r}] must have shape {self._params[name].shape}, "
-                                 f"got {value.shape}")
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"state_dict[{name!r}] holds non-finite values (NaN or inf)")
-            values[name] = value
+            if name in state_dict:
+                values[name] = self._checked_value(name, state_dict[name])
+        return values, LoadResult(missing, unexpected)
+
+    def _checked_value(self, name, value):
+        """One state_dict entry as an array of the parameter's shape and the model's dtype."""
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError) as exc:  # e.g. a ragged nested list
+            raise TypeError(f"state_dict[{name!r}] must be a numeric array: {exc}") from None
+        if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+            raise TypeError(f"state_dict[{name!r}] must be a numeric array, got dtype {value.dtype}")
+        if value.shape != self._params[name].shape:
+            raise ValueError(f"state_dict[{name!r}] must have shape {self._params[name].shape}, "
+                             f"got {value.shape}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = value.astype(self.dtype)  # finiteness is checked in the model's precision
+        if not np.all(np.isfinite(cast)):
+            raise ValueError(f"state_dict[{name!r}] holds non-finite values in {self.dtype} "
+                             f"(NaN, inf, or beyond its range)")
+        return cast
+
+    def _assign_state(self, values):
         for name, value in values.items():
             self._params[name].data[...] = value
-        return LoadResult(missing, unexpected)
 
     def train(self, mode=True):
         """Training mode (dropout on); returns self."""

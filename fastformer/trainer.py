@@ -10,12 +10,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fastformer._atomic import atomic_write_bytes
+from fastformer._kernels import flat_buffers, kernel
 from fastformer.checkpoint import has_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
 from fastformer.data.batch import IGNORE_INDEX, target_sequences
 from fastformer.data.vocab import BOS_ID, EOS_ID
 from fastformer.decoding import decode, strip_eos
 from fastformer.losses import cross_entropy
 from fastformer.optim.clip import clip_grad_norm as _clip_grad_norm
+from fastformer.optim.clip import grad_norm as _grad_norm
 
 HISTORY_FILE = "history.jsonl"
 
@@ -106,8 +108,9 @@ class Trainer:
     def train_step(self, batch):
         """One update from `batch` -> {"loss", "lr", "grad_norm", "tokens"}.
 
-        Raises NonFiniteLossError, before any parameter changes, when the
-        loss or the gradient norm is NaN or infinite.
+        Raises NonFiniteLossError, before the optimizer step, when the loss or
+        a gradient is NaN or infinite (naming the first such parameter), and
+        after it if the step itself made a weight non-finite (naming it).
         """
         model, opt = self.model, self.optimizer
         if self.schedule is not None:
@@ -118,19 +121,28 @@ class Trainer:
                                tgt_key_padding_mask=batch.tgt_key_padding_mask)
         loss, dlogits = cross_entropy(logits, batch.tgt_out, label_smoothing=self.label_smoothing)
         if not math.isfinite(loss):
-            raise NonFiniteLossError(self._stop_message("loss", loss))
+            raise NonFiniteLossError(self._stop_message(f"the loss is {loss}"))
         model.backward(dlogits)
-        norm = None
         if self.clip_grad_norm is not None:
-            norm = _clip_grad_norm(model, self.clip_grad_norm)
-            if not math.isfinite(norm):
-                raise NonFiniteLossError(self._stop_message("gradient norm", norm))
+            norm = _clip_grad_norm(model, self.clip_grad_norm)  # leaves non-finite gradients as they are
+        else:
+            norm = _grad_norm(model)
+        if not math.isfinite(norm):
+            name = _first_nonfinite(model, "grad")
+            raise NonFiniteLossError(self._stop_message(f"the gradient norm is {norm}, first non-finite "
+                                                        f"in the gradient of {name!r}"))
         opt.step()
         self.step += 1
+        if not math.isfinite(_weight_norm(model)):
+            name = _first_nonfinite(model, "data")
+            raise NonFiniteLossError(
+                f"training stopped at step {self.step}: the optimizer step made the weights of {name!r} "
+                f"non-finite (no checkpoint was written for it; the last one is intact). "
+                f"Try a lower learning rate or clip_grad_norm.")
         return {"loss": loss, "lr": opt.lr, "grad_norm": norm, "tokens": batch.num_tokens}
 
-    def _stop_message(self, what, value):
-        return (f"training stopped at step {self.step + 1}: the {what} is {value} "
+    def _stop_message(self, what):
+        return (f"training stopped at step {self.step + 1}: {what} "
                 f"(parameters left as after step {self.step}; no checkpoint was written for it). "
                 f"Try a lower learning rate, a warmup schedule or clip_grad_norm.")
 
@@ -282,6 +294,20 @@ class Trainer:
         finally:
             run.close()
         return run.entries
+
+
+def _weight_norm(model):
+    """L2 norm of all weights: finite exactly when every weight is (summed in float64)."""
+    weights = flat_buffers(model)[0]
+    return kernel("grad_norm", weights.dtype)(weights)
+
+
+def _first_nonfinite(model, which):
+    """Name of the first parameter (SPEC order) whose `which` ("data" or "grad") is not all finite."""
+    for name, p in model.named_parameters():
+        if not np.all(np.isfinite(getattr(p, which))):
+            return name
+    return None
 
 
 def _truncate_history(path, step):

@@ -39,7 +39,9 @@ double ff_grad_norm(const float *grad, size_t n) {
 double ff_clip_grad_norm(float *grad, size_t n, double max_norm) {
     double norm = ff_grad_norm(grad, n);
     double coef = max_norm / (norm + 1e-6);
-    if (coef < 1.0) { /* as torch.nn.utils.clip_grad_norm_ and the reference */
+    /* As torch.nn.utils.clip_grad_norm_ and the reference; a non-finite norm
+     * scales nothing (torch would turn every gradient into NaN or 0). */
+    if (isfinite(norm) && coef < 1.0) {
         float c = (float)coef;
         size_t nchunks = (n + FF_NORM_CHUNK - 1) / FF_NORM_CHUNK;
         int nt = ff_threads_for(nchunks, 4);

@@ -64,6 +64,8 @@ cdef object _attn_check_qkv(object q, object k, object v):
                          f"to match q of shape {q.shape}, got {k.shape}")
     if v.shape != k.shape:
         raise ValueError(f"v must have the shape of k {k.shape}, got {v.shape}")
+    if q.shape[3] == 0:
+        raise ValueError(f"q, k and v must have a head width dk of at least 1, got q of shape {q.shape}")
 
 
 cdef object _attn_dims(ff_attn_dims_t *d, object q, object k, object key_padding_mask, object causal,
@@ -78,9 +80,9 @@ cdef object _attn_dims(ff_attn_dims_t *d, object q, object k, object key_padding
     d.Tk = k.shape[2]
     d.causal = bool(causal)
     d.dropout_p = p
-    d.seed = check_int("seed", seed) & 0xFFFFFFFFFFFFFFFF
-    d.step = check_int("step", step) & 0xFFFFFFFF
-    d.site = check_int("site", site) & 0xFFFFFFFF
+    d.seed = check_int("seed", seed, INT64_MIN, UINT64_MAX) & 0xFFFFFFFFFFFFFFFF
+    d.step = check_int("step", step, INT64_MIN, UINT64_MAX) & 0xFFFFFFFF
+    d.site = check_int("site", site, INT64_MIN, UINT64_MAX) & 0xFFFFFFFF
     if key_padding_mask is None:
         return None
     if not isinstance(key_padding_mask, np.ndarray):

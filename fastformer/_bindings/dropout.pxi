@@ -14,8 +14,8 @@ cdef double _check_p(object p) except? -1.0:
 
 
 cdef tuple _rng_words(object seed, object step, object site):
-    return (check_int("seed", seed) & 0xFFFFFFFFFFFFFFFF, check_int("step", step) & 0xFFFFFFFF,
-            check_int("site", site) & 0xFFFFFFFF)
+    return (check_int("seed", seed, INT64_MIN, UINT64_MAX) & 0xFFFFFFFFFFFFFFFF, check_int("step", step, INT64_MIN, UINT64_MAX) & 0xFFFFFFFF,
+            check_int("site", site, INT64_MIN, UINT64_MAX) & 0xFFFFFFFF)
 
 
 def dropout_mask(shape, p, seed, step, site):

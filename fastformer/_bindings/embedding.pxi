@@ -46,9 +46,7 @@ def embedding_backward(dx, ids, num_embeddings, *, out=None):
     With `out` (float32 (num_embeddings, d)) the gradient is added into out, as
     the reference's: a model accumulates into its gradient buffer directly."""
     check_float32("dx", dx)
-    cdef Py_ssize_t V = check_int("num_embeddings", num_embeddings)
-    if V < 1:
-        raise ValueError(f"num_embeddings must be >= 1, got {V}")
+    cdef Py_ssize_t V = check_int("num_embeddings", num_embeddings, 1)
     ids = check_ids("ids", ids, V)
     if dx.ndim != ids.ndim + 1 or dx.shape[:dx.ndim - 1] != ids.shape:
         raise ValueError(f"dx must have shape {ids.shape} + (d,) (ids' shape plus the model width), got {dx.shape}")

@@ -29,9 +29,13 @@ cdef bint _check_flag(str name, object v) except -1:
 
 
 cdef float _check_scalar(str name, object v) except? -1:
+    """A real number that is finite in float32 (the kernel's precision)."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, _numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
-    return <float>float(v)
+    cdef double f = check_real(name, v)
+    if abs(f) > 3.4028234663852886e38:
+        raise ValueError(f"{name} must be within the float32 range, got {v!r}")
+    return <float>f
 
 
 cdef ff_activation_t _check_activation(object activation) except *:

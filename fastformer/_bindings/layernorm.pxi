@@ -23,8 +23,8 @@ def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None, *, out=None, ou
     out_rstd: float32 arrays of those shapes to write into (none may overlap x or
     residual), so a model reuses its workspace instead of allocating."""
     check_float32("x", x)
-    if x.ndim < 1:
-        raise ValueError(f"x must have at least 1 axis, got shape {x.shape}")
+    if x.ndim < 1 or x.shape[x.ndim - 1] == 0:
+        raise ValueError(f"x must have a last axis of at least 1 feature, got shape {x.shape}")
     cdef Py_ssize_t d = x.shape[x.ndim - 1]
     _check_ln_vec("weight", weight, d)
     _check_ln_vec("bias", bias, d)
@@ -57,8 +57,8 @@ def layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None):
     check_float32("dy", dy)
     check_float32("x", x)
     check_same_shape("dy", dy, "x", x)
-    if x.ndim < 1:
-        raise ValueError(f"x must have at least 1 axis, got shape {x.shape}")
+    if x.ndim < 1 or x.shape[x.ndim - 1] == 0:
+        raise ValueError(f"x must have a last axis of at least 1 feature, got shape {x.shape}")
     cdef Py_ssize_t d = x.shape[x.ndim - 1]
     _check_ln_vec("weight", weight, d)
     for name, a in (("mean", mean), ("rstd", rstd)):

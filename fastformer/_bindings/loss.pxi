@@ -26,7 +26,7 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, *, ou
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
     cdef size_t V = logits.shape[logits.ndim - 1]
-    t = np.ascontiguousarray(targets, dtype=np.int64)
+    t = as_int64(targets)
     valid = t[t != ign]
     if valid.size and (valid.min() < 0 or valid.max() >= <int64_t>V):
         raise ValueError(f"targets must be in [0, {V}) or ignore_index={ign}")
@@ -36,6 +36,8 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, *, ou
     cdef const float *lp = _f32p(logits)
     cdef const int64_t *tp = _i64p(t)
     cdef double loss
+    if rows == 0:
+        return float("nan"), dl  # no targets: the mean over none, as torch
     with nogil:
         loss = ff_cross_entropy(dlp, lp, tp, rows, V, ign, eps)
     return float(loss), dl

@@ -1,5 +1,7 @@
 # Helpers shared by the nn and optim bindings: raw pointers from checked
 # arrays, and argument checks for integers, ids and scalars.
+import math
+
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 cdef object _INT64 = np.dtype(np.int64)
@@ -27,17 +29,39 @@ cdef uint8_t *_u8p(object a) except? NULL:
     return <uint8_t *>&v[0]
 
 
-cdef object check_int(str name, object v):
-    """A Python int from an int or NumPy integer (not bool)."""
+INT64_MIN, INT64_MAX, UINT64_MAX = -(1 << 63), (1 << 63) - 1, (1 << 64) - 1
+
+
+cdef object check_int(str name, object v, object lo=None, object hi=None):
+    """A Python int in [lo, hi] (default: C's int64 range) from an int or NumPy integer (not bool)."""
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-    return int(v)
+    v = int(v)
+    lo = INT64_MIN if lo is None else lo
+    hi = INT64_MAX if hi is None else hi
+    if v < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {v}")
+    if v > hi:
+        raise ValueError(f"{name} must be <= {hi} (the kernel's integer range), got {v}")
+    return v
 
 
 cdef double check_real(str name, object v) except? -1.0:
+    """A finite Python float from a real number (not bool)."""
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:
+        raise ValueError(f"{name} must be a finite number, got {v!r} (beyond the float range)") from None
+    if not math.isfinite(f):
+        raise ValueError(f"{name} must be a finite number, got {v!r}")
+    return f
+
+
+cdef object as_int64(object ids):
+    """ids as a C-contiguous, 8-byte aligned int64 array (a copy only when needed)."""
+    return np.require(ids, dtype=np.int64, requirements=("C", "A"))
 
 
 cdef object check_ids(str name, object ids, Py_ssize_t V):
@@ -46,8 +70,7 @@ cdef object check_ids(str name, object ids, Py_ssize_t V):
         raise TypeError(f"{name} must be a numpy.ndarray of integers, got {type(ids).__name__}")
     if not np.issubdtype(ids.dtype, np.integer):
         raise TypeError(f"{name} must have an integer dtype, got {ids.dtype}")
-    if ids.dtype != _INT64 or not ids.flags.c_contiguous:
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
+    ids = as_int64(ids)
     if ids.size and (ids.min() < 0 or ids.max() >= V):
         raise ValueError(f"{name} must be in [0, {V}), got values in [{ids.min()}, {ids.max()}]")
     return ids

@@ -10,10 +10,7 @@ cdef extern from "optim/optim.h" nogil:
 
 
 cdef long _check_step(object step) except? -1:
-    s = check_int("step", step)
-    if s < 1:
-        raise ValueError(f"step must be >= 1, got {step}")
-    return s
+    return check_int("step", step, 1)
 
 
 cdef void _check_flat(str name, object a, object like, bint writeable) except *:
@@ -85,7 +82,8 @@ def grad_norm(grad):
 
 def clip_grad_norm(grad, max_norm):
     """clip_grad_norm(grad, max_norm) -> float: scale grad in place so its norm is at most
-    max_norm (coefficient max_norm / (norm + 1e-6), as torch); returns the norm before."""
+    max_norm (coefficient max_norm / (norm + 1e-6), as torch); returns the norm before.
+    A non-finite norm (an inf or NaN gradient) leaves grad unchanged."""
     _check_flat("grad", grad, None, True)
     cdef double mx = check_real("max_norm", max_norm)
     cdef size_t n = grad.shape[0]

@@ -22,7 +22,7 @@ How a step stays cheap:
 import numpy as np
 
 from fastformer import _C
-from fastformer.layout import TransformerBase
+from fastformer.layout import TransformerBase, synchronized
 from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN, build_plan, plan_specs
 from fastformer.model.workspace import Workspace
 from fastformer.ops import (
@@ -142,6 +142,7 @@ class Transformer(TransformerBase):
 
     # ----- forward ------------------------------------------------------------------------
 
+    @synchronized
     def forward(self, src, tgt_in, src_key_padding_mask=None, tgt_key_padding_mask=None):
         """src: (B, S), tgt_in: (B, T) integer token ids; masks (B, S) / (B, T)
         bool, True = padding (the source mask also hides memory keys from
@@ -245,6 +246,7 @@ class Transformer(TransformerBase):
 
     # ----- backward -----------------------------------------------------------------------
 
+    @synchronized
     def backward(self, dlogits):
         """dlogits: (B, T, tgt_vocab_size), the gradient of the loss w.r.t. the
         last forward's logits. Accumulates into every parameter's `grad`
@@ -359,6 +361,7 @@ class Transformer(TransformerBase):
 
     # ----- decoding -----------------------------------------------------------------------
 
+    @synchronized
     def generate(self, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None):
         """Greedy (beam_size=1) or beam-search decoding with a key/value cache.
 

@@ -1,5 +1,4 @@
 """Adam and AdamW over the model's flat buffers, as torch.optim.Adam/AdamW."""
-import numbers
 
 from fastformer.optim.optimizer import Optimizer, _check_nonnegative, check_unit_interval
 
@@ -23,8 +22,7 @@ class Adam(Optimizer):
         check_unit_interval("betas[0]", betas[0])
         check_unit_interval("betas[1]", betas[1])
         eps = hyper["eps"]
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
-            raise ValueError(f"eps must be a non-negative number, got {eps!r}")
+        _check_nonnegative("eps", eps)
         _check_nonnegative("weight_decay", hyper["weight_decay"])
         return {"betas": (float(betas[0]), float(betas[1])), "eps": float(eps),
                 "weight_decay": float(hyper["weight_decay"])}

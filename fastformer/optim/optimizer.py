@@ -6,6 +6,9 @@ import numpy as np
 
 from fastformer._kernels import flat_buffers, kernel
 
+# Step counts stay exact in a float64 (bias corrections) and in a JSON manifest.
+MAX_STEPS = 2 ** 53
+
 
 class Optimizer:
     """Updates all of a model's parameters with one flat kernel call per step.
@@ -37,6 +40,8 @@ class Optimizer:
     def step(self):
         """Apply one update to every parameter from its accumulated gradient."""
         _check_nonnegative("lr", self.lr)
+        if self.steps + 1 >= MAX_STEPS:
+            raise ValueError(f"the optimizer has made {self.steps} steps, the most it counts is {MAX_STEPS - 1}")
         self.steps += 1
         self._update()
 
@@ -69,6 +74,10 @@ class Optimizer:
         """Restore what `state_dict()` returned. Everything is checked before
         anything changes: the optimizer type, the hyperparameter and state
         names, the buffers' shape and finiteness (ValueError/TypeError)."""
+        self._assign_state(self._checked_state_dict(state_dict))
+
+    def _checked_state_dict(self, state_dict):
+        """The checks of `load_state_dict` -> what `_assign_state` takes; changes nothing."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         missing = {"type", "steps", "hyperparameters", "state"} - state_dict.keys()
@@ -78,34 +87,47 @@ class Optimizer:
             raise ValueError(f"optimizer state_dict is for {state_dict['type']}, "
                              f"not {type(self).__name__}")
         steps = state_dict["steps"]
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-            raise ValueError(f"optimizer state_dict steps must be a non-negative integer, got {steps!r}")
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 0 <= steps < MAX_STEPS:
+            raise ValueError(f"optimizer state_dict steps must be an integer in [0, {MAX_STEPS}), got {steps!r}")
+        if not isinstance(state_dict["hyperparameters"], dict):
+            raise TypeError(f"optimizer state_dict hyperparameters must be a dict, "
+                            f"got {type(state_dict['hyperparameters']).__name__}")
         hyper = dict(state_dict["hyperparameters"])
         expected = set(self.hyperparameters())
         if set(hyper) != expected:
             raise ValueError(f"optimizer hyperparameters must be {sorted(expected)}, got {sorted(hyper)}")
         state = state_dict["state"]
-        if set(state) != set(self._state_names):
-            raise ValueError(f"optimizer state must hold {sorted(self._state_names)}, got {sorted(state)}")
+        if not isinstance(state, dict) or set(state) != set(self._state_names):
+            raise ValueError(f"optimizer state must hold {sorted(self._state_names)}, "
+                             f"got {sorted(state) if isinstance(state, dict) else type(state).__name__}")
         arrays = {}
         for name in self._state_names:
-            value = np.asarray(state[name])
+            try:
+                value = np.asarray(state[name])
+            except (ValueError, TypeError) as exc:
+                raise TypeError(f"optimizer state {name!r} must be a float array: {exc}") from None
             if not np.issubdtype(value.dtype, np.floating):
                 raise TypeError(f"optimizer state {name!r} must be a float array, got {value.dtype}")
             if value.shape != self._params.shape:
                 raise ValueError(f"optimizer state {name!r} must have shape {self._params.shape} "
                                  f"(the model's flat parameter buffer), got {value.shape}")
+            with np.errstate(over="ignore", invalid="ignore"):
+                value = value.astype(self._params.dtype)
             if not np.all(np.isfinite(value)):
-                raise ValueError(f"optimizer state {name!r} holds non-finite values (NaN or inf)")
+                raise ValueError(f"optimizer state {name!r} holds non-finite values in "
+                                 f"{self._params.dtype} (NaN, inf, or beyond its range)")
             arrays[name] = value
         _check_nonnegative("lr", hyper["lr"])
         lr = float(hyper.pop("lr"))
-        hyper = self._validate_hyper(hyper)
+        return lr, self._validate_hyper(hyper), arrays, int(steps)
+
+    def _assign_state(self, checked):
+        lr, hyper, arrays, steps = checked
         self.lr = lr
         self.__dict__.update(hyper)
         for name, value in arrays.items():
             self.state[name][...] = value
-        self.steps = int(steps)
+        self.steps = steps
 
     def _configure(self, **hyper):
         """Check the hyperparameters other than lr and set them as attributes."""
@@ -121,8 +143,8 @@ class Optimizer:
 
 
 def _check_nonnegative(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < float("inf"):
+        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
 
 
 def check_unit_interval(name, value):

@@ -42,6 +42,8 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.
     out = Dropout(softmax(S)) v; lse = log-sum-exp of the masked scores S
     over keys, -inf for a query that sees no key (its output is 0).
     """
+    if q.shape[-1] == 0:
+        raise ValueError(f"q, k and v must have a head width dk of at least 1, got q of shape {q.shape}")
     p = _scores(q, k, key_padding_mask, causal)
     m = p.max(axis=-1)
     m[np.isneginf(m)] = 0  # a query with no visible key: exp(-inf - 0) = 0, not NaN

@@ -10,6 +10,8 @@ def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None, *, out=None, ou
     """x: (..., d), weight, bias: (d,), residual: like x or None ->
     (y like x, mean (...), rstd (...)), rstd = 1 / sqrt(var + eps).
     out, out_mean, out_rstd: arrays to write the results into, or None."""
+    if x.ndim < 1 or x.shape[-1] == 0:
+        raise ValueError(f"x must have a last axis of at least 1 feature, got shape {x.shape}")
     z = x if residual is None else x + residual
     mean = z.mean(axis=-1)
     zc = z - mean[..., None]
@@ -25,6 +27,8 @@ def layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None):
     """dy, x: (..., d), weight: (d,), mean, rstd: (...) from the forward,
     residual like x or None -> (dx like x, dweight (d,), dbias (d,)).
     dx is also the gradient of residual (the add is fused); written into `out` if given."""
+    if x.ndim < 1 or x.shape[-1] == 0:
+        raise ValueError(f"x must have a last axis of at least 1 feature, got shape {x.shape}")
     z = x if residual is None else x + residual
     xhat = (z - mean[..., None]) * rstd[..., None]
     d = x.shape[-1]

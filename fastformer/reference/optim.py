@@ -61,9 +61,9 @@ def grad_norm(grad):
 def clip_grad_norm(grad, max_norm):
     """Scale `grad` in place so its L2 norm is at most max_norm, as
     torch.nn.utils.clip_grad_norm_ (coefficient max_norm / (norm + 1e-6), capped at 1).
-    Returns the norm before clipping."""
+    Returns the norm before clipping; a non-finite norm leaves `grad` as it is."""
     norm = grad_norm(grad)
     coef = max_norm / (norm + 1e-6)
-    if coef < 1.0:
+    if np.isfinite(norm) and coef < 1.0:
         grad *= grad.dtype.type(coef)
     return norm

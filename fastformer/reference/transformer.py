@@ -11,7 +11,7 @@ from functools import partial
 import numpy as np
 
 from fastformer.decoding import generate_uncached
-from fastformer.layout import LoadResult, Parameter, TransformerBase  # noqa: F401  (re-exported)
+from fastformer.layout import LoadResult, Parameter, TransformerBase, synchronized  # noqa: F401  (re-exported)
 from fastformer.reference.attention import mha_backward, mha_forward
 from fastformer.reference.dropout import (
     PART_DECODER, PART_EMBEDDING, PART_ENCODER, SLOT_CROSS_ATTN_OUT, SLOT_CROSS_ATTN_PROBS,
@@ -44,6 +44,7 @@ class Transformer(TransformerBase):
         self._cache = None
         self.positions = sinusoidal_positions(self.max_len, self.d_model, self.dtype)
 
+    @synchronized
     def generate(self, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None):
         """Greedy (beam_size=1) or beam-search decoding, without a cache: each
         step re-runs forward on the growing prefix (see fastformer.decoding).
@@ -189,6 +190,7 @@ class Transformer(TransformerBase):
         x = embedding_forward(ids, self._w(table), self.positions)
         return self._drop(x, dropout_site(PART_EMBEDDING, 0, slot))
 
+    @synchronized
     def forward(self, src, tgt_in, src_key_padding_mask=None, tgt_key_padding_mask=None):
         """src: (B, S), tgt_in: (B, T) integer token ids; masks (B, S) / (B, T)
         bool, True = padding (the source mask also hides memory keys from
@@ -229,6 +231,7 @@ class Transformer(TransformerBase):
         c["logits_shape"] = logits.shape
         return logits
 
+    @synchronized
     def backward(self, dlogits):
         """dlogits: (B, T, tgt_vocab_size), the gradient of the loss w.r.t. the
         last forward's logits. Accumulates into every parameter's `grad`
