@@ -45,7 +45,7 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.
     if q.shape[-1] == 0:
         raise ValueError(f"q, k and v must have a head width dk of at least 1, got q of shape {q.shape}")
     p = _scores(q, k, key_padding_mask, causal)
-    m = p.max(axis=-1)
+    m = p.max(axis=-1, initial=-np.inf)  # -inf also where there are no keys at all (Tk = 0)
     m[np.isneginf(m)] = 0  # a query with no visible key: exp(-inf - 0) = 0, not NaN
     p -= m[..., None]
     np.exp(p, out=p)
