@@ -251,7 +251,7 @@ def read_checkpoint(directory):
     files = manifest["files"]
     model_state = _read_tensors(directory, files["model"], "weights")
     optimizer_state = None
-    if manifest["optimizer"] is not None:
+    if manifest.get("optimizer") is not None:  # optional: a model-only checkpoint may lack it
         optimizer_state = dict(manifest["optimizer"],
                                state=_read_tensors(directory, files["optimizer"], "optimizer"))
     return Checkpoint(directory, manifest, model_state, optimizer_state)

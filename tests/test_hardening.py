@@ -420,3 +420,14 @@ def test_clip_grad_norm_leaves_non_finite_gradients_alone():
     grad = before.astype(np.float64)
     assert reference_clip_grad_norm(grad, 1.0) == np.inf  # the twin agrees
     np.testing.assert_array_equal(grad, before)
+
+
+def test_a_manifest_without_optional_entries_loads_as_model_only(tmp_path):
+    """Fuzzing found: a manifest lacking the (optional) optimizer entry raised KeyError."""
+    model = small()
+    save_checkpoint(tmp_path, model, ff.optim.AdamW(model))
+    rewrite_manifest(tmp_path, _del("optimizer"))
+    loaded, ckpt = model_from_checkpoint(tmp_path, ff.Transformer)
+    assert ckpt.optimizer_state is None
+    with pytest.raises(ValueError, match="no optimizer state"):
+        load_checkpoint(tmp_path, small(), ff.optim.AdamW(small()))
