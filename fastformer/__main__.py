@@ -68,6 +68,10 @@ def main(argv=None):
         # Bad input (arguments, files, checkpoints): one line, no traceback.
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:
+        # A model or batch too large for this machine: say so in one line.
+        print(f"{prog}: out of memory: {exc or 'an allocation failed'}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

@@ -431,3 +431,9 @@ def test_a_manifest_without_optional_entries_loads_as_model_only(tmp_path):
     assert ckpt.optimizer_state is None
     with pytest.raises(ValueError, match="no optimizer state"):
         load_checkpoint(tmp_path, small(), ff.optim.AdamW(small()))
+
+
+def test_the_cli_refuses_a_model_too_large_in_one_line(tmp_path):
+    proc = run_cli("train", "--layers", "1000000000", "--steps", "1", "--no-progress", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "out of memory" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
