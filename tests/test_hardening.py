@@ -437,3 +437,15 @@ def test_the_cli_refuses_a_model_too_large_in_one_line(tmp_path):
     proc = run_cli("train", "--layers", "1000000000", "--steps", "1", "--no-progress", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "out of memory" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("call", [
+    lambda: ops.embedding_backward(np.ones((1, 2, 9), np.float32), np.zeros((1, 2), np.int64), 2 ** 40),
+    lambda: ops.matmul(np.ones((10 ** 6, 0), np.float32), np.ones((0, 10 ** 6), np.float32)),
+    lambda: ops.dropout_mask((10 ** 7, 10 ** 7), 0.5, 0, 0, 0),
+])
+def test_an_output_too_large_for_memory_is_refused_not_committed(call):
+    """Fuzzing found: embedding_backward(..., num_embeddings=2**31) allocated a table the
+    OS committed lazily, and the kernel's zero fill got the process killed."""
+    with pytest.raises(MemoryError, match="GiB"):
+        call()

@@ -1,8 +1,33 @@
 # Argument checks shared by every binding. They run with the GIL held, before
 # any C kernel sees a pointer, and name the argument that is wrong.
+import os
+
 import numpy as np
 
 cdef object _FLOAT32 = np.dtype(np.float32)
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+cdef object _MEMORY_BYTES = _physical_memory()
+
+
+cdef object new_array(str name, tuple shape, object dtype=_FLOAT32):
+    """np.empty(shape, dtype), refused with MemoryError when it could not fit
+    this machine's memory: a lazily committed giant array that the kernel then
+    writes would be killed by the OS instead of raising."""
+    cdef object nbytes = np.dtype(dtype).itemsize
+    for n in shape:
+        nbytes *= n
+    if _MEMORY_BYTES is not None and nbytes > _MEMORY_BYTES:
+        raise MemoryError(f"{name} of shape {shape} would take {nbytes / 2**30:,.1f} GiB; "
+                          f"this machine has {_MEMORY_BYTES / 2**30:,.1f} GiB")
+    return np.empty(shape, dtype=dtype)
 
 
 cdef object check_float32(str name, object a, int ndim=-1, bint writeable=False):

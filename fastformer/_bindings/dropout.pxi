@@ -1,4 +1,5 @@
 # Dropout with the counter-based Philox mask (csrc/nn/dropout.c).
+import operator as _operator
 
 cdef extern from "nn/dropout.h" nogil:
     void ff_dropout_forward(float *y, const float *x, size_t n, double p, uint64_t seed, uint64_t step,
@@ -25,9 +26,13 @@ def dropout_mask(shape, p, seed, step, site):
     cdef uint64_t s, st, si
     s, st, si = _rng_words(seed, step, site)
     try:
-        keep = np.empty(shape, dtype=np.bool_)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"shape must be a tuple of non-negative ints, got {shape!r}") from e
+        shape = (tuple(_operator.index(dim) for dim in shape) if isinstance(shape, (tuple, list))
+                 else (_operator.index(shape),))
+        if any(dim < 0 for dim in shape):
+            raise ValueError(shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be a tuple of non-negative ints, got {shape!r}") from None
+    keep = new_array("the mask", shape, np.bool_)
     cdef size_t n = keep.size
     cdef uint8_t *kp = _u8p(keep)
     with nogil:

@@ -84,7 +84,7 @@ cdef object _gemm(str fname, object a, object b, bint batched, object trans_a, o
     if out is None:
         if fbeta != 0.0:
             raise ValueError(f"beta={beta} needs out= (the C that is accumulated into)")
-        out = np.empty(shape_c, dtype=np.float32)
+        out = new_array("out", tuple(shape_c))
     else:
         check_float32("out", out, nd, writeable=True)
         if out.shape != shape_c:

@@ -79,7 +79,7 @@ cdef object check_ids(str name, object ids, Py_ssize_t V):
 cdef object check_out(str name, object out, tuple shape):
     """A fresh float32 array of `shape`, or `out` checked to be one (writeable)."""
     if out is None:
-        return np.empty(shape, dtype=np.float32)
+        return new_array(name, shape)
     check_float32(name, out, -1, True)
     if out.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {out.shape}")
