@@ -157,8 +157,8 @@ def check_model_size(config):
     have = _memory_bytes()
     if have is not None and need > have:
         raise MemoryError(f"a model of {params:,} parameters in {tensors:,} tensors needs about "
-                          f"{need / 2**30:,.1f} GiB for its weights, gradients and optimizer state; "
-                          f"this machine has {have / 2**30:,.1f} GiB")
+                          f"{need >> 30:,} GiB for its weights, gradients and optimizer state; "
+                          f"this machine has {have >> 30:,} GiB")
 
 
 # ----- the layout ---------------------------------------------------------------------

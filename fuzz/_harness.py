@@ -20,6 +20,7 @@ def run(test_one_input, setup=None, expected=EXPECTED):
     `test_one_input(data: bytes[, state])`, `state` being what `setup()`
     returns; exceptions of the `expected` types count as correct refusals."""
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    _cap_memory()
     with atheris.instrument_imports(include=["fastformer"]):
         import fastformer  # noqa: F401
     state = setup() if setup is not None else None
@@ -36,6 +37,20 @@ def run(test_one_input, setup=None, expected=EXPECTED):
     atheris.instrument_all()  # the harness's own branches guide the search too
     atheris.Setup(argv, one)
     atheris.Fuzz()
+
+
+# A legitimately large request (a table of 2**31 rows fits this machine) is no
+# finding, but it must not take the fuzzer down: allocations past this fail
+# with MemoryError instead (under ASan, .ci/sanitize's max_allocation_size_mb does it).
+ADDRESS_SPACE_BYTES = 6 * 2 ** 30
+
+
+def _cap_memory():
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        return  # ASan reserves terabytes of address space; it caps allocations itself
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_BYTES, ADDRESS_SPACE_BYTES))
 
 
 def _seed_corpus(path, count=16):

@@ -449,3 +449,9 @@ def test_an_output_too_large_for_memory_is_refused_not_committed(call):
     OS committed lazily, and the kernel's zero fill got the process killed."""
     with pytest.raises(MemoryError, match="GiB"):
         call()
+
+
+def test_an_astronomically_large_model_is_refused_with_memory_error():
+    """Fuzzing found: the size message itself overflowed a float for 10**300 layers."""
+    with pytest.raises(MemoryError, match="GiB"):
+        small(num_encoder_layers=10 ** 300)

@@ -25,8 +25,8 @@ cdef object new_array(str name, tuple shape, object dtype=_FLOAT32):
     for n in shape:
         nbytes *= n
     if _MEMORY_BYTES is not None and nbytes > _MEMORY_BYTES:
-        raise MemoryError(f"{name} of shape {shape} would take {nbytes / 2**30:,.1f} GiB; "
-                          f"this machine has {_MEMORY_BYTES / 2**30:,.1f} GiB")
+        raise MemoryError(f"{name} of shape {shape} would take {nbytes >> 30:,} GiB; "
+                          f"this machine has {_MEMORY_BYTES >> 30:,} GiB")
     return np.empty(shape, dtype=dtype)
 
 
