@@ -4,7 +4,9 @@ Convention shared with `model.generate`: the result is a (B, L) int64 array
 of generated tokens (bos not included), L <= max_len; a row that emitted
 eos_id keeps eos_id in every later position.
 
-`greedy_search` and `beam_search` drive a *step decoder*, an object with
+`greedy_search` here and the searches of `fastformer.reference.beam_search`
+(beam search with n-best, length penalty and min_len; sampling; their
+options are `fastformer.search_options`) drive a *step decoder*, an object with
     step(tokens)   tokens (R,) int64, every row's last token -> logits (R, V)
                    of the next token (R = batch * beam_size rows);
     reorder(rows)  rows (R,) int64: row r continues the history of row rows[r].
@@ -13,6 +15,8 @@ cache, `PrefixDecoder` re-runs `forward` on the growing prefix.
 """
 import numpy as np
 
+from fastformer.search_options import check_max_len, search_options
+
 
 def greedy_decode(model, src, max_len, bos_id, eos_id, src_key_padding_mask=None):
     """Greedy decoding by re-running `model.forward` on the growing prefix
@@ -20,7 +24,7 @@ def greedy_decode(model, src, max_len, bos_id, eos_id, src_key_padding_mask=None
     without `generate`).
 
     src: (B, S) integer ids; src_key_padding_mask: (B, S) bool or None.
-    Returns (B, L) int64 with L <= min(max_len, model.max_len): it stops early
+    Returns (B, L) int64 with L <= max_len (<= model.max_len): it stops early
     once every row has emitted eos_id. Runs in eval mode (no dropout) and
     restores the model's mode after.
     """
@@ -29,8 +33,8 @@ def greedy_decode(model, src, max_len, bos_id, eos_id, src_key_padding_mask=None
         raise ValueError(f"src must have shape (B, S), got {src.shape}")
     if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
         raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
-    # The decoder input is bos + the L - 1 tokens before the last: it must fit the positions.
-    max_len = min(int(max_len), getattr(model, "max_len", max_len))
+    if hasattr(model, "max_len"):
+        max_len = check_max_len(max_len, model.max_len)
     B = src.shape[0]
     prefix = np.full((B, 1), bos_id, dtype=np.int64)
     done = np.zeros(B, dtype=bool)
@@ -69,24 +73,21 @@ def strip_eos(tokens, eos_id):
     return rows
 
 
-def check_generate_args(model, src, max_len, bos_id, eos_id, beam_size, src_key_padding_mask):
-    """The checks of `model.generate`; returns (src, max_len capped at
-    model.max_len, src_key_padding_mask) or raises TypeError/ValueError
-    naming the argument."""
+def check_generate_args(model, src, max_len, bos_id, eos_id, beam_size, src_key_padding_mask, **options):
+    """The checks of `model.generate`; returns (src, max_len, src_key_padding_mask,
+    SearchOptions) or raises TypeError/ValueError naming the argument. max_len
+    above the model's positions (its max_len) is an error, not silently capped."""
     from fastformer.layout import check_ids, check_mask  # layout imports nothing of ours
 
     src = check_ids("src", src, model.src_vocab_size, model.max_len)
-    for name, value in (("max_len", max_len), ("beam_size", beam_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    max_len = check_max_len(max_len, model.max_len)
     for name, value in (("bos_id", bos_id), ("eos_id", eos_id)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
         if not 0 <= value < model.tgt_vocab_size:
             raise ValueError(f"{name} must be a target token id in [0, {model.tgt_vocab_size}), got {value}")
     mask = check_mask("src_key_padding_mask", src_key_padding_mask, src.shape)
-    # The decoder input is bos + the L - 1 tokens before the last: it must fit the positions.
-    return src, min(int(max_len), model.max_len), mask
+    return src, max_len, mask, search_options(beam_size=beam_size, max_len=max_len, **options)
 
 
 def greedy_search(decoder, batch_size, max_len, bos_id, eos_id):
@@ -106,80 +107,6 @@ def greedy_search(decoder, batch_size, max_len, bos_id, eos_id):
     return np.stack(out, axis=1)
 
 
-def _log_softmax(logits):
-    x = np.asarray(logits, dtype=np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
-
-
-def beam_search(decoder, batch_size, beam_size, max_len, bos_id, eos_id):
-    """Beam search with a step decoder whose rows are (batch, beam) in C order.
-
-    Each step ranks the beam_size * V continuations of every example by summed
-    log-probability and keeps the best beam_size that do not end in eos; one
-    ending in eos among the best beam_size is a finished hypothesis, scored by
-    its sum divided by its length (eos included). An example is done when it
-    has beam_size finished hypotheses; at max_len its live beams compete too.
-    The highest normalised score wins (the earlier one on a tie). beam_size=1
-    gives greedy decoding. Returns (B, L) int64, eos-padded.
-    """
-    B, K = batch_size, beam_size
-    scores = np.full((B, K), -np.inf)
-    scores[:, 0] = 0.0  # one live beam per example at the start: no duplicate hypotheses
-    history = np.zeros((B, K, 0), dtype=np.int64)
-    finished = [[] for _ in range(B)]  # (normalised score, tokens)
-    done = np.zeros(B, dtype=bool)
-    tokens = np.full(B * K, bos_id, dtype=np.int64)
-    for t in range(max_len):
-        logp = _log_softmax(decoder.step(tokens))
-        V = logp.shape[-1]
-        cand = (scores[:, :, None] + logp.reshape(B, K, V)).reshape(B, K * V)
-        best = np.argsort(-cand, axis=1, kind="stable")[:, :2 * K]  # ties: lowest index first
-        parents = np.zeros((B, K), dtype=np.int64)
-        chosen = np.full((B, K), eos_id, dtype=np.int64)
-        new_scores = np.full((B, K), -np.inf)
-        for b in np.flatnonzero(~done):
-            n = 0
-            for rank, idx in enumerate(best[b]):
-                s = cand[b, idx]
-                if s == -np.inf or n == K:
-                    break
-                k, v = divmod(int(idx), V)
-                if v == eos_id:
-                    if rank < K:
-                        finished[b].append((s / (t + 1), history[b, k].tolist() + [eos_id]))
-                else:
-                    parents[b, n], chosen[b, n], new_scores[b, n] = k, v, s
-                    n += 1
-            done[b] = len(finished[b]) >= K or n == 0
-        if done.all():
-            break
-        history = np.concatenate([np.take_along_axis(history, parents[:, :, None], axis=1),
-                                  chosen[:, :, None]], axis=2)
-        scores = new_scores
-        decoder.reorder((np.arange(B)[:, None] * K + parents).reshape(-1))
-        tokens = chosen.reshape(-1)
-    results = []
-    for b in range(B):
-        hyps = list(finished[b])
-        if not done[b]:
-            hyps += [(scores[b, k] / history.shape[2], history[b, k].tolist())
-                     for k in range(K) if scores[b, k] > -np.inf]
-        results.append(max(hyps, key=lambda h: h[0])[1] if hyps else [])
-    L = max(1, max(len(r) for r in results))
-    out = np.full((B, L), eos_id, dtype=np.int64)
-    for b, r in enumerate(results):
-        out[b, :len(r)] = r
-    return out
-
-
-def search(decoder, batch_size, max_len, bos_id, eos_id, beam_size=1):
-    """greedy_search for beam_size 1, else beam_search."""
-    if beam_size == 1:
-        return greedy_search(decoder, batch_size, max_len, bos_id, eos_id)
-    return beam_search(decoder, batch_size, beam_size, max_len, bos_id, eos_id)
-
-
 class PrefixDecoder:
     """A step decoder without a cache: each step re-runs `model.forward` on
     the source and the whole prefix so far (the reference of cached decoding).
@@ -197,18 +124,29 @@ class PrefixDecoder:
         self.prefix = self.prefix[rows]
 
 
-def generate_uncached(model, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None):
-    """`model.generate` by re-running forward on the prefix (PrefixDecoder), in
-    eval mode (the model's mode and dropout counter are left as they were)."""
-    src, max_len, mask = check_generate_args(model, src, max_len, bos_id, eos_id, beam_size,
-                                             src_key_padding_mask)
-    B = src.shape[0]
-    if beam_size > 1:
-        src = np.repeat(src, beam_size, axis=0)
-        mask = None if mask is None else np.repeat(mask, beam_size, axis=0)
+def hypotheses_uncached(model, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None,
+                        **options):
+    """The reference search (`fastformer.reference.beam_search`) over a
+    PrefixDecoder, in eval mode (the model's mode and dropout counter are left
+    as they were) -> Hypotheses (n-best tokens and scores per sentence)."""
+    from fastformer.reference.beam_search import search
+
+    src, max_len, mask, opts = check_generate_args(model, src, max_len, bos_id, eos_id, beam_size,
+                                                   src_key_padding_mask, **options)
+    B, K = src.shape[0], opts.beam_size
+    if K > 1:
+        src = np.repeat(src, K, axis=0)
+        mask = None if mask is None else np.repeat(mask, K, axis=0)
     was_training = model.training
     model.eval()
     try:
-        return search(PrefixDecoder(model, src, mask), B, max_len, bos_id, eos_id, beam_size)
+        return search(PrefixDecoder(model, src, mask), B, max_len, bos_id, eos_id, opts)
     finally:
         model.train(was_training)
+
+
+def generate_uncached(model, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None, **options):
+    """`model.generate` by re-running forward on the prefix: the best
+    hypothesis of `hypotheses_uncached`, (B, L) int64 eos-padded."""
+    return hypotheses_uncached(model, src, max_len, bos_id, eos_id, beam_size, src_key_padding_mask,
+                               **options).best(eos_id)

@@ -9,6 +9,7 @@ import pytest
 from fastformer.__main__ import main as cli_main
 from fastformer.bench.__main__ import main as bench_main
 from fastformer.bench.configs import CONFIGS, step_flops
+from fastformer.bench import ct2
 from fastformer.bench.common import import_torch
 
 FAST = ["--config", "micro", "--repeat", "1", "--warmup", "0", "--pause", "0"]
@@ -57,7 +58,7 @@ def test_generate_json(tmp_path, capsys):
     assert bench_main(["generate", *FAST, "--batch", "3", "--tokens", "5", "--json", str(path)]) == 0
     data = json.loads(path.read_text())
     rows = {r["impl"]: r for r in data["results"]}
-    assert sorted(rows) == sorted(IMPLS)
+    assert sorted(rows) == sorted(IMPLS + (list(ct2.BACKENDS) if ct2.available() else []))
     for r in rows.values():
         assert r["batch"] == 3 and r["new_tokens"] == 5  # eos is never chosen: a fixed amount of work
         assert r["ms"] > 0 and r["tokens_per_s"] > 0
@@ -97,3 +98,28 @@ def test_plot(tmp_path, capsys):
     path = tmp_path / "speedups.png"
     assert bench_main(["step", *FAST, "--impl", "compiled,numpy", "--no-memory", "--plot", str(path)]) == 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_generate_beam_rows(tmp_path):
+    """Beam search rows: one per (batch, beam) case, PyTorch's greedy-only side left out of beam rows."""
+    path = tmp_path / "beam.json"
+    assert bench_main(["generate", *FAST, "--impl", "compiled,numpy,torch", "--batch", "2,3", "--beam", "1,2",
+                       "--tokens", "4", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    cases = {(r["impl"], r["batch"], r["beam"]) for r in data["results"]}
+    assert ("compiled", 3, 2) in cases and ("numpy", 2, 2) in cases
+    assert not any(impl == "torch" and beam > 1 for impl, _, beam in cases)
+    for r in data["results"]:
+        assert r["new_tokens"] == 4 and r["agreement"] == 1.0  # same weights: the same tokens
+    assert len(data["speedups"]) == 4
+
+
+def test_generate_ctranslate2_tokens_equal(tmp_path):
+    """The CTranslate2 conversion is exact: both of its backends decode our tokens (greedy and beam)."""
+    pytest.importorskip("ctranslate2")
+    path = tmp_path / "ct2.json"
+    assert bench_main(["generate", *FAST, "--impl", "compiled,ct2-onednn,ct2-mkl", "--batch", "4",
+                       "--beam", "1,3", "--tokens", "6", "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["results"]
+    assert {r["impl"] for r in rows} == {"compiled", "ct2-onednn", "ct2-mkl"}
+    assert all(r["agreement"] == 1.0 for r in rows)

@@ -6,8 +6,9 @@ import pytest
 
 import fastformer as ff
 from fastformer import reference as R
-from fastformer.decoding import (
-    PrefixDecoder, beam_search, generate_uncached, greedy_decode, greedy_search)
+from fastformer.decoding import PrefixDecoder, generate_uncached, greedy_decode, greedy_search
+from fastformer.reference.beam_search import beam_search
+from fastformer.search_options import search_options
 
 V_SRC, V_TGT, B, S = 11, 13, 4, 7
 SIZES = dict(src_vocab_size=V_SRC, tgt_vocab_size=V_TGT, d_model=16, nhead=4, num_encoder_layers=2,
@@ -80,7 +81,7 @@ def test_one_beam_is_greedy():
     src, mask = source(2)
     for eos in (EOS, 5, 7):
         greedy = greedy_search(PrefixDecoder(m, src, mask), B, 12, BOS, eos)
-        beam = beam_search(PrefixDecoder(m, src, mask), B, 1, 12, BOS, eos)
+        beam = beam_search(PrefixDecoder(m, src, mask), B, 12, BOS, eos, search_options()).best(eos)
         np.testing.assert_array_equal(greedy, beam)
 
 
@@ -103,14 +104,15 @@ def test_generate_leaves_the_model_as_it_was():
     assert m.training and m.rng_step == step
     with pytest.raises(RuntimeError, match="forward"):  # its activations were reused
         m.backward(np.zeros((B, 3, V_TGT), np.float32))
-    # max_len is capped at the model's positions
-    assert m.generate(src, 100, BOS, V_TGT - 1).shape[1] <= SIZES["max_len"]
+    # max_len is at most the model's positions
+    assert m.generate(src, SIZES["max_len"], BOS, V_TGT - 1).shape[1] <= SIZES["max_len"]
 
 
 @pytest.mark.parametrize("args,error,name", [
     (dict(src=np.zeros((B, S), np.float32)), TypeError, "src"),
     (dict(src=np.full((B, S), V_SRC)), ValueError, "src"),
     (dict(max_len=0), ValueError, "max_len"),
+    (dict(max_len=SIZES["max_len"] + 1), ValueError, "max_len"),
     (dict(beam_size=0), ValueError, "beam_size"),
     (dict(bos_id=V_TGT), ValueError, "bos_id"),
     (dict(eos_id=1.5), TypeError, "eos_id"),

@@ -58,6 +58,8 @@ def run(args):
     lines = _read_lines(args.input)
     encoded = _encode_lines(lines, vocab, model.max_len, args.input or "stdin")
     max_len = args.max_len or model.max_len
+    if max_len > model.max_len:
+        raise CLIError(f"--max-len {max_len} is more than the model's {model.max_len} positions")
     out = sys.stdout
     for start in range(0, len(encoded), args.batch_size):
         chunk = encoded[start:start + args.batch_size]

@@ -6,15 +6,17 @@ key/value cache, so each step feeds one new token per row through the
 decoder: 1 query against the cached keys, through the same flash kernel
 on strided views of the cache (no copies, no padding to a fixed length).
 
-The search itself (greedy or beam) is `fastformer.decoding`'s, driving a
+The search itself is `fastformer.model.beam`'s (beam search and greedy, its
+ranking and bookkeeping vectorised over all sentences, finished sentences
+dropped from the batch); sampling is the reference's. Both drive a
 `CachedDecoder` through its step/reorder protocol.
 """
 import numpy as np
 
 from fastformer import _C
-from fastformer.decoding import check_generate_args, search
+from fastformer.decoding import check_generate_args
 from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN
-from fastformer.ops import embedding_forward, gelu_forward, layer_norm_forward, matmul
+from fastformer.ops import embedding_forward, gather_rows, gelu_forward, layer_norm_forward, matmul
 
 _attention_forward = _C._attention_forward_views
 
@@ -22,38 +24,52 @@ _attention_forward = _C._attention_forward_views
 class CachedDecoder:
     """Step decoder (see fastformer.decoding) over R = B * beam rows.
 
-    memory: (B, S, d) encoder output; beam: rows per example (row r decodes
-    example r // beam); src_mask: (B, S) bool or None; max_len: steps at most.
+    memory: (B, S, d) encoder output; beam: rows per sentence (row r decodes
+    sentence r // beam); src_mask: (B, S) bool or None; max_len: steps at most.
     Self-attention cache per decoder layer: (max_len, R, 2, h, dk), step t
-    writing its K, V at [t] with one GEMM (the (R, 2d) slice is contiguous).
+    writing its K, V at [t] with one GEMM (the (R, 2d) slice is contiguous);
+    a beam reorder moves only the rows that change (`ops.gather_rows`).
+    Cross-attention keys and values are projected once per sentence, not per
+    beam: a sentence's beams are `beam` queries against its own memory.
+    `select` also drops finished sentences from the batch.
     """
 
     def __init__(self, model, memory, beam, src_mask, max_len):
         self.m = m = model
         B, S, d = memory.shape
-        R, h, dk = B * beam, m.nhead, m.d_model // m.nhead
-        self.R, self.t = R, 0
-        self.src_mask = None if src_mask is None else np.ascontiguousarray(np.repeat(src_mask, beam, axis=0))
+        h, dk = m.nhead, m.d_model // m.nhead
+        self.B, self.beam, self.R, self.t = B, beam, B * beam, 0
+        self.src_mask = None if src_mask is None else np.ascontiguousarray(src_mask)
         mem2d = np.ascontiguousarray(memory.reshape(B * S, d))
-        self.mem_kv = []  # per decoder layer: (k, v) head views (R, h, S, dk) of the memory projection
+        self.mem_kv = []  # per decoder layer: (B, S, 2d) memory projection, once per sentence
         self.cache = []
         for sub in m._dec:
             if sub.kind == CROSS_ATTN:
-                kv = matmul(mem2d, sub.w.w_kv, trans_b=True, bias=sub.w.b_kv)  # (B*S, 2d), once
-                kv = np.repeat(kv.reshape(B, S, 2 * d), beam, axis=0)          # beams share their memory
-                self.mem_kv.append(tuple(kv.reshape(R, S, 2, h, dk).transpose(2, 0, 3, 1, 4)))
+                self.mem_kv.append(matmul(mem2d, sub.w.w_kv, trans_b=True, bias=sub.w.b_kv).reshape(B, S, 2 * d))
             elif sub.kind == SELF_ATTN:
-                self.cache.append(np.empty((max_len, R, 2, h, dk), dtype=np.float32))
+                self.cache.append(np.empty((max_len, self.R, 2, h, dk), dtype=np.float32))
 
     def reorder(self, rows):
-        """Row r continues row rows[r]'s history: permute the cached steps."""
-        t = self.t
+        """Row r continues row rows[r]'s history (the step-decoder protocol)."""
+        self.select(rows)
+
+    def select(self, rows, sentences=None):
+        """Keep rows `rows` (R_new,) of the current R, in that order; with
+        `sentences` (B_new,), the kept sentences' indices (rows must be theirs,
+        beam rows each, in the same order): the others leave the batch."""
+        rows = np.asarray(rows, dtype=np.int64)
         for c in self.cache:
-            c[:t] = c[:t, rows]  # the fancy index copies first
+            gather_rows(c, rows, self.t)
+        if sentences is not None and len(sentences) != self.B:
+            self.mem_kv = [kv[sentences] for kv in self.mem_kv]
+            if self.src_mask is not None:
+                self.src_mask = np.ascontiguousarray(self.src_mask[sentences])
+            self.B = len(sentences)
+        self.R = len(rows)
 
     def step(self, tokens):
         """tokens (R,) -> logits (R, V) of the next token."""
-        m, t, R = self.m, self.t, self.R
+        m, t, R, B, K = self.m, self.t, self.R, self.B, self.beam
         h, dk = m.nhead, m.d_model // m.nhead
         x = embedding_forward(tokens.reshape(R, 1), m._tgt_emb.data, m.positions[t:t + 1]).reshape(R, -1)
         self_i = cross_i = 0
@@ -68,22 +84,24 @@ class CachedDecoder:
                     hidden = gelu_forward(matmul(inp, w.w1, trans_b=True, bias=w.b1))
                 body = matmul(hidden, w.w2, trans_b=True, bias=w.b2)
             else:
+                q = matmul(inp, w.w_q, trans_b=True, bias=w.b_q)
+                ctx = np.empty((R, m.d_model), dtype=np.float32)
                 if sub.kind == SELF_ATTN:
-                    cache = self.cache[self_i]
+                    cache = self.cache[self_i][:, :R]
                     self_i += 1
-                    q = matmul(inp, w.w_q, trans_b=True, bias=w.b_q)
                     matmul(inp, w.w_kv, trans_b=True, bias=w.b_kv, out=cache[t].reshape(R, -1))
                     # (t+1, R, h, dk) -> (R, h, t+1, dk): strided views of the cache
                     k, v = cache[:t + 1, :, 0].transpose(1, 2, 0, 3), cache[:t + 1, :, 1].transpose(1, 2, 0, 3)
-                    mask = None
+                    lse = np.empty((R, h, 1), dtype=np.float32)
+                    _attention_forward(ctx.reshape(R, h, 1, dk), lse, q.reshape(R, h, 1, dk), k, v, None, False)
                 else:
-                    k, v = self.mem_kv[cross_i]
+                    kv = self.mem_kv[cross_i]
                     cross_i += 1
-                    q = matmul(inp, w.w_q, trans_b=True, bias=w.b_q)
-                    mask = self.src_mask
-                ctx = np.empty((R, m.d_model), dtype=np.float32)
-                lse = np.empty((R, h, 1), dtype=np.float32)
-                _attention_forward(ctx.reshape(R, h, 1, dk), lse, q.reshape(R, h, 1, dk), k, v, mask, False)
+                    # (B, S, 2, h, dk) -> (B, h, S, dk); queries (B*K, d) -> (B, h, K, dk)
+                    k, v = kv.reshape(B, -1, 2, h, dk).transpose(2, 0, 3, 1, 4)
+                    lse = np.empty((B, h, K), dtype=np.float32)
+                    _attention_forward(ctx.reshape(B, K, h, dk).transpose(0, 2, 1, 3), lse,
+                                       q.reshape(B, K, h, dk).transpose(0, 2, 1, 3), k, v, self.src_mask, False)
                 body = matmul(ctx, w.w_out, trans_b=True, bias=w.b_out)
             if m.norm_first:
                 x = x + body
@@ -95,19 +113,36 @@ class CachedDecoder:
         return matmul(x, m._gen.w, trans_b=True, bias=m._gen.b)
 
 
-def generate_cached(model, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None):
+def cached_decoder(model, src, mask, beam_size, max_len):
+    """Encode checked src (B, S) once and return its CachedDecoder (model in eval mode)."""
+    # The encoder through the training forward's own code and workspace (T = 1 for
+    # the unused decoder buffers); this clobbers a pending forward's activations.
+    model._run = None
+    memory = model._encode_only(src, mask).reshape(src.shape[0], src.shape[1], -1)
+    return CachedDecoder(model, memory, beam_size, mask, max_len)
+
+
+def generate_hypotheses(model, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None,
+                        **options):
+    """The compiled search (`fastformer.model.beam`; sampling as the reference's)
+    over a CachedDecoder -> Hypotheses: n-best tokens and scores per sentence."""
+    from fastformer.model.beam import beam_search
+    from fastformer.reference.beam_search import sample
+
+    src, max_len, mask, opts = check_generate_args(model, src, max_len, bos_id, eos_id, beam_size,
+                                                   src_key_padding_mask, **options)
+    with model._lock:  # the decoder uses the model's workspace (see layout.synchronized)
+        was_training = model.training
+        model.eval()
+        try:
+            decoder = cached_decoder(model, src, mask, opts.beam_size, max_len)
+            search = sample if opts.sampling else beam_search
+            return search(decoder, src.shape[0], max_len, bos_id, eos_id, opts)
+        finally:
+            model.train(was_training)
+
+
+def generate_cached(model, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None, **options):
     """`model.generate` of the compiled Transformer (see its docstring)."""
-    src, max_len, mask = check_generate_args(model, src, max_len, bos_id, eos_id, beam_size,
-                                             src_key_padding_mask)
-    B = src.shape[0]
-    was_training = model.training
-    model.eval()
-    try:
-        # The encoder through the training forward's own code and workspace (T = 1 for
-        # the unused decoder buffers); this clobbers a pending forward's activations.
-        model._run = None
-        memory = model._encode_only(src, mask).reshape(B, src.shape[1], -1)
-        decoder = CachedDecoder(model, memory, beam_size, mask, max_len)
-        return search(decoder, B, max_len, bos_id, eos_id, beam_size)
-    finally:
-        model.train(was_training)
+    return generate_hypotheses(model, src, max_len, bos_id, eos_id, beam_size, src_key_padding_mask,
+                               **options).best(eos_id)

@@ -362,16 +362,19 @@ class Transformer(TransformerBase):
     # ----- decoding -----------------------------------------------------------------------
 
     @synchronized
-    def generate(self, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None):
+    def generate(self, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None, **options):
         """Greedy (beam_size=1) or beam-search decoding with a key/value cache.
 
         src: (B, S) ids; src_key_padding_mask: (B, S) bool or None. Returns
-        (B, L) int64 generated tokens (bos excluded), L <= min(max_len,
-        self.max_len); after a row's eos_id every position holds eos_id.
-        Beam scores are length-normalised (see fastformer.decoding.beam_search).
+        (B, L) int64 generated tokens of each sentence's best hypothesis (bos
+        excluded), L <= max_len <= self.max_len (more is a ValueError); after a
+        row's eos_id every position holds eos_id. `options` are those of
+        `fastformer.search_options` (num_hypotheses, length_penalty,
+        length_offset, min_len; sampling: temperature, top_k, top_p, seed);
+        `fastformer.model.beam.generate_hypotheses` returns n-best and scores.
         Runs in eval mode; the model's mode and rng_step are left unchanged,
         and a pending forward can no longer be backpropagated.
         """
         from fastformer.model.generate import generate_cached
 
-        return generate_cached(self, src, max_len, bos_id, eos_id, beam_size, src_key_padding_mask)
+        return generate_cached(self, src, max_len, bos_id, eos_id, beam_size, src_key_padding_mask, **options)

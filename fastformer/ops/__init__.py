@@ -16,6 +16,8 @@ from fastformer._C import (
     adam_step, sgd_step, grad_norm, clip_grad_norm,
     # vector kernels (csrc/vector)
     dot,
+    # beam-search steps (csrc/decode)
+    beam_topk, gather_rows,
 )
 
 __all__ = [
@@ -28,4 +30,5 @@ __all__ = [
     "cross_entropy",
     "adam_step", "sgd_step", "grad_norm", "clip_grad_norm",
     "dot",
+    "beam_topk", "gather_rows",
 ]

@@ -45,12 +45,15 @@ class Transformer(TransformerBase):
         self.positions = sinusoidal_positions(self.max_len, self.d_model, self.dtype)
 
     @synchronized
-    def generate(self, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None):
+    def generate(self, src, max_len, bos_id, eos_id, beam_size=1, src_key_padding_mask=None, **options):
         """Greedy (beam_size=1) or beam-search decoding, without a cache: each
         step re-runs forward on the growing prefix (see fastformer.decoding).
         src: (B, S) ids -> (B, L) int64 generated tokens, bos excluded, L <=
-        max_len; after a row's eos_id every position holds eos_id."""
-        return generate_uncached(self, src, max_len, bos_id, eos_id, beam_size, src_key_padding_mask)
+        max_len; after a row's eos_id every position holds eos_id. `options`:
+        see `fastformer.search_options`; `fastformer.decoding.hypotheses_uncached`
+        returns n-best and scores."""
+        return generate_uncached(self, src, max_len, bos_id, eos_id, beam_size, src_key_padding_mask,
+                                 **options)
 
     # ----- building blocks --------------------------------------------------------
 
