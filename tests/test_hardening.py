@@ -455,3 +455,14 @@ def test_an_astronomically_large_model_is_refused_with_memory_error():
     """Fuzzing found: the size message itself overflowed a float for 10**300 layers."""
     with pytest.raises(MemoryError, match="GiB"):
         small(num_encoder_layers=10 ** 300)
+
+
+@pytest.mark.parametrize("impl", ["flash", "materialized"])
+def test_attention_gradients_with_no_keys_or_no_queries_are_zero(impl):
+    q, none = np.ones((1, 2, 3, 4), np.float32), np.ones((1, 2, 0, 4), np.float32)
+    for qq, kk in ((q, none), (none, q)):
+        out, lse = ops.attention_forward(qq, kk, kk, impl=impl)
+        dq, dk, dv = ops.attention_backward(np.ones_like(qq), qq, kk, kk, out, lse, impl=impl)
+        ref = R.attention_backward(np.ones_like(qq), qq, kk, kk, out, lse)
+        for ours, theirs in zip((dq, dk, dv), ref):
+            np.testing.assert_array_equal(ours, theirs)

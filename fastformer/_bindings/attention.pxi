@@ -112,6 +112,8 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.
     cdef ff_attn_dims_t d
     mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site)
     cdef bint flash = _attn_use_flash(impl, d.Tk)
+    if q.size == 0 or d.Tk == 0:  # no query, or no key to see: out 0, lse -inf (the reference's rule)
+        return np.zeros(q.shape, dtype=np.float32), np.full(q.shape[:3], -np.inf, dtype=np.float32)
     out = np.empty(q.shape, dtype=np.float32)
     lse = np.empty(q.shape[:3], dtype=np.float32)
     cdef ff_attn_view_t vq = ff_attn_contiguous(d.H, d.Tq, d.dk)
@@ -154,6 +156,9 @@ def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=Fa
     cdef ff_attn_dims_t d
     mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site)
     cdef bint flash = _attn_use_flash(impl, d.Tk)
+    if q.size == 0 or k.size == 0:  # no query or no key: every gradient is 0, and C sees no empty buffer
+        return np.zeros(q.shape, dtype=np.float32), np.zeros(k.shape, dtype=np.float32), \
+            np.zeros(v.shape, dtype=np.float32)
     dq = np.empty(q.shape, dtype=np.float32)
     dk = np.empty(k.shape, dtype=np.float32)
     dv = np.empty(v.shape, dtype=np.float32)
