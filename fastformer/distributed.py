@@ -122,3 +122,8 @@ def share_cores(world):
     mine = cpus[start:start + per]
     os.sched_setaffinity(0, mine)
     return len(mine)
+
+
+def current():
+    """The World if this process has joined one (init() was called), else None."""
+    return _world

@@ -221,7 +221,8 @@ class Trainer:
         if not self.world.is_main:
             return None
         state = {"step": self.step, "label_smoothing": self.label_smoothing,
-                 "clip_grad_norm": self.clip_grad_norm}
+                 "clip_grad_norm": self.clip_grad_norm, "micro_batch_size": (self.data_parallel.micro_batch_size if self.data_parallel
+                                      else self.micro_batch_size)}
         schedule = self.schedule if hasattr(self.schedule, "config") else None
         return save_checkpoint(directory, self.model, self.optimizer, step=self.step, schedule=schedule,
                                trainer_state=state, vocab=self.vocab, task=self.task)
