@@ -102,7 +102,11 @@ class DataParallel:
         size, ranks = self.grads.size, world.size
         # Per-micro-batch (loss x tokens); every rank ends with all of them.
         self.loss_sums = np.zeros(self.max_micro, dtype=np.float64)
-        self.stats = {"bytes_sent": 0, "compute_s": 0.0, "wait_s": 0.0, "steps": 0}
+        # bytes_sent: payload this rank sent; received_bytes: shard slices it received, of which
+        # received_early_bytes had arrived while it was still computing (overlapped);
+        # compute_s: forward + backward; reduce_s: after compute, to the gradient being complete.
+        self.stats = {"steps": 0, "bytes_sent": 0, "received_bytes": 0, "received_early_bytes": 0,
+                      "gathered_bytes": 0, "compute_s": 0.0, "reduce_s": 0.0}
         if ranks == 1:
             self.running = np.empty_like(self.grads) if self.max_micro > 1 else None
             return
@@ -196,9 +200,14 @@ class DataParallel:
                     piece = stash[j, shards[s]:shards[s + 1]]
                     sends.append(comm.Isend(piece, dest=s, tag=m))
                     self.stats["bytes_sent"] += piece.nbytes
+            MPI.Request.Testall(sends + list(receives.values()))  # let MPI move data between micro-batches
         start = time.perf_counter()
         lo, hi = shards[me], shards[me + 1]
         mine = grads[lo:hi]
+        for m, request in receives.items():
+            self.stats["received_bytes"] += incoming[m].nbytes
+            if request.Test():
+                self.stats["received_early_bytes"] += incoming[m].nbytes
         for m in range(count):  # fold this rank's shard in micro-batch order
             if first <= m < last:
                 part = stash[m - first, lo:hi]
@@ -214,7 +223,8 @@ class DataParallel:
         counts = [blocks[r + 1] - blocks[r] for r in range(ranks)]
         comm.Allgatherv(MPI.IN_PLACE, [self.loss_sums, counts, blocks[:-1], MPI.DOUBLE])
         self.stats["bytes_sent"] += (hi - lo) * grads.itemsize * (ranks - 1) + (last - first) * 8 * (ranks - 1)
-        self.stats["wait_s"] += time.perf_counter() - start
+        self.stats["gathered_bytes"] += (grads.size - (hi - lo)) * grads.itemsize
+        self.stats["reduce_s"] += time.perf_counter() - start
 
 
 # ----- the same job on every rank -------------------------------------------------------

@@ -105,7 +105,7 @@ class Trainer:
         self.vocab, self.task = vocab, task
         self.micro_batch_size = _check_count("micro_batch_size", micro_batch_size)
         self.world = distributed.init() if world is None else world
-        self.data_parallel = None  # made for the first batch (see _data_parallel)
+        self.data_parallel = None  # made for the first batch (see plan_micro_batches)
         self.step = 0
         self.history = []
 
@@ -130,7 +130,7 @@ class Trainer:
             opt.lr = float(self.schedule(self.step + 1))
         model.train()
         opt.zero_grad()
-        parallel = self._data_parallel(len(batch))
+        parallel = self.plan_micro_batches(len(batch))
         if parallel is not None:  # micro-batches (and ranks): the global gradient lands in model's grads
             loss = parallel.gradient(batch, self.step, self.label_smoothing)
             if not math.isfinite(loss):
@@ -151,7 +151,7 @@ class Trainer:
         self.step += 1
         return {"loss": loss, "lr": opt.lr, "grad_norm": norm, "tokens": batch.num_tokens}
 
-    def _data_parallel(self, batch_size):
+    def plan_micro_batches(self, batch_size):
         """The DataParallel for global batches of `batch_size`, or None when the
         whole batch is one gradient computation in one process."""
         if self.data_parallel is None and (self.micro_batch_size is not None or self.world.size > 1):
@@ -232,7 +232,7 @@ class Trainer:
         on several ranks, check that every rank starts the same job."""
         first = source.get_batch(self.step)
         batch_size = getattr(source, "batch_size", None) or len(first)
-        parallel = self._data_parallel(batch_size)
+        parallel = self.plan_micro_batches(batch_size)
         if self.world.size > 1:
             check_same_setup(self.world, setup_digests(self, first, total, parallel.micro_batch_size))
 

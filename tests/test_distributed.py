@@ -178,3 +178,19 @@ def test_batch_that_does_not_share_out_is_refused(mpiexec, tmp_path):
     assert result.returncode == 2
     assert "6 micro-batches of 2 (batch size 12) do not share out evenly over 4 ranks" in result.stderr
     assert "(1, 2, 3, 6)" in result.stderr
+
+
+def test_bench_distributed_runs_and_layouts_agree(mpiexec, tmp_path, capsys):
+    from fastformer.bench.__main__ import main as bench_main
+
+    path = tmp_path / "distributed.json"
+    assert bench_main(["distributed", "--config", "micro", "--layouts", "1x1,2x1", "--steps", "1",
+                       "--warmup", "0", "--json", str(path)]) == 0
+    assert "scaling model" in capsys.readouterr().out
+    data = json.loads(path.read_text())
+    one, two = data["rows"]
+    assert (one["ranks"], two["ranks"]) == (1, 2)
+    assert one["bytes_sent_per_step"] == 0 and two["bytes_sent_per_step"] > 0
+    assert two["same_weights"] and 0 <= two["overlapped"] <= 1
+    assert {(m["nodes"], m["gbit_s"]) for m in data["scaling_model"]["rows"]} == {
+        (n, g) for n in (8, 16, 64) for g in (25, 100)}
