@@ -104,10 +104,10 @@ def run(args):
     model = scaling_model(rows)
     if model:
         print("\nscaling model (a model, not a measurement): " + model["assumptions"])
-        print(f"{'config':>8} {'nodes':>6} {'Gbit/s':>7} {'ms/step':>9} {'efficiency':>10}")
+        print(f"{'config':>8} {'node x':>7} {'nodes':>6} {'Gbit/s':>7} {'ms/step':>9} {'efficiency':>10}")
         for m in model["rows"]:
-            print(f"{m['config']:>8} {m['nodes']:6d} {m['gbit_s']:7d} {m['ms_per_step']:9.1f} "
-                  f"{m['efficiency']:10.2f}")
+            print(f"{m['config']:>8} {m['node_speedup']:7d} {m['nodes']:6d} {m['gbit_s']:7d} "
+                  f"{m['ms_per_step']:9.1f} {m['efficiency']:10.2f}")
     if args.json:
         common.write_json(args.json, {"header": header, "rows": rows, "scaling_model": model})
     return 0
@@ -118,35 +118,39 @@ def _fraction(row):
     return f"{row['overlapped']:.2f}" if received else "-"
 
 
-def scaling_model(rows, nodes=(8, 16, 64), gbits=(25, 100)):
+def scaling_model(rows, nodes=(8, 16, 64), gbits=(25, 100), node_speedups=(1, 16)):
     """Predicted step time and efficiency for `nodes` nodes at `gbits` Gbit/s.
 
-    Each node is one rank computing k micro-batches of the global batch
-    (weak scaling: the global batch grows with the nodes), as fast as the
-    measured multi-rank layout computed its share here. Per step a node
-    sends and receives (k + 1) x 4 P x (N - 1) / N bytes (k gradient
-    slices per shard owner, then the all-gather), at the link's bandwidth,
-    of which the measured `overlapped` fraction hides behind computation.
+    From each configuration's first multi-rank row: a node is one rank
+    computing k micro-batches (weak scaling: the global batch grows with
+    the nodes), `node_speedup` times as fast as one rank computed its share
+    here, and its optimizer step as well (1: a node like one rank here; 16:
+    e.g. 16 such cores, perfectly scaled). Per step a node sends and receives (k + 1) x 4 P x (N - 1) / N
+    bytes (k gradient slices to shard owners, then the all-gather) at the
+    link's bandwidth, of which the measured `overlapped` fraction hides
+    behind computation. No latency, no switch contention.
     """
-    out = []
+    out, seen = [], set()
     for row in rows:
-        if row["ranks"] < 2:
+        if row["ranks"] < 2 or row["config"] in seen:
             continue
+        seen.add(row["config"])
         k = row["micro_batches"] // row["ranks"]
-        compute = row["compute_ms_per_step"] / 1e3
-        for n in nodes:
-            for g in gbits:
-                volume = (k + 1) * row["gradient_bytes"] * (n - 1) / n
-                comm = volume / (g * GBIT)
-                step = compute + (1 - row["overlapped"]) * comm + row["update_ms_per_step"] / 1e3
-                out.append({"config": row["config"], "nodes": n, "gbit_s": g, "ms_per_step": step * 1e3,
-                            "efficiency": (compute + row["update_ms_per_step"] / 1e3) / step})
+        for speedup in node_speedups:
+            compute = row["compute_ms_per_step"] / 1e3 / speedup
+            update = row["update_ms_per_step"] / 1e3 / speedup
+            for n in nodes:
+                for g in gbits:
+                    comm = (k + 1) * row["gradient_bytes"] * (n - 1) / n / (g * GBIT)
+                    step = compute + update + (1 - row["overlapped"]) * comm
+                    out.append({"config": row["config"], "node_speedup": speedup, "nodes": n, "gbit_s": g,
+                                "ms_per_step": step * 1e3, "efficiency": (compute + update) / step})
     if not out:
         return None
     return {"rows": out,
-            "assumptions": "one rank per node, each computing its micro-batches as fast as one rank did here, "
-                           "(k+1) x 4P x (N-1)/N bytes per node and step over the link, the measured "
-                           "overlapped fraction hidden, no latency or switch contention"}
+            "assumptions": "one rank per node computing its k micro-batches (and stepping) node x as fast "
+                           "as one rank did here; (k+1) x 4P x (N-1)/N bytes per node and step at the link's "
+                           "bandwidth, the measured overlapped fraction hidden; no latency or contention"}
 
 
 # ----- one rank of one layout ------------------------------------------------------------
