@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from fastformer._kernels import flat_buffers
+from fastformer._runtime import build_info
 from fastformer._version import __version__
 from fastformer.checkpoint import model_config
 from fastformer.data.batch import IGNORE_INDEX, Batch
@@ -250,7 +251,10 @@ def setup_digests(trainer, batch, total_steps, micro_batch_size):
         return h.hexdigest()
 
     state = [np.ascontiguousarray(buf).data for buf in opt.state.values()]
-    return {"fastformer version": digest(__version__),
+    build = build_info()
+    return {"fastformer version": digest(__version__, build["compiler"], build["openmp"]),
+            # Kernels of different instruction sets sum in different orders.
+            "SIMD level (set FASTFORMER_SIMD alike on every node)": digest(build["simd"]),
             "configuration": digest(config),
             "parameters and optimizer state": digest(params.data, *state),
             "data": digest(*(np.ascontiguousarray(a).data for a in batch))}
@@ -261,9 +265,10 @@ def check_same_setup(world, digests):
     if world.size == 1:
         return
     everyone = world.comm.allgather(digests)
-    differ = [what for what in digests if len({d[what] for d in everyone}) > 1]
+    differ = [what for what in digests if len({d.get(what) for d in everyone}) > 1]
     if differ:
-        odd = sorted({r for r, d in enumerate(everyone) for what in differ if d[what] != everyone[0][what]})
-        raise ValueError(f"the {world.size} ranks were not started alike: {', '.join(differ)} differ "
+        odd = sorted({r for r, d in enumerate(everyone) for what in differ if d.get(what) != everyone[0].get(what)})
+        raise ValueError(f"the {world.size} ranks were not started alike: {', '.join(differ)} "
+                         f"{'differs' if len(differ) == 1 else 'differ'} "
                          f"between rank 0 and rank(s) {', '.join(map(str, odd))} (start every rank with the "
                          f"same fastformer, arguments, data and checkpoint)")
