@@ -13,8 +13,8 @@ from fastformer import distributed
 from fastformer._atomic import atomic_write_bytes
 from fastformer.checkpoint import has_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
 from fastformer.data.batch import IGNORE_INDEX, target_sequences
-from fastformer.data_parallel import DataParallel, check_same_setup, setup_digests
 from fastformer.data.vocab import BOS_ID, EOS_ID
+from fastformer.data_parallel import DataParallel, check_same_setup, setup_digests
 from fastformer.decoding import decode, strip_eos
 from fastformer.losses import cross_entropy
 from fastformer.optim.clip import clip_grad_norm as _clip_grad_norm
@@ -220,9 +220,9 @@ class Trainer:
         (rank 0 only: other ranks write nothing and return None)."""
         if not self.world.is_main:
             return None
+        micro = self.data_parallel.micro_batch_size if self.data_parallel else self.micro_batch_size
         state = {"step": self.step, "label_smoothing": self.label_smoothing,
-                 "clip_grad_norm": self.clip_grad_norm, "micro_batch_size": (self.data_parallel.micro_batch_size if self.data_parallel
-                                      else self.micro_batch_size)}
+                 "clip_grad_norm": self.clip_grad_norm, "micro_batch_size": micro}
         schedule = self.schedule if hasattr(self.schedule, "config") else None
         return save_checkpoint(directory, self.model, self.optimizer, step=self.step, schedule=schedule,
                                trainer_state=state, vocab=self.vocab, task=self.task)
@@ -230,6 +230,8 @@ class Trainer:
     def _start_data_parallel(self, source, total):
         """Plan the micro-batches (refusing a batch that does not divide) and,
         on several ranks, check that every rank starts the same job."""
+        if self.micro_batch_size is None and self.world.size == 1:
+            return
         first = source.get_batch(self.step)
         batch_size = getattr(source, "batch_size", None) or len(first)
         parallel = self.plan_micro_batches(batch_size)

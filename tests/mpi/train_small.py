@@ -2,7 +2,9 @@
 
 Trains a tiny Transformer on the reverse task with dropout, label smoothing,
 clipping and a schedule (everything that must agree across rank counts),
-checkpointing every 4 steps. --die-rank/--die-at-step kill (SIGKILL) or
+checkpointing every 4 steps. Every fourth batch is cut short (as the last
+batch of a length bucket is), so its micro-batches are ragged and do not
+share out evenly over the ranks. --die-rank/--die-at-step kill (SIGKILL) or
 --raise-rank/--raise-at-step raise in one rank when it asks for that step's
 batch, to test that the job ends by itself.
 """
@@ -12,17 +14,18 @@ import signal
 
 import fastformer as ff
 from fastformer import distributed
-from fastformer.data import SyntheticTask
+from fastformer.data import Batch, SyntheticTask
 from fastformer.optim import AdamW, WarmupCosineSchedule
 from fastformer.trainer import Trainer
 
 SCHEDULE_STEPS = 8  # fixed, so a resumed run has the schedule of an uninterrupted one
 
 
-class Faulty:
-    """The task, with one rank failing when it reaches `at_step`."""
+class Stream:
+    """The task's batches, every fourth one 5 examples short; optionally one
+    rank fails (`how`: "die" or "raise") when it reaches `at_step`."""
 
-    def __init__(self, task, rank, at_step, how):
+    def __init__(self, task, rank=None, at_step=None, how=None):
         self.task, self.rank, self.at_step, self.how = task, rank, at_step, how
         self.batch_size, self.vocab, self.config = task.batch_size, task.vocab, task.config
 
@@ -31,7 +34,10 @@ class Faulty:
             if self.how == "die":
                 os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError(f"rank {self.rank} fails at step {step} (as the test asked)")
-        return self.task.get_batch(step)
+        batch = self.task.get_batch(step)
+        if step % 4 == 1:
+            batch = Batch(*(a[:self.batch_size - 5] for a in batch))
+        return batch
 
 
 def main():
@@ -48,11 +54,11 @@ def main():
     args = p.parse_args()
     ff.set_num_threads(1)
     task = SyntheticTask("reverse", batch_size=args.batch_size, seed=3)
-    data = task
+    data = Stream(task)
     if args.die_rank is not None:
-        data = Faulty(task, args.die_rank, args.die_at_step, "die")
+        data = Stream(task, args.die_rank, args.die_at_step, "die")
     elif args.raise_rank is not None:
-        data = Faulty(task, args.raise_rank, args.raise_at_step, "raise")
+        data = Stream(task, args.raise_rank, args.raise_at_step, "raise")
     V = len(task.vocab)
     model = ff.Transformer(V, V, d_model=32, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
                            dim_feedforward=48, dropout=0.1, max_len=12, seed=1)
