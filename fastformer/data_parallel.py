@@ -21,6 +21,8 @@ state and losses are bitwise the same for any rank (and thread) count.
 """
 import hashlib
 import json
+import os
+import sys
 import time
 
 import numpy as np
@@ -33,6 +35,9 @@ from fastformer.data.batch import IGNORE_INDEX, Batch
 from fastformer.losses import cross_entropy
 
 _SHARD_ALIGN = 16  # floats: shard boundaries on 64-byte lines
+# A rank that dies ends the job through mpiexec; one that hangs is caught by
+# this deadline on every wait (long enough for rank 0's evaluations and saves).
+DEFAULT_RANK_TIMEOUT_S = 1800.0
 
 
 def check_batch_split(batch_size, micro_batch_size, world_size):
@@ -91,11 +96,17 @@ class DataParallel:
     `gradient(batch, step)` leaves the global gradient in the model's flat
     gradient buffer on every rank and returns the global loss (per target
     token). `stats` counts bytes sent, seconds computing and seconds waiting
-    for communication.
+    for communication. A rank that waits more than `timeout` seconds
+    (default FASTFORMER_RANK_TIMEOUT or 1800) for another aborts the job.
     """
 
-    def __init__(self, model, micro_batch_size, batch_size, world):
+    def __init__(self, model, micro_batch_size, batch_size, world, timeout=None):
         self.model, self.world = model, world
+        if timeout is None:
+            timeout = float(os.environ.get("FASTFORMER_RANK_TIMEOUT", DEFAULT_RANK_TIMEOUT_S))
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.timeout = timeout
         self.micro_batch_size = int(micro_batch_size)
         self.batch_size = int(batch_size)
         self.max_micro = check_batch_split(self.batch_size, self.micro_batch_size, world.size)
@@ -213,19 +224,31 @@ class DataParallel:
             if first <= m < last:
                 part = stash[m - first, lo:hi]
             else:
-                receives[m].Wait()
+                self._wait([receives[m]], f"rank {owner[m]} (micro-batch {m} of step {step + 1})")
                 part = incoming[m]
             if m == 0:
                 np.copyto(mine, part)
             else:
                 np.add(mine, part, out=mine)
-        MPI.Request.Waitall(sends)
-        comm.Allgatherv(MPI.IN_PLACE, self._gather_spec)
+        self._wait(sends, f"the ranks receiving this rank's gradients (step {step + 1})")
         counts = [blocks[r + 1] - blocks[r] for r in range(ranks)]
-        comm.Allgatherv(MPI.IN_PLACE, [self.loss_sums, counts, blocks[:-1], MPI.DOUBLE])
+        self._wait([comm.Iallgatherv(MPI.IN_PLACE, self._gather_spec),
+                    comm.Iallgatherv(MPI.IN_PLACE, [self.loss_sums, counts, blocks[:-1], MPI.DOUBLE])],
+                   f"the other ranks' gradient shards (step {step + 1})")
         self.stats["bytes_sent"] += (hi - lo) * grads.itemsize * (ranks - 1) + (last - first) * 8 * (ranks - 1)
         self.stats["gathered_bytes"] += (grads.size - (hi - lo)) * grads.itemsize
         self.stats["reduce_s"] += time.perf_counter() - start
+
+    def _wait(self, requests, waiting_for):
+        """Waitall with a deadline: past `timeout` seconds the job is aborted."""
+        MPI = self._MPI
+        deadline = time.monotonic() + self.timeout
+        while not MPI.Request.Testall(requests):
+            if time.monotonic() > deadline:
+                print(f"fastformer: rank {self.world.rank} of {self.world.size} waited {self.timeout:g} s "
+                      f"for {waiting_for}; aborting the job (FASTFORMER_RANK_TIMEOUT sets the limit)",
+                      file=sys.stderr)
+                self.world.abort(1)
 
 
 # ----- the same job on every rank -------------------------------------------------------

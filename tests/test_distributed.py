@@ -149,6 +149,15 @@ def test_rank_that_raises_ends_the_job(mpiexec, tmp_path):
     assert "rank 2 fails at step 1" in result.stderr
 
 
+def test_rank_that_hangs_ends_the_job(mpiexec, tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTFORMER_RANK_TIMEOUT", "3")
+    start = time.monotonic()
+    result = run(ranks(mpiexec, 2, *small(tmp_path, "--hang-rank", "0", "--hang-at-step", "2")))
+    assert result.returncode != 0
+    assert time.monotonic() - start < TIMEOUT_S
+    assert "rank 1 of 2 waited 3 s for rank 0" in result.stderr
+
+
 TINY = ["train", "--task", "reverse", "--steps", "4", "--batch-size", "12", "--micro-batch-size", "2",
         "--dropout", "0.1", "--d-model", "16", "--nhead", "2", "--layers", "1", "--ff", "32",
         "--eval-every", "4", "--no-progress", "--threads", "1"]
