@@ -203,3 +203,34 @@ def test_bench_distributed_runs_and_layouts_agree(mpiexec, tmp_path, capsys):
     assert two["same_weights"] and 0 <= two["overlapped"] <= 1
     assert {(m["nodes"], m["gbit_s"]) for m in data["scaling_model"]["rows"]} == {
         (n, g) for n in (8, 16, 64) for g in (25, 100)}
+
+
+class _Node:
+    """A node communicator stand-in: every rank on the node sees `cpus`."""
+
+    def __init__(self, cpus, size):
+        self.cpus, self.size = cpus, size
+
+    def allgather(self, value):
+        return [self.cpus] * self.size
+
+
+def test_ranks_on_a_node_get_disjoint_cores():
+    from fastformer.distributed import share_cores
+
+    before = os.sched_getaffinity(0)
+    cpus = sorted(before)
+    try:
+        mine = []
+        for rank in range(2):
+            world = World(rank, 2, rank, 2, comm=None, node_comm=_Node(cpus, 2))
+            assert share_cores(world) == max(1, len(cpus) // 2)
+            mine.append(os.sched_getaffinity(0))
+            os.sched_setaffinity(0, before)
+        if len(cpus) >= 2:
+            assert not mine[0] & mine[1]
+        # Ranks the launcher bound already keep their binding.
+        bound = World(0, 2, 0, 2, comm=None, node_comm=type("Bound", (), {"allgather": lambda s, v: [v, []]})())
+        assert share_cores(bound) == len(cpus) and os.sched_getaffinity(0) == before
+    finally:
+        os.sched_setaffinity(0, before)
