@@ -59,22 +59,22 @@ def main(argv=None):
         parser.print_help()
         return 2
     prog = f"fastformer {args.command}"
+    args.argv = argv  # for `train --nproc`, which runs the same command as MPI ranks
+    # fail(): prints the message; under MPI with several ranks it also ends the whole job.
+    from fastformer.commands.ranks import fail
+
     try:
         return args.func(args)
     except NonFiniteLossError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
+        return fail(f"{prog}: {exc}", 1)
     except (CLIError, ValueError, TypeError, OSError) as exc:
         # Bad input (arguments, files, checkpoints): one line, no traceback.
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(f"{prog}: error: {exc}", 2)
     except MemoryError as exc:
         # A model or batch too large for this machine: say so in one line.
-        print(f"{prog}: out of memory: {exc or 'an allocation failed'}", file=sys.stderr)
-        return 1
+        return fail(f"{prog}: out of memory: {exc or 'an allocation failed'}", 1)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return fail(f"{prog}: interrupted", 130)
 
 
 if __name__ == "__main__":

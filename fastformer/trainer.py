@@ -9,11 +9,13 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from fastformer import distributed
 from fastformer._atomic import atomic_write_bytes
 from fastformer._kernels import flat_buffers, kernel
 from fastformer.checkpoint import has_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
 from fastformer.data.batch import IGNORE_INDEX, target_sequences
 from fastformer.data.vocab import BOS_ID, EOS_ID
+from fastformer.data_parallel import DataParallel, check_same_setup, setup_digests
 from fastformer.decoding import decode, strip_eos
 from fastformer.losses import cross_entropy
 from fastformer.optim.clip import clip_grad_norm as _clip_grad_norm
@@ -68,13 +70,24 @@ class Trainer:
     each batch's target length); vocab / task: saved with checkpoints
     (taken from train_data when it has `vocab` / `config()`).
 
+    micro_batch_size: cut each (global) batch into micro-batches of this
+    many examples, each one's gradient computed alone and all of them summed
+    in a fixed order (see fastformer.data_parallel); world: a
+    fastformer.distributed.World (default: this process's, so a Trainer
+    under `mpiexec` trains data parallel, each rank computing its share of
+    the micro-batches; without micro_batch_size, one micro-batch per rank).
+    Training with the same micro_batch_size gives bitwise the same weights
+    on any number of ranks. Rank 0 alone writes checkpoints and history,
+    shows progress and evaluates.
+
     `step` counts the updates made so far; `fit(steps=n)` trains until step n.
     Every step depends only on (model, optimizer, schedule, data seed, step),
     so resuming from a checkpoint reproduces an uninterrupted run bit for bit.
     """
 
     def __init__(self, model, optimizer, schedule=None, clip_grad_norm=None, label_smoothing=0.0,
-                 progress=True, log_every=10, max_decode_len=None, vocab=None, task=None):
+                 progress=True, log_every=10, max_decode_len=None, vocab=None, task=None,
+                 micro_batch_size=None, world=None):
         if getattr(optimizer, "model", model) is not model:
             raise ValueError("the optimizer was built for another model")
         if schedule is not None and not callable(schedule):
@@ -92,6 +105,9 @@ class Trainer:
         self.log_every = _check_count("log_every", log_every)
         self.max_decode_len = _check_count("max_decode_len", max_decode_len)
         self.vocab, self.task = vocab, task
+        self.micro_batch_size = _check_count("micro_batch_size", micro_batch_size)
+        self.world = distributed.init() if world is None else world
+        self.data_parallel = None  # made for the first batch (see plan_micro_batches)
         self.step = 0
         self.history = []
 
@@ -117,12 +133,18 @@ class Trainer:
             opt.lr = float(self.schedule(self.step + 1))
         model.train()
         opt.zero_grad()
-        logits = model.forward(batch.src, batch.tgt_in, src_key_padding_mask=batch.src_key_padding_mask,
-                               tgt_key_padding_mask=batch.tgt_key_padding_mask)
-        loss, dlogits = cross_entropy(logits, batch.tgt_out, label_smoothing=self.label_smoothing)
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(self._stop_message(f"the loss is {loss}"))
-        model.backward(dlogits)
+        parallel = self.plan_micro_batches(len(batch))
+        if parallel is not None:  # micro-batches (and ranks): the global gradient lands in model's grads
+            loss = parallel.gradient(batch, self.step, self.label_smoothing)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(self._stop_message(f"the loss is {loss}"))
+        else:
+            logits = model.forward(batch.src, batch.tgt_in, src_key_padding_mask=batch.src_key_padding_mask,
+                                   tgt_key_padding_mask=batch.tgt_key_padding_mask)
+            loss, dlogits = cross_entropy(logits, batch.tgt_out, label_smoothing=self.label_smoothing)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(self._stop_message(f"the loss is {loss}"))
+            model.backward(dlogits)
         if self.clip_grad_norm is not None:
             norm = _clip_grad_norm(model, self.clip_grad_norm)  # leaves non-finite gradients as they are
         else:
@@ -140,6 +162,19 @@ class Trainer:
                 f"non-finite (no checkpoint was written for it; the last one is intact). "
                 f"Try a lower learning rate or clip_grad_norm.")
         return {"loss": loss, "lr": opt.lr, "grad_norm": norm, "tokens": batch.num_tokens}
+
+    def plan_micro_batches(self, batch_size):
+        """The DataParallel for global batches of `batch_size`, or None when the
+        whole batch is one gradient computation in one process."""
+        if self.data_parallel is None and (self.micro_batch_size is not None or self.world.size > 1):
+            micro = self.micro_batch_size
+            if micro is None:
+                if batch_size % self.world.size:
+                    raise ValueError(f"the global batch size {batch_size} does not divide over "
+                                     f"{self.world.size} ranks: give micro_batch_size")
+                micro = batch_size // self.world.size
+            self.data_parallel = DataParallel(self.model, micro, batch_size, self.world)
+        return self.data_parallel
 
     def _stop_message(self, what):
         return (f"training stopped at step {self.step + 1}: {what} "
@@ -193,12 +228,27 @@ class Trainer:
     # ----- checkpoints ------------------------------------------------------------
 
     def save(self, directory):
-        """Write a checkpoint of model, optimizer, schedule and step to `directory`."""
+        """Write a checkpoint of model, optimizer, schedule and step to `directory`
+        (rank 0 only: other ranks write nothing and return None)."""
+        if not self.world.is_main:
+            return None
+        micro = self.data_parallel.micro_batch_size if self.data_parallel else self.micro_batch_size
         state = {"step": self.step, "label_smoothing": self.label_smoothing,
-                 "clip_grad_norm": self.clip_grad_norm}
+                 "clip_grad_norm": self.clip_grad_norm, "micro_batch_size": micro}
         schedule = self.schedule if hasattr(self.schedule, "config") else None
         return save_checkpoint(directory, self.model, self.optimizer, step=self.step, schedule=schedule,
                                trainer_state=state, vocab=self.vocab, task=self.task)
+
+    def _start_data_parallel(self, source, total):
+        """Plan the micro-batches (refusing a batch that does not divide) and,
+        on several ranks, check that every rank starts the same job."""
+        if self.micro_batch_size is None and self.world.size == 1:
+            return
+        first = source.get_batch(self.step)
+        batch_size = getattr(source, "batch_size", None) or len(first)
+        parallel = self.plan_micro_batches(batch_size)
+        if self.world.size > 1:
+            check_same_setup(self.world, setup_digests(self, first, total, parallel.micro_batch_size))
 
     def load(self, directory):
         """Restore model, optimizer and step from a checkpoint written by `save`.
@@ -244,6 +294,9 @@ class Trainer:
             total = _check_count("epochs", epochs) * per_epoch
         eval_every = _check_count("eval_every", eval_every)
         checkpoint_every = _check_count("checkpoint_every", checkpoint_every)
+        main = self.world.is_main
+        if not main:
+            eval_data = None  # rank 0 evaluates
         if self.vocab is None:
             self.vocab = getattr(train_data, "vocab", None)
         if self.task is None and callable(getattr(train_data, "config", None)):
@@ -256,11 +309,16 @@ class Trainer:
             if resume and has_checkpoint(checkpoint_dir):
                 self.load(checkpoint_dir)
                 resumed_at = self.step
-            # Keep history.jsonl the story of the run the folder holds: drop entries
-            # past the step we start from (a crashed run's tail, or an older run's).
-            _truncate_history(history_path, self.step)
+            if main:
+                # Keep history.jsonl the story of the run the folder holds: drop entries
+                # past the step we start from (a crashed run's tail, or an older run's).
+                _truncate_history(history_path, self.step)
+            else:
+                history_path = None
         elif resume:
             raise ValueError("resume=True needs checkpoint_dir")
+        if self.step < total:
+            self._start_data_parallel(source, total)
 
         run = _RunLog(self, history_path, total)
         saved_at = evaluated_at = None
@@ -337,7 +395,8 @@ class _RunLog:
         self.count = 0
         self.last = {}
         self.started = time.perf_counter()
-        self.bar = tqdm(total=total, initial=trainer.step, disable=not trainer.progress, unit="step",
+        shown = trainer.progress and trainer.world.is_main
+        self.bar = tqdm(total=total, initial=trainer.step, disable=not shown, unit="step",
                         dynamic_ncols=True, desc="train")
         self.last_refresh = 0.0
 

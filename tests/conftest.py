@@ -38,3 +38,23 @@ def threads():
     before = ff.get_num_threads()
     yield ff.set_num_threads
     ff.set_num_threads(before)
+
+
+def require_mpi():
+    """The mpiexec to run MPI tests with. Skips when mpi4py or mpiexec is missing,
+    unless FASTFORMER_REQUIRE_MPI=1 (set by CI), where they fail."""
+    import importlib.util
+
+    from fastformer.commands.ranks import find_mpiexec
+
+    mpiexec = find_mpiexec()
+    if importlib.util.find_spec("mpi4py") is None or mpiexec is None:
+        if os.environ.get("FASTFORMER_REQUIRE_MPI") == "1":
+            pytest.fail('FASTFORMER_REQUIRE_MPI=1 but mpi4py or mpiexec is missing: pip install ".[mpi]"')
+        pytest.skip('needs mpi4py and mpiexec (pip install ".[mpi]")')
+    return mpiexec
+
+
+@pytest.fixture(scope="session")
+def mpiexec():
+    return require_mpi()

@@ -3,9 +3,11 @@ import os
 import sys
 import time
 
+from fastformer import distributed
 from fastformer.checkpoint import has_checkpoint, read_checkpoint
 from fastformer.commands.common import (
     CLIError, model_class, nonnegative_int, positive_float, positive_int, set_threads, unit_float)
+from fastformer.commands.ranks import spawn, without_option
 from fastformer.data import TASKS, DataFileError, SyntheticTask, TextPairsData, Vocabulary
 from fastformer.optim import AdamW, WarmupCosineSchedule, schedule_from_config
 from fastformer.trainer import Trainer
@@ -30,7 +32,12 @@ def add_parser(subparsers):
     data.add_argument("--data", metavar="FILE",
                       help="UTF-8 text file of 'source<TAB>target' lines (character-level; 5%% held out)")
     data.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"],
-                      help="examples per batch (default %(default)s)")
+                      help="examples per batch: the global batch over all MPI ranks (default %(default)s)")
+    data.add_argument("--micro-batch-size", type=positive_int, default=None,
+                      help="examples per gradient computation: each batch is cut into micro-batches, "
+                           "shared out over the MPI ranks and summed in a fixed order, so a run gives the "
+                           "same weights on any number of ranks (default: the batch over the ranks; "
+                           "on --resume, the checkpoint's)")
     model = p.add_argument_group("model")
     model.add_argument("--d-model", type=positive_int, default=DEFAULTS["d_model"],
                        help="model width (default %(default)s)")
@@ -55,7 +62,11 @@ def add_parser(subparsers):
                        help="steps between held-out evaluations (default: steps / 4)")
     train.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
     train.add_argument("--threads", type=positive_int, default=None,
-                       help="threads for the compiled kernels (default: OMP_NUM_THREADS or all cores)")
+                       help="threads for the compiled kernels (default: OMP_NUM_THREADS or all cores; "
+                            "under MPI each rank's share of its node's cores)")
+    train.add_argument("--nproc", type=positive_int, default=None,
+                       help="train as N data-parallel MPI ranks on this machine (runs mpiexec; "
+                            'needs pip install "fastformer[mpi]")')
     train.add_argument("--checkpoint", metavar="DIR", default=DEFAULT_CHECKPOINT,
                        help="checkpoint folder, saved at each evaluation and at the end "
                             "(default ./%(default)s)")
@@ -104,10 +115,18 @@ def _apply_saved_settings(args, manifest):
     args.d_model, args.nhead = config["d_model"], config["nhead"]
     args.layers, args.ff = config["num_encoder_layers"], config["dim_feedforward"]
     args.dropout, args.seed = config["dropout"], config["seed"]
+    if args.micro_batch_size is None:
+        args.micro_batch_size = (manifest.get("trainer") or {}).get("micro_batch_size")
 
 
 def run(args):
+    if args.nproc is not None:
+        return spawn(args.nproc, without_option(args.argv, "--nproc"))
+    world = distributed.init()
+    if args.threads is None and world.size > 1 and "OMP_NUM_THREADS" not in os.environ:
+        args.threads = distributed.share_cores(world)
     set_threads(args.threads)
+    say = print if world.is_main else (lambda *a, **k: None)  # rank 0 speaks for the job
     manifest = None
     if args.resume:
         if not has_checkpoint(args.checkpoint):
@@ -127,21 +146,24 @@ def run(args):
         schedule = WarmupCosineSchedule(args.lr, max(args.warmup, 1), max(args.steps, args.warmup, 1),
                                         min_lr=args.lr / 20)
     trainer = Trainer(model, optimizer, schedule=schedule, clip_grad_norm=1.0,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, micro_batch_size=args.micro_batch_size, world=world)
     eval_every = args.eval_every or max(1, args.steps // 4)
     heldout = data.heldout_batches()
     where = f"data file {args.data}" if args.data else f"task '{data.name}'"
-    print(f"fastformer train: {type(model).__module__}.{type(model).__name__}, "
-          f"{sum(p.data.size for _, p in model.named_parameters()):,} parameters; {where}, "
-          f"{len(data.vocab)} symbols; {args.steps} steps of batch {data.batch_size}", file=sys.stderr)
+    ranks = f" on {world.size} ranks" if world.size > 1 else ""
+    micro = f" (micro-batches of {args.micro_batch_size})" if args.micro_batch_size else ""
+    say(f"fastformer train: {type(model).__module__}.{type(model).__name__}, "
+        f"{sum(p.data.size for _, p in model.named_parameters()):,} parameters; {where}, "
+        f"{len(data.vocab)} symbols; {args.steps} steps of batch {data.batch_size}{micro}{ranks}", file=sys.stderr)
     if manifest is not None:
-        print(f"resuming from {args.checkpoint} at step {manifest['step']}", file=sys.stderr)
+        say(f"resuming from {args.checkpoint} at step {manifest['step']}", file=sys.stderr)
     start = time.perf_counter()
     history = trainer.fit(data, steps=args.steps, eval_data=heldout or None, eval_every=eval_every,
                           checkpoint_dir=args.checkpoint, checkpoint_every=eval_every,
                           resume=args.resume)
     seconds = time.perf_counter() - start
-    _report(history, seconds, args.checkpoint)
+    if world.is_main:
+        _report(history, seconds, args.checkpoint)
     return 0
 
 

@@ -1,0 +1,297 @@
+"""Data-parallel gradients: a global batch cut into micro-batches, spread over
+MPI ranks, and reduced in an order that does not depend on the rank count.
+
+Micro-batch m of a global batch is rows [m*u, (m+1)*u) (u = micro-batch
+size), trimmed to its own longest source and target. Its gradient is
+computed alone, into a zeroed gradient buffer, with dropout keyed by
+(step, m) and the loss normalised by the global batch's target tokens. The
+global gradient is then the left fold g_0 + g_1 + ... + g_{M-1} in float32,
+element by element, whatever the number of ranks:
+
+- alone, the micro-batches run one after another and are added to a running
+  sum as they finish;
+- with R ranks, rank r computes a contiguous block of micro-batches and
+  sends the slice of each one's gradient that belongs to parameter shard s
+  to rank s (MPI point-to-point: no MPI_Allreduce, whose order MPI leaves
+  open); rank s folds its shard over all M micro-batches in index order;
+  an Allgatherv gives every rank the whole gradient.
+
+Every rank then clips and steps the same gradient, so weights, optimizer
+state and losses are bitwise the same for any rank (and thread) count.
+"""
+import hashlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from fastformer._kernels import flat_buffers
+from fastformer._runtime import build_info
+from fastformer._version import __version__
+from fastformer.checkpoint import model_config
+from fastformer.data.batch import IGNORE_INDEX, Batch
+from fastformer.losses import cross_entropy
+
+_SHARD_ALIGN = 16  # floats: shard boundaries on 64-byte lines
+# A rank that dies ends the job through mpiexec; one that hangs is caught by
+# this deadline on every wait (long enough for rank 0's evaluations and saves).
+DEFAULT_RANK_TIMEOUT_S = 1800.0
+
+
+def check_batch_split(batch_size, micro_batch_size, world_size):
+    """The number of micro-batches of a global batch; ValueError, saying what
+    would divide, unless batch_size is a multiple of micro_batch_size and the
+    micro-batches share out evenly over world_size ranks."""
+    if batch_size % micro_batch_size:
+        fits = [d for d in range(1, batch_size + 1) if batch_size % d == 0]
+        raise ValueError(f"the global batch size {batch_size} is not a multiple of the micro-batch size "
+                         f"{micro_batch_size}: use a micro-batch size that divides it ({_listed(fits)}) or "
+                         f"a batch size that is a multiple of {micro_batch_size}")
+    micro = batch_size // micro_batch_size
+    if micro % world_size:
+        ranks = [d for d in range(1, micro + 1) if micro % d == 0]
+        raise ValueError(f"{micro} micro-batches of {micro_batch_size} (batch size {batch_size}) do not share "
+                         f"out evenly over {world_size} ranks: use a rank count that divides {micro} "
+                         f"({_listed(ranks)}) or a batch size that is a multiple of "
+                         f"{micro_batch_size * world_size} (micro-batch size x ranks)")
+    return micro
+
+
+def _listed(values, limit=12):
+    shown = ", ".join(str(v) for v in values[:limit])
+    return shown + (", ..." if len(values) > limit else "")
+
+
+def micro_batch(batch, start, stop):
+    """Rows [start, stop) of `batch`, trimmed to their own longest source and
+    target (exactly the Batch make_batch would build from those examples)."""
+    src_len = max(1, int((~batch.src_key_padding_mask[start:stop]).sum(axis=1).max()))
+    tgt_len = int((~batch.tgt_key_padding_mask[start:stop]).sum(axis=1).max())
+    return Batch(batch.src[start:stop, :src_len], batch.tgt_in[start:stop, :tgt_len],
+                 batch.tgt_out[start:stop, :tgt_len], batch.src_key_padding_mask[start:stop, :src_len],
+                 batch.tgt_key_padding_mask[start:stop, :tgt_len])
+
+
+def shard_bounds(size, parts):
+    """parts + 1 offsets cutting range(size) into near-equal contiguous shards."""
+    cuts = [min(size, round(size * i / parts / _SHARD_ALIGN) * _SHARD_ALIGN) for i in range(parts)]
+    return cuts + [size]
+
+
+def block_bounds(count, parts):
+    """parts + 1 offsets giving rank r micro-batches [b[r], b[r+1])."""
+    return [count * r // parts for r in range(parts + 1)]
+
+
+class DataParallel:
+    """The gradient of a global batch, micro-batch by micro-batch, over `world`.
+
+    model: a fastformer model (flat gradient buffer); micro_batch_size: rows
+    per micro-batch; batch_size: the global batch size (a later batch may be
+    smaller, e.g. the last of a bucket, never larger); world: a
+    fastformer.distributed.World.
+
+    `gradient(batch, step)` leaves the global gradient in the model's flat
+    gradient buffer on every rank and returns the global loss (per target
+    token). `stats` counts bytes sent, seconds computing and seconds waiting
+    for communication. A rank that waits more than `timeout` seconds
+    (default FASTFORMER_RANK_TIMEOUT or 1800) for another aborts the job.
+    """
+
+    def __init__(self, model, micro_batch_size, batch_size, world, timeout=None):
+        self.model, self.world = model, world
+        if timeout is None:
+            timeout = float(os.environ.get("FASTFORMER_RANK_TIMEOUT", DEFAULT_RANK_TIMEOUT_S))
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.timeout = timeout
+        self.micro_batch_size = int(micro_batch_size)
+        self.batch_size = int(batch_size)
+        self.max_micro = check_batch_split(self.batch_size, self.micro_batch_size, world.size)
+        _, self.grads = flat_buffers(model)
+        size, ranks = self.grads.size, world.size
+        # Per-micro-batch (loss x tokens); every rank ends with all of them.
+        self.loss_sums = np.zeros(self.max_micro, dtype=np.float64)
+        # bytes_sent: payload this rank sent; received_bytes: shard slices it received, of which
+        # received_early_bytes had arrived while it was still computing (overlapped);
+        # compute_s: forward + backward; reduce_s: after compute, to the gradient being complete.
+        self.stats = {"steps": 0, "bytes_sent": 0, "received_bytes": 0, "received_early_bytes": 0,
+                      "gathered_bytes": 0, "compute_s": 0.0, "reduce_s": 0.0}
+        if ranks == 1:
+            self.running = np.empty_like(self.grads) if self.max_micro > 1 else None
+            return
+        from mpi4py import MPI
+
+        self._MPI = MPI
+        self.shards = shard_bounds(size, ranks)
+        lo, hi = self.shards[world.rank], self.shards[world.rank + 1]
+        per_rank = -(-self.max_micro // ranks)
+        self.stash = np.empty((per_rank, size), dtype=self.grads.dtype)  # this rank's micro-batch gradients
+        self.incoming = np.empty((self.max_micro, hi - lo), dtype=self.grads.dtype)  # others', my shard
+        counts = [self.shards[s + 1] - self.shards[s] for s in range(ranks)]
+        self._gather_spec = [self.grads, counts, self.shards[:-1], MPI.FLOAT if self.grads.dtype == np.float32
+                             else MPI.DOUBLE]
+
+    # ----- one global batch -------------------------------------------------------
+
+    def gradient(self, batch, step, label_smoothing=0.0):
+        """Global gradient of `batch` (training step `step`, 0-based) into the
+        model's gradient buffer -> the global loss per target token."""
+        rows = len(batch)
+        if rows > self.batch_size:
+            raise ValueError(f"a batch of {rows} examples is larger than the global batch size "
+                             f"{self.batch_size} the micro-batches were planned for")
+        count = -(-rows // self.micro_batch_size)
+        tokens = int((batch.tgt_out != IGNORE_INDEX).sum())
+        if self.world.size == 1:
+            loss = self._gradient_alone(batch, step, count, tokens, label_smoothing)
+        else:
+            self._gradient_shared(batch, step, count, tokens, label_smoothing)
+        self.model.rng_step = (step + 1) * self.max_micro
+        self.stats["steps"] += 1
+        if count == 1:
+            return loss  # the whole batch in one: cross_entropy's own mean
+        total = 0.0
+        for m in range(count):  # in micro-batch order: the same float64 sum on every rank
+            total += self.loss_sums[m]
+        return total / tokens
+
+    def _micro_gradient(self, batch, step, m, tokens, label_smoothing):
+        """Micro-batch m's gradient into the (zeroed) gradient buffer -> its mean
+        loss; records loss x tokens."""
+        start = time.perf_counter()
+        u = self.micro_batch_size
+        part = micro_batch(batch, m * u, min((m + 1) * u, len(batch)))
+        model = self.model
+        model.rng_step = step * self.max_micro + m  # dropout keyed by the micro-batch, never the rank
+        logits = model.forward(part.src, part.tgt_in, src_key_padding_mask=part.src_key_padding_mask,
+                               tgt_key_padding_mask=part.tgt_key_padding_mask)
+        loss, dlogits = cross_entropy(logits, part.tgt_out, label_smoothing=label_smoothing)
+        n = int((part.tgt_out != IGNORE_INDEX).sum())
+        if n != tokens:  # mean over this micro-batch's tokens -> share of the global mean
+            dlogits *= dlogits.dtype.type(n / tokens)
+        model.backward(dlogits)
+        self.loss_sums[m] = loss * n
+        self.stats["compute_s"] += time.perf_counter() - start
+        return loss
+
+    def _gradient_alone(self, batch, step, count, tokens, label_smoothing):
+        grads, running = self.grads, self.running
+        for m in range(count):
+            if m:
+                grads.fill(0)
+            loss = self._micro_gradient(batch, step, m, tokens, label_smoothing)
+            if count == 1:
+                return loss
+            if m == 0:
+                np.copyto(running, grads)
+            elif m < count - 1:
+                np.add(running, grads, out=running)
+            else:
+                np.add(running, grads, out=grads)
+        return None
+
+    def _gradient_shared(self, batch, step, count, tokens, label_smoothing):
+        MPI, comm, me, ranks = self._MPI, self.world.comm, self.world.rank, self.world.size
+        blocks = block_bounds(count, ranks)
+        first, last = blocks[me], blocks[me + 1]
+        shards, grads, stash, incoming = self.shards, self.grads, self.stash, self.incoming
+        owner = np.searchsorted(blocks, np.arange(count), side="right") - 1
+        receives = {m: comm.Irecv(incoming[m], source=int(owner[m]), tag=m)
+                    for m in range(count) if not first <= m < last}
+        sends = []
+        for j, m in enumerate(range(first, last)):
+            if j:
+                grads.fill(0)
+            self._micro_gradient(batch, step, m, tokens, label_smoothing)
+            np.copyto(stash[j], grads)
+            for s in range(ranks):
+                if s != me:
+                    piece = stash[j, shards[s]:shards[s + 1]]
+                    sends.append(comm.Isend(piece, dest=s, tag=m))
+                    self.stats["bytes_sent"] += piece.nbytes
+            MPI.Request.Testall(sends + list(receives.values()))  # let MPI move data between micro-batches
+        start = time.perf_counter()
+        lo, hi = shards[me], shards[me + 1]
+        mine = grads[lo:hi]
+        for m, request in receives.items():
+            self.stats["received_bytes"] += incoming[m].nbytes
+            if request.Test():
+                self.stats["received_early_bytes"] += incoming[m].nbytes
+        for m in range(count):  # fold this rank's shard in micro-batch order
+            if first <= m < last:
+                part = stash[m - first, lo:hi]
+            else:
+                self._wait([receives[m]], f"rank {owner[m]} (micro-batch {m} of step {step + 1})")
+                part = incoming[m]
+            if m == 0:
+                np.copyto(mine, part)
+            else:
+                np.add(mine, part, out=mine)
+        self._wait(sends, f"the ranks receiving this rank's gradients (step {step + 1})")
+        counts = [blocks[r + 1] - blocks[r] for r in range(ranks)]
+        self._wait([comm.Iallgatherv(MPI.IN_PLACE, self._gather_spec),
+                    comm.Iallgatherv(MPI.IN_PLACE, [self.loss_sums, counts, blocks[:-1], MPI.DOUBLE])],
+                   f"the other ranks' gradient shards (step {step + 1})")
+        self.stats["bytes_sent"] += (hi - lo) * grads.itemsize * (ranks - 1) + (last - first) * 8 * (ranks - 1)
+        self.stats["gathered_bytes"] += (grads.size - (hi - lo)) * grads.itemsize
+        self.stats["reduce_s"] += time.perf_counter() - start
+
+    def _wait(self, requests, waiting_for):
+        """Waitall with a deadline: past `timeout` seconds the job is aborted."""
+        MPI = self._MPI
+        deadline = time.monotonic() + self.timeout
+        while not MPI.Request.Testall(requests):
+            if time.monotonic() > deadline:
+                print(f"fastformer: rank {self.world.rank} of {self.world.size} waited {self.timeout:g} s "
+                      f"for {waiting_for}; aborting the job (FASTFORMER_RANK_TIMEOUT sets the limit)",
+                      file=sys.stderr)
+                self.world.abort(1)
+
+
+# ----- the same job on every rank -------------------------------------------------------
+
+
+def setup_digests(trainer, batch, total_steps, micro_batch_size):
+    """{what: sha256} of everything that must be the same on every rank."""
+    params, _ = flat_buffers(trainer.model)
+    opt = trainer.optimizer
+    schedule = trainer.schedule.config() if hasattr(trainer.schedule, "config") else repr(trainer.schedule)
+    config = {"trainer": [trainer.step, total_steps, micro_batch_size, trainer.label_smoothing,
+                          trainer.clip_grad_norm],
+              "model": [type(trainer.model).__name__, model_config(trainer.model)],
+              "rng_step": trainer.model.rng_step, "optimizer": [type(opt).__name__, opt.hyperparameters(),
+                                                                opt.steps],
+              "schedule": schedule, "task": trainer.task}
+
+    def digest(*parts):
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(part if isinstance(part, (bytes, memoryview)) else
+                     json.dumps(part, sort_keys=True, default=repr).encode())
+        return h.hexdigest()
+
+    state = [np.ascontiguousarray(buf).data for buf in opt.state.values()]
+    build = build_info()
+    return {"fastformer version": digest(__version__, build["compiler"], build["openmp"]),
+            # Kernels of different instruction sets sum in different orders.
+            "SIMD level (set FASTFORMER_SIMD alike on every node)": digest(build["simd"]),
+            "configuration": digest(config),
+            "parameters and optimizer state": digest(params.data, *state),
+            "data": digest(*(np.ascontiguousarray(a).data for a in batch))}
+
+
+def check_same_setup(world, digests):
+    """ValueError (on every rank alike) unless every rank has the same digests."""
+    if world.size == 1:
+        return
+    everyone = world.comm.allgather(digests)
+    differ = [what for what in digests if len({d.get(what) for d in everyone}) > 1]
+    if differ:
+        odd = sorted({r for r, d in enumerate(everyone) for what in differ if d.get(what) != everyone[0].get(what)})
+        raise ValueError(f"the {world.size} ranks were not started alike: {', '.join(differ)} "
+                         f"{'differs' if len(differ) == 1 else 'differ'} "
+                         f"between rank 0 and rank(s) {', '.join(map(str, odd))} (start every rank with the "
+                         f"same fastformer, arguments, data and checkpoint)")
