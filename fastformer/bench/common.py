@@ -85,6 +85,21 @@ def parse_threads(text):
     return values
 
 
+def impl_list(impls):
+    """An argparse type: 'compiled,torch' -> the named sides of `impls`, in
+    `impls` order (compiled first: the speedup base)."""
+    def parse(text):
+        import argparse
+
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        bad = [n for n in names if n not in impls]
+        if not names or bad:
+            raise argparse.ArgumentTypeError(f"unknown implementation {', '.join(bad) or repr(text)}; "
+                                             f"choose from {', '.join(impls)}")
+        return [n for n in impls if n in names]
+    return parse
+
+
 def _openblas_setter():
     """openblas_set_num_threads of the OpenBLAS that numpy loaded, found among
     the process's mapped libraries (numpy's wheels rename its symbols)."""

@@ -37,18 +37,6 @@ DEFAULT_CONFIGS = "tiny,small"  # base and long: the reference's re-run forward 
 IMPLS = ("compiled", "numpy", "torch") + tuple(ct2.BACKENDS)
 
 
-def parse_impls(text):
-    """'compiled,ct2-onednn' -> ['compiled', 'ct2-onednn'] (argparse type), in IMPLS order."""
-    import argparse
-
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in IMPLS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(f"unknown implementation {', '.join(bad) or repr(text)}; "
-                                         f"choose from {', '.join(IMPLS)}")
-    return [n for n in IMPLS if n in names]
-
-
 def add_arguments(p):
     p.add_argument("--config", type=parse_configs, default=parse_configs(DEFAULT_CONFIGS),
                    help=f"comma-separated model sizes from tiny,small,base,long (default {DEFAULT_CONFIGS}); "
@@ -60,7 +48,7 @@ def add_arguments(p):
     p.add_argument("--tokens", type=positive_int, default=64, help="tokens generated per sequence (default 64)")
     p.add_argument("--threads", type=common.parse_threads, default=None,
                    help="comma-separated thread counts (default: all cores)")
-    p.add_argument("--impl", type=parse_impls, default=list(IMPLS),
+    p.add_argument("--impl", type=common.impl_list(IMPLS), default=list(IMPLS),
                    help=f"comma-separated sides from {','.join(IMPLS)} (default: all; torch and CTranslate2 "
                         "when installed)")
     p.add_argument("--repeat", type=positive_int, default=5, help="timed decodings per side (default 5)")

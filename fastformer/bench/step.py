@@ -80,18 +80,6 @@ class NumpyAdamW(AdamW):
         return getattr(ref_optim, name)
 
 
-def parse_impls(text):
-    """'compiled,torch' -> ['compiled', 'torch'] (argparse type)."""
-    import argparse
-
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in IMPLS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(f"unknown implementation {', '.join(bad) or repr(text)}; "
-                                         f"choose from {', '.join(IMPLS)}")
-    return [n for n in IMPLS if n in names]  # fixed order: compiled first, the speedup base
-
-
 def _ours(cls, kwargs, state, cross_entropy, optimizer_class, batch):
     model = cls(**kwargs)
     if state is not None:
@@ -201,7 +189,7 @@ def add_arguments(p):
                    help=f"comma-separated sizes from {', '.join(PUBLIC_CONFIGS)} (default: all)")
     p.add_argument("--threads", type=common.parse_threads, default=None,
                    help="comma-separated thread counts, e.g. 1,2 for a scaling table (default: all cores)")
-    p.add_argument("--impl", type=parse_impls, default=list(IMPLS),
+    p.add_argument("--impl", type=common.impl_list(IMPLS), default=list(IMPLS),
                    help="comma-separated sides from compiled,numpy,torch (default: all; torch when installed)")
     p.add_argument("--repeat", type=positive_int, default=5, help="timed steps per side (default 5)")
     p.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed steps per side first (default 2)")
