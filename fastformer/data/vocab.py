@@ -1,4 +1,5 @@
 """A character-level vocabulary: pad=0, bos=1, eos=2, then one id per symbol."""
+import hashlib
 import json
 import os
 
@@ -38,6 +39,30 @@ class Vocabulary:
 
     def __len__(self):
         return len(SPECIALS) + len(self.symbols)
+
+    # ----- the tokenizer interface (shared with fastformer.data.subword) --------
+
+    kind = "char"
+
+    @property
+    def src_vocab_size(self):
+        return len(self)
+
+    @property
+    def tgt_vocab_size(self):
+        return len(self)
+
+    def encode_source(self, text):
+        """Source text -> ids (no bos/eos); one vocabulary serves both sides."""
+        return self.encode(text)
+
+    def encode_target(self, text):
+        """Target text -> ids (no bos/eos)."""
+        return self.encode(text)
+
+    def fingerprint(self):
+        """SHA-256 of the vocabulary's content: a cache key for data tokenized with it."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode("utf-8")).hexdigest()
 
     def __eq__(self, other):
         return isinstance(other, Vocabulary) and self.symbols == other.symbols
