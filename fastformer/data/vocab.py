@@ -60,6 +60,20 @@ class Vocabulary:
         """Target text -> ids (no bos/eos)."""
         return self.encode(text)
 
+    def encode_source_many(self, texts):
+        """Many source texts -> a list of id lists."""
+        return [self.encode(text) for text in texts]
+
+    def encode_target_many(self, texts):
+        return [self.encode(text) for text in texts]
+
+    def src_tokens(self):
+        """Token strings indexed by id: the specials, then the characters."""
+        return list(SPECIALS) + self.symbols
+
+    def tgt_tokens(self):
+        return list(SPECIALS) + self.symbols
+
     def fingerprint(self):
         """SHA-256 of the vocabulary's content: a cache key for data tokenized with it."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode("utf-8")).hexdigest()
