@@ -25,7 +25,7 @@ def _cmd_demo(args):
 
 
 def build_parser():
-    from fastformer.commands import bench, generate, train
+    from fastformer.commands import bench, generate, make_data, train
 
     parser = _Parser(prog="fastformer", description="Train Transformers on CPUs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -38,6 +38,7 @@ def build_parser():
     train.add_parser(sub)
     generate.add_parser(sub)
     bench.add_parser(sub)
+    make_data.add_parser(sub)
     return parser
 
 
