@@ -9,6 +9,8 @@ Layout of a checkpoint folder:
                                         and the name, size and SHA-256 of each file
     model-<step>-<hash>.safetensors     the model's state_dict (SPEC names; PyTorch loads it)
     optimizer-<step>-<hash>.safetensors the optimizer's flat state buffers
+    tokenizer-<side>-<step>-<hash>.model a sentencepiece model (side: joint, source or target),
+                                        when the tokenizer is a SentencePieceTokenizer
 
 The manifest is the commit point. Data files are new files (their names
 carry their content hash), renamed into place before the manifest is
@@ -35,6 +37,7 @@ FORMAT = "fastformer-checkpoint"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _DATA_FILE = re.compile(r"^(model|optimizer)-\d+-[0-9a-f]{16}\.safetensors$")
+_TOKENIZER_FILE = re.compile(r"^tokenizer-(joint|source|target)-\d+-[0-9a-f]{16}\.model$")
 _TEMP_PREFIX = ".fastformer-"
 
 # The constructor arguments that define a model's shape and behaviour.
@@ -87,7 +90,8 @@ def _checksum(manifest):
 def _place_data_file(directory, kind, step, data):
     """Write `data` as a content-named file of the folder; returns its manifest entry."""
     digest = hashlib.sha256(data).hexdigest()
-    name = f"{kind}-{step:08d}-{digest[:16]}.safetensors"
+    extension = "model" if kind.startswith("tokenizer-") else "safetensors"
+    name = f"{kind}-{step:08d}-{digest[:16]}.{extension}"
     final = os.path.join(directory, name)
     # Same name means same content: a file the current manifest may name is never rewritten.
     if not (os.path.isfile(final) and os.path.getsize(final) == len(data)):
@@ -106,8 +110,9 @@ def save_checkpoint(directory, model, optimizer=None, *, step=0, schedule=None, 
 
     model: any fastformer model; optimizer: a fastformer.optim optimizer or
     None; step: training steps done; schedule: a schedule or None;
-    trainer_state: a JSON-able dict; vocab: a Vocabulary or None; task: a
-    JSON-able description of the data. Returns the folder path.
+    trainer_state: a JSON-able dict; vocab: a tokenizer (Vocabulary,
+    SentencePieceTokenizer) or None, its model files saved beside the
+    weights; task: a JSON-able description of the data. Returns the folder path.
     """
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
@@ -119,6 +124,8 @@ def save_checkpoint(directory, model, optimizer=None, *, step=0, schedule=None, 
         state = optimizer.state_dict()
         optimizer_meta = {k: v for k, v in state.items() if k != "state"}
         files["optimizer"] = safetensors.numpy.save(state["state"])
+    if vocab is not None and callable(getattr(vocab, "model_files", None)):  # sentencepiece models
+        files.update({f"tokenizer-{side}": data for side, data in vocab.model_files().items()})
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -165,7 +172,8 @@ def _referenced_files(directory):
 def _remove_unreferenced(directory, keep):
     """Remove our data files not in `keep` and our leftover temporary files."""
     for name in os.listdir(directory):
-        ours = _DATA_FILE.match(name) or (name.startswith(_TEMP_PREFIX) and name.endswith(".tmp"))
+        ours = _DATA_FILE.match(name) or _TOKENIZER_FILE.match(name) \
+            or (name.startswith(_TEMP_PREFIX) and name.endswith(".tmp"))
         if ours and name not in keep:
             _remove_quietly(os.path.join(directory, name))
 
@@ -209,10 +217,11 @@ def _read_manifest(directory):
     return manifest
 
 
-def _read_tensors(directory, entry, what):
-    """Read one data file named by the manifest, checking its size and hash."""
+def read_data_file(directory, entry, what):
+    """The bytes of one file named by the manifest (`entry`: name, size,
+    sha256), checked; ValueError naming the file when missing or altered."""
     name = entry["name"]
-    if not _DATA_FILE.match(name):  # never follow a path out of the folder
+    if not (_DATA_FILE.match(name) or _TOKENIZER_FILE.match(name)):  # never follow a path out of the folder
         raise ValueError(f"{directory}: the manifest names a bad {what} file {name!r}")
     path = os.path.join(directory, name)
     try:
@@ -225,6 +234,15 @@ def _read_tensors(directory, entry, what):
                          f"{entry['size']} (truncated or altered)")
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise ValueError(f"{path}: the {what} file's SHA-256 does not match the manifest (altered)")
+    return data
+
+
+def _read_tensors(directory, entry, what):
+    """Read one safetensors file named by the manifest, checking its size and hash."""
+    if not _DATA_FILE.match(entry["name"]):
+        raise ValueError(f"{directory}: the manifest names a bad {what} file {entry['name']!r}")
+    path = os.path.join(directory, entry["name"])
+    data = read_data_file(directory, entry, what)
     try:
         tensors = safetensors.numpy.load(data)
     except Exception as exc:  # safetensors raises its own SafetensorError
@@ -254,6 +272,9 @@ def read_checkpoint(directory):
     if manifest.get("optimizer") is not None:  # optional: a model-only checkpoint may lack it
         optimizer_state = dict(manifest["optimizer"],
                                state=_read_tensors(directory, files["optimizer"], "optimizer"))
+    for kind in sorted(files):
+        if kind.startswith("tokenizer-"):  # sentencepiece models: checked here, loaded by tokenizer_from_manifest
+            read_data_file(directory, files[kind], "tokenizer")
     return Checkpoint(directory, manifest, model_state, optimizer_state)
 
 

@@ -12,6 +12,7 @@ from fastformer.layout import CONFIG_KEYS, check_config
 MAX_COUNT = 2 ** 53
 DTYPES = ("float32", "float64")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SENTENCEPIECE_FORMAT = "fastformer-sentencepiece"  # fastformer.data.subword.FORMAT
 
 
 class _Fields:
@@ -92,6 +93,33 @@ def check_manifest(path, manifest):
         f.string(entry, f"files.{kind}.name", "name")
         f.count(entry, f"files.{kind}.size", "size")
         f.string(entry, f"files.{kind}.sha256", "sha256", pattern=_SHA256)
+    vocab = manifest.get("vocab")
+    if vocab is not None and vocab.get("format") == SENTENCEPIECE_FORMAT:
+        _check_sentencepiece(f, vocab, files)
+
+
+def _check_sentencepiece(f, vocab, files):
+    """A SentencePieceTokenizer's entry: its options, and one listed file per model whose hash it names."""
+    joint = f.get(vocab, "vocab.joint", "joint")
+    if not isinstance(joint, bool):
+        f.fail("vocab.joint", "true or false", joint)
+    model_type = f.get(vocab, "vocab.model_type", "model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        f.fail("vocab.model_type", "a string or null", model_type)
+    f.count(vocab, "vocab.src_vocab_size", "src_vocab_size")
+    f.count(vocab, "vocab.tgt_vocab_size", "tgt_vocab_size")
+    models = f.dict(vocab, "vocab.models", "models")
+    sides = ["joint"] if joint else ["source", "target"]
+    if sorted(models) != sorted(sides):
+        f.fail("vocab.models", f"an object with the keys {sides}", models)
+    for side in sides:
+        digest = f.string(models, f"vocab.models.{side}", side, pattern=_SHA256)
+        kind = f"tokenizer-{side}"
+        entry = f.dict(files, f"files.{kind}", kind)
+        f.string(entry, f"files.{kind}.name", "name")
+        f.count(entry, f"files.{kind}.size", "size")
+        if f.string(entry, f"files.{kind}.sha256", "sha256", pattern=_SHA256) != digest:
+            f.fail(f"files.{kind}.sha256", f"the SHA-256 of vocab.models.{side}", entry["sha256"])
 
 
 def _is_hyperparameter(value):

@@ -22,8 +22,6 @@ _TOO_SMALL = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+)
 
 
 def _processor(model, side):
-    if not isinstance(model, (bytes, bytearray)):
-        raise TypeError(f"the {side} sentencepiece model must be bytes, got {type(model).__name__}")
     processor = spm.SentencePieceProcessor()
     try:
         processor.LoadFromSerializedProto(bytes(model))
@@ -91,6 +89,9 @@ class SentencePieceTokenizer:
     def __init__(self, source_model, target_model=None, *, model_type=None):
         if model_type is not None and not isinstance(model_type, str):
             raise TypeError(f"model_type must be a str or None, got {type(model_type).__name__}")
+        for side, model in (("source", source_model), ("target", target_model)):
+            if not isinstance(model, (bytes, bytearray)) and (side == "source" or model is not None):
+                raise TypeError(f"the {side} sentencepiece model must be bytes, got {type(model).__name__}")
         self.joint = target_model is None or bytes(target_model) == bytes(source_model)
         self.model_type = model_type
         self._models = {"source": bytes(source_model)}
@@ -223,8 +224,13 @@ class SentencePieceTokenizer:
             if hashlib.sha256(data).hexdigest() != expected[side]:
                 raise ValueError(f"the {side} sentencepiece model's SHA-256 does not match its description")
         if "joint" in models:
-            return cls(models["joint"], model_type=description.get("model_type"))
-        return cls(models["source"], models["target"], model_type=description.get("model_type"))
+            tokenizer = cls(models["joint"], model_type=description.get("model_type"))
+        else:
+            tokenizer = cls(models["source"], models["target"], model_type=description.get("model_type"))
+        if tokenizer.to_dict() != description:
+            raise ValueError("the sentencepiece models do not match their description "
+                             f"(vocabulary sizes {tokenizer.src_vocab_size}, {tokenizer.tgt_vocab_size})")
+        return tokenizer
 
     def fingerprint(self):
         """SHA-256 over the model bytes and options: a cache key for data tokenized with it."""
