@@ -176,7 +176,8 @@ def test_tampered_or_missing_tokenizer_file(tmp_path, tokenizers):
             load()
     path.unlink()
     for load in (lambda: read_checkpoint(tmp_path), lambda: tokenizer_from_manifest(manifest, tmp_path)):
-        with pytest.raises(ValueError, match=re.escape(str(path)) + ": the tokenizer file named by the manifest is missing"):
+        missing = re.escape(str(path)) + ": the tokenizer file named by the manifest is missing"
+        with pytest.raises(ValueError, match=missing):
             load()
 
 
