@@ -44,7 +44,7 @@ def _texts(texts, name):
     return texts
 
 
-def _train_model(texts, vocab_size, model_type, side, character_coverage):
+def _train_model(texts, vocab_size, model_type, side, character_coverage, split_digits):
     """One sentencepiece model trained on `texts` -> its serialized bytes."""
     texts = [t for t in texts if t.strip()]
     if not texts:
@@ -53,7 +53,7 @@ def _train_model(texts, vocab_size, model_type, side, character_coverage):
     try:
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(texts), model_writer=writer, vocab_size=vocab_size,
-            model_type=model_type, character_coverage=character_coverage,
+            model_type=model_type, character_coverage=character_coverage, split_digits=split_digits,
             pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID,
             # One thread and no sampling inside sentencepiece: the bytes (which
             # record the options) depend on the data only; we sample ourselves.
@@ -101,7 +101,7 @@ class SentencePieceTokenizer:
 
     @classmethod
     def train(cls, sources, targets, vocab_size, model_type="unigram", joint=False, seed=0,
-              max_sentences=1_000_000, character_coverage=1.0):
+              max_sentences=1_000_000, character_coverage=1.0, split_digits=True):
         """Train on parallel texts (sequences of str of equal length).
 
         vocab_size: pieces per model, specials included (a joint model has
@@ -109,6 +109,10 @@ class SentencePieceTokenizer:
         numpy's default_rng(seed), are used, so a corpus of millions of lines
         trains quickly. ValueError naming vocab_size when the data cannot
         support it (with the largest or smallest size sentencepiece accepts).
+        character_coverage: the share of characters kept as pieces (the rest
+        become unk; 1.0 keeps all, lower it for scripts with huge alphabets);
+        split_digits: every digit its own piece, so numbers are read (and
+        copied) digit by digit instead of in chunks the corpus happened to favour.
         """
         sources, targets = _texts(sources, "sources"), _texts(targets, "targets")
         if len(sources) != len(targets):
@@ -127,12 +131,13 @@ class SentencePieceTokenizer:
             keep = np.sort(np.random.default_rng(seed).choice(len(sources), int(max_sentences), replace=False))
             sources, targets = [sources[i] for i in keep], [targets[i] for i in keep]
         vocab_size = int(vocab_size)
+
+        def train_side(texts, side):
+            return _train_model(texts, vocab_size, model_type, side, character_coverage, bool(split_digits))
+
         if joint:
-            model = _train_model(sources + targets, vocab_size, model_type, "joint", character_coverage)
-            return cls(model, model_type=model_type)
-        return cls(_train_model(sources, vocab_size, model_type, "source", character_coverage),
-                   _train_model(targets, vocab_size, model_type, "target", character_coverage),
-                   model_type=model_type)
+            return cls(train_side(sources + targets, "joint"), model_type=model_type)
+        return cls(train_side(sources, "source"), train_side(targets, "target"), model_type=model_type)
 
     # ----- the tokenizer interface -------------------------------------------------
 

@@ -25,9 +25,11 @@ def tokenizer_from_manifest(manifest, directory):
     if isinstance(saved, dict) and saved.get("format") == SENTENCEPIECE_FORMAT:
         from fastformer.checkpoint import read_data_file
 
-        files = manifest.get("files") or {}
+        files, sides = manifest.get("files"), saved.get("models")
+        if not isinstance(files, dict) or not isinstance(sides, dict):
+            raise ValueError(f"{directory}: the manifest's sentencepiece tokenizer names no model files")
         models = {}
-        for side in saved.get("models") or {}:
+        for side in sides:
             entry = files.get(f"tokenizer-{side}")
             if not isinstance(entry, dict):
                 raise ValueError(f"{directory}: the manifest lists no {side} sentencepiece model file")
