@@ -70,6 +70,13 @@ def test_training_is_deterministic_and_depends_on_the_data(tokenizers):
     assert len({tok.fingerprint() for tok in tokenizers.values()}) == 4
 
 
+def test_training_writes_no_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    SentencePieceTokenizer.train(SOURCES[:300], TARGETS[:300], 60, model_type="unigram")
+    assert os.listdir(tmp_path) == []
+
+
 def test_large_corpora_are_sampled_with_the_seed():
     a = SentencePieceTokenizer.train(SOURCES, TARGETS, 80, model_type="bpe", max_sentences=300, seed=1)
     b = SentencePieceTokenizer.train(SOURCES, TARGETS, 80, model_type="bpe", max_sentences=300, seed=1)
