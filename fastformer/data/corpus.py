@@ -80,9 +80,10 @@ def _decode(path, raw, first):
     return lines
 
 
-def line_chunks(path, chunk_bytes=CHUNK_BYTES):
-    """Yield (number of the first line, list of str lines) over a UTF-8 file."""
-    path = os.fspath(path)
+def line_chunks(path, chunk_bytes=None):
+    """Yield (number of the first line, list of str lines) over a UTF-8 file,
+    about `chunk_bytes` (default CHUNK_BYTES) of whole lines at a time."""
+    path, chunk_bytes = os.fspath(path), chunk_bytes or CHUNK_BYTES
     with _open(path) as f:
         first = 1
         while True:
@@ -135,7 +136,7 @@ def _line_count_error(files):
                          f"{files.paths[1]} has {counts[1]:,}")
 
 
-def pair_chunks(files, chunk_bytes=CHUNK_BYTES):
+def pair_chunks(files, chunk_bytes=None):
     """Yield (number of the first line, sources, targets) over a corpus: every
     line is a pair (a blank TSV line an empty one). DataFileError for an
     unreadable file, bad UTF-8, a TSV line without exactly one tab, or parallel
@@ -145,6 +146,7 @@ def pair_chunks(files, chunk_bytes=CHUNK_BYTES):
             yield (first, *_split_tsv(files.paths[0], first, lines))
         return
     src_path, tgt_path = files.paths
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     with _open(src_path) as fs, _open(tgt_path) as ft:
         first = 1
         while True:
@@ -225,7 +227,8 @@ class FilterReport:
 
 class TokenizedCorpus:
     """A corpus as id arrays: pair i's source is src_ids[src_offsets[i]:src_offsets[i+1]]
-    (no bos/eos), likewise its target; `lines[i]` its 1-based line number."""
+    (no bos/eos), likewise its target; `lines[i]` its 1-based line number.
+    Ids are uint16 (int32 for a vocabulary over 65,536), offsets int64."""
 
     def __init__(self, files, src_ids, src_offsets, tgt_ids, tgt_offsets, lines, report, digests,
                  cache_status="off"):
@@ -255,6 +258,18 @@ class TokenizedCorpus:
     def arrays(self):
         return {"src_ids": self.src_ids, "src_offsets": self.src_offsets, "tgt_ids": self.tgt_ids,
                 "tgt_offsets": self.tgt_offsets, "lines": self.lines}
+
+
+def id_dtype(tokenizer):
+    """The smallest id dtype for the tokenizer: uint16 up to 65,536 symbols (most vocabularies), else int32."""
+    return np.uint16 if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) <= 1 << 16 else np.int32
+
+
+def _compact(ids, size, dtype, side):
+    if ids.size and (ids.min() < 0 or ids.max() >= size):
+        bad = int(ids.max() if ids.max() >= size else ids.min())
+        raise ValueError(f"the tokenizer gave {side} id {bad}, outside its vocabulary of {size}")
+    return ids.astype(dtype)
 
 
 def _encoder(tokenizer, side):
@@ -338,9 +353,11 @@ def tokenize_corpus(files, tokenizer, max_len=None, max_ratio=None, digests=()):
     joined = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in parts.items()}
     report = FilterReport(files=str(files), max_len=max_len,
                           max_ratio=None if max_ratio is None else float(max_ratio), **counts)
-    return TokenizedCorpus(files, joined["src_ids"].astype(np.int32, copy=False), _offsets(joined["src_len"]),
-                           joined["tgt_ids"].astype(np.int32, copy=False), _offsets(joined["tgt_len"]),
-                           joined["lines"], report, digests)
+    dtype = id_dtype(tokenizer)
+    return TokenizedCorpus(files, _compact(joined["src_ids"], tokenizer.src_vocab_size, dtype, "source"),
+                           _offsets(joined["src_len"]),
+                           _compact(joined["tgt_ids"], tokenizer.tgt_vocab_size, dtype, "target"),
+                           _offsets(joined["tgt_len"]), joined["lines"], report, digests)
 
 
 def load_corpus(files, tokenizer, max_len=None, max_ratio=None, cache_dir=None):
@@ -353,7 +370,7 @@ def load_corpus(files, tokenizer, max_len=None, max_ratio=None, cache_dir=None):
     if cache_dir is None:
         return tokenize_corpus(files, tokenizer, max_len, max_ratio, digests)
     key = corpus_cache.cache_key(files, digests, tokenizer, max_len, max_ratio)
-    cached, status = corpus_cache.load(cache_dir, key, tokenizer, max_len, max_ratio)
+    cached, status = corpus_cache.load(cache_dir, key, tokenizer, max_len, max_ratio, id_dtype(tokenizer))
     if cached is not None:
         arrays, counts = cached
         report = FilterReport(files=str(files), max_len=max_len,

@@ -62,7 +62,7 @@ def save(cache_dir, key, corpus):
 COUNTS = ("lines", "kept", "empty", "too_long", "bad_ratio")
 
 
-def load(cache_dir, key, tokenizer, max_len, max_ratio):
+def load(cache_dir, key, tokenizer, max_len, max_ratio, ids_dtype):
     """-> ((arrays, counts), "hit") from a good cache file, else (None, "miss")
     when there is none or (None, "rebuilt") when there is one that does not check out."""
     path = cache_path(cache_dir, key)
@@ -76,14 +76,14 @@ def load(cache_dir, key, tokenizer, max_len, max_ratio):
             report = json.loads(bytes(npz["report"]).decode("utf-8"))
     except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, UnicodeDecodeError):
         return None, "rebuilt"
-    if not _checks_out(arrays, report, tokenizer, max_len, max_ratio):
+    if not _checks_out(arrays, report, tokenizer, max_len, max_ratio, ids_dtype):
         return None, "rebuilt"
     return (arrays, {k: report[k] for k in COUNTS}), "hit"
 
 
-def _checks_out(a, report, tokenizer, max_len, max_ratio):
+def _checks_out(a, report, tokenizer, max_len, max_ratio, ids_dtype):
     """Every invariant a freshly tokenized corpus has; nothing in the file is taken on trust."""
-    want = {"src_ids": np.int32, "tgt_ids": np.int32, "src_offsets": np.int64, "tgt_offsets": np.int64,
+    want = {"src_ids": ids_dtype, "tgt_ids": ids_dtype, "src_offsets": np.int64, "tgt_offsets": np.int64,
             "lines": np.int64}
     if any(a[k].dtype != t or a[k].ndim != 1 for k, t in want.items()):
         return False
