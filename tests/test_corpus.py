@@ -361,3 +361,18 @@ def test_sentencepiece_corpus(tmp_path):
         assert corpus.source(j).tolist() == tok.encode_source(lines[i])
         assert tok.sp.decode(corpus.target(j).tolist()) == lines[::-1][i]
     assert load_corpus(files, tok, max_len=16, cache_dir=tmp_path / "cache").cache_status == "hit"
+
+
+def test_a_tokenizer_id_outside_its_vocabulary(tmp_path):
+    class Broken(CountingTokenizer):
+        def encode_target_many(self, texts):
+            return [[self.tgt_vocab_size] for _ in texts]  # one past the end: would wrap in uint16 unchecked
+
+    with pytest.raises(ValueError, match=r"train\.tsv: the tokenizer gave target id 17, outside its vocabulary"):
+        tokenize_corpus(tsv(tmp_path, "ab\tba\n"), Broken())
+
+
+def test_large_vocabularies_get_int32_ids(tmp_path):
+    big = Vocabulary([chr(0x10000 + i) for i in range(70000)])  # past the surrogates
+    corpus = tokenize_corpus(tsv(tmp_path, f"{chr(0x10000)}{chr(0x10000 + 69999)}\t{chr(0x10001)}\n"), big)
+    assert corpus.src_ids.dtype == np.int32 and corpus.source(0).tolist() == [3, 70002]

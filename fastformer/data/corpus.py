@@ -265,10 +265,11 @@ def id_dtype(tokenizer):
     return np.uint16 if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) <= 1 << 16 else np.int32
 
 
-def _compact(ids, size, dtype, side):
+def _compact(ids, size, dtype, path, side):
+    """int32 ids -> `dtype`, checked against the vocabulary size first (a tokenizer bug must not wrap around)."""
     if ids.size and (ids.min() < 0 or ids.max() >= size):
         bad = int(ids.max() if ids.max() >= size else ids.min())
-        raise ValueError(f"the tokenizer gave {side} id {bad}, outside its vocabulary of {size}")
+        raise ValueError(f"{path}: the tokenizer gave {side} id {bad}, outside its vocabulary of {size}")
     return ids.astype(dtype)
 
 
@@ -320,6 +321,7 @@ def tokenize_corpus(files, tokenizer, max_len=None, max_ratio=None, digests=()):
     """
     check_filters(max_len, max_ratio)
     encoders = [_encoder(tokenizer, "source"), _encoder(tokenizer, "target")]
+    dtype = id_dtype(tokenizer)
     paths = files.paths * 2 if files.is_tsv else files.paths
     parts = {"src_ids": [], "src_len": [], "tgt_ids": [], "tgt_len": [], "lines": []}
     counts = dict(lines=0, kept=0, empty=0, too_long=0, bad_ratio=0)
@@ -340,8 +342,10 @@ def tokenize_corpus(files, tokenizer, max_len=None, max_ratio=None, digests=()):
         counts["too_long"] += int(too_long.sum())
         counts["bad_ratio"] += int(bad_ratio.sum())
         counts["kept"] += int(keep.sum())
-        parts["src_ids"].append(src_ids[np.repeat(keep, src_len)])
-        parts["tgt_ids"].append(tgt_ids[np.repeat(keep, tgt_len)])
+        parts["src_ids"].append(_compact(src_ids[np.repeat(keep, src_len)], tokenizer.src_vocab_size, dtype,
+                                         paths[0], "source"))
+        parts["tgt_ids"].append(_compact(tgt_ids[np.repeat(keep, tgt_len)], tokenizer.tgt_vocab_size, dtype,
+                                         paths[1], "target"))
         parts["src_len"].append(src_len[keep])
         parts["tgt_len"].append(tgt_len[keep])
         parts["lines"].append(first + np.flatnonzero(keep).astype(np.int64))
@@ -353,11 +357,9 @@ def tokenize_corpus(files, tokenizer, max_len=None, max_ratio=None, digests=()):
     joined = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in parts.items()}
     report = FilterReport(files=str(files), max_len=max_len,
                           max_ratio=None if max_ratio is None else float(max_ratio), **counts)
-    dtype = id_dtype(tokenizer)
-    return TokenizedCorpus(files, _compact(joined["src_ids"], tokenizer.src_vocab_size, dtype, "source"),
-                           _offsets(joined["src_len"]),
-                           _compact(joined["tgt_ids"], tokenizer.tgt_vocab_size, dtype, "target"),
-                           _offsets(joined["tgt_len"]), joined["lines"], report, digests)
+    return TokenizedCorpus(files, joined["src_ids"].astype(dtype, copy=False), _offsets(joined["src_len"]),
+                           joined["tgt_ids"].astype(dtype, copy=False), _offsets(joined["tgt_len"]),
+                           joined["lines"], report, digests)
 
 
 def load_corpus(files, tokenizer, max_len=None, max_ratio=None, cache_dir=None):
