@@ -175,3 +175,11 @@ def test_trainer_resumes_bitwise_across_epochs(tmp_path):
     for name, value in straight.model.state_dict().items():
         np.testing.assert_array_equal(resumed.model.state_dict()[name], value, err_msg=name)
     assert history[-1]["eval_examples"] == len(data.valid_sources) == 2
+
+
+@pytest.mark.parametrize("kw, message", [({"max_tokens": 0}, "max_tokens"), ({"max_batch": 0}, "max_batch"),
+                                         ({"max_len": 1}, "max_len"), ({"heldout_fraction": 1.0}, "heldout"),
+                                         ({"max_heldout": -1}, "max_heldout")])
+def test_bad_settings_before_reading(tmp_path, kw, message):
+    with pytest.raises(ValueError, match=message):
+        TranslationData(VOCAB, tmp_path / "not-read.tsv", **kw)

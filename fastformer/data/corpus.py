@@ -3,9 +3,10 @@
 The corpus is one TSV file (`source<TAB>target` lines) or two parallel files
 (line i of one translates line i of the other). Files are read in chunks of
 whole lines, so neither the file nor a Python object per line is held beyond
-the chunk being tokenized; what stays is, per side, a flat int32 array of ids
-and an int64 array of offsets, plus each kept pair's line number. Bad input
-raises DataFileError naming the file and the line.
+the chunk being tokenized; what stays is, per side, a flat array of ids
+(uint16, or int32 for a vocabulary over 65,536) and an int64 array of
+offsets, plus each kept pair's line number. Bad input raises DataFileError
+naming the file and the line.
 """
 import hashlib
 import itertools
@@ -354,7 +355,7 @@ def tokenize_corpus(files, tokenizer, max_len=None, max_ratio=None, digests=()):
                             f"{files}: the data files are empty")
     if counts["empty"] == counts["lines"]:
         raise DataFileError(f"{files}: no pairs: all {counts['lines']:,} lines are blank or have an empty side")
-    joined = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in parts.items()}
+    joined = {k: np.concatenate(v) for k, v in parts.items()}
     report = FilterReport(files=str(files), max_len=max_len,
                           max_ratio=None if max_ratio is None else float(max_ratio), **counts)
     return TokenizedCorpus(files, joined["src_ids"].astype(dtype, copy=False), _offsets(joined["src_len"]),

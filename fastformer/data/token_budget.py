@@ -24,7 +24,7 @@ def example_costs(source_lengths, target_lengths):
             np.asarray(target_lengths, dtype=np.int64) + 1)
 
 
-def _check_count(name, value, optional=True):
+def check_count(name, value, optional=True):
     if (value is not None or not optional) and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
@@ -34,8 +34,8 @@ def cut_by_budget(s, t, max_tokens, max_batch=None, oversize="error"):
     rows bounds[i]:bounds[i+1]): each batch as long as len * (max s + max t)
     stays within max_tokens (and len within max_batch). A single pair over the
     budget: ValueError when oversize == "error", a batch of its own when "alone"."""
-    _check_count("max_tokens", max_tokens, optional=False)
-    _check_count("max_batch", max_batch)
+    check_count("max_tokens", max_tokens, optional=False)
+    check_count("max_batch", max_batch)
     s, t = np.asarray(s, dtype=np.int64), np.asarray(t, dtype=np.int64)
     if s.size == 0:
         return np.zeros(1, dtype=np.int64)

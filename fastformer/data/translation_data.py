@@ -7,7 +7,7 @@ import numpy as np
 
 from fastformer.data.corpus import CorpusFiles, file_sha256, load_corpus, read_pairs_at, tokenize_corpus
 from fastformer.data.textfile import DataFileError
-from fastformer.data.token_budget import TokenBudgetBatches, fixed_budget_batches
+from fastformer.data.token_budget import TokenBudgetBatches, check_count, fixed_budget_batches
 
 CONFIG_NAME = "corpus"
 
@@ -35,7 +35,8 @@ class TranslationData:
 
     Validation: `valid` (a TSV path, or a (source, target) pair of paths), or
     else a hold-out of heldout_fraction of the kept pairs (at most
-    max_heldout), drawn with default_rng(seed) and left out of training.
+    max_heldout; both ignored when `valid` is given), drawn with
+    default_rng(seed) and left out of training.
     Validation pairs are never dropped for their length; pairs with an empty
     side are (counted in `valid_report`). `valid_sources` /
     `valid_references` are their raw text (for BLEU on detokenized output),
@@ -49,6 +50,8 @@ class TranslationData:
             raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction!r}")
         if isinstance(max_heldout, bool) or not isinstance(max_heldout, (int, np.integer)) or max_heldout < 0:
             raise ValueError(f"max_heldout must be a non-negative integer, got {max_heldout!r}")
+        check_count("max_tokens", max_tokens, optional=False)  # before the corpus is read, not after
+        check_count("max_batch", max_batch)
         self.vocab = tokenizer
         self.files = CorpusFiles.of(data, src, tgt)
         self.valid_files = _files(valid)
