@@ -25,7 +25,10 @@ def example_costs(source_lengths, target_lengths):
 
 
 def check_count(name, value, optional=True):
-    if (value is not None or not optional) and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+    """ValueError naming `name` unless value is a positive integer (or None, when optional)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 

@@ -1,7 +1,6 @@
 """A parallel corpus as the Trainer's data: token-budget training batches,
 a validation set (a given file, or a seeded hold-out), and the settings to
 rebuild both exactly on --resume."""
-import os
 
 import numpy as np
 
