@@ -165,6 +165,12 @@ def translate_ids(model, sources, bos_id, eos_id, pad_id=0, beam_size=4, length_
     without eos, score) n-best lists (module doc). `where` names the input in
     error messages ("input, line 3: ...")."""
     start = time.perf_counter()
+    for name, value in (("beam_size", beam_size), ("n_best", n_best)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if n_best > beam_size:
+        raise ValueError(f"n_best={n_best} is more than beam_size={beam_size}: a beam search keeps at most "
+                         "beam_size hypotheses")
     opts = search_options(beam_size=beam_size, num_hypotheses=n_best, length_penalty=length_penalty,
                           length_offset=GNMT_LENGTH_OFFSET)
     max_len_a = _check_real("max_len_a", max_len_a, 0.0)

@@ -1,5 +1,6 @@
 """`fastformer translate`: translate lines of text with a trained checkpoint."""
 import argparse
+import os
 import sys
 
 from fastformer._atomic import atomic_write_bytes
@@ -118,6 +119,8 @@ def run(args, max_batch=None, max_output=None):
     if args.n_best > args.beam:
         raise CLIError(f"--n-best {args.n_best} is more than --beam {args.beam}: a beam search keeps at most "
                        "--beam hypotheses")
+    if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        raise CLIError(f"--output {args.output}: its folder does not exist")
     model, tokenizer = load_translator(args)
     if max_output is not None and max_output > model.max_len - 1:
         raise CLIError(f"--max-len {max_output} is more than the model's {model.max_len} positions allow "
