@@ -141,15 +141,15 @@ def export_checkpoint(checkpoint, out_dir, quantization=None, force=False):
     from fastformer.reference import sinusoidal_positions
 
     import_ctranslate2()
+    ckpt = read_checkpoint(checkpoint)
+    tokenizer = tokenizer_from_manifest(ckpt.manifest, ckpt.path)
+    if tokenizer is None:
+        raise ValueError(f"{ckpt.path}: the checkpoint has no tokenizer, so its vocabulary cannot be exported")
     out_dir = os.path.abspath(os.fspath(out_dir))
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not force:
         raise ValueError(f"--out {out_dir} exists and is not empty (pass --force to replace it)")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"--out {out_dir} exists and is not a folder")
-    ckpt = read_checkpoint(checkpoint)
-    tokenizer = tokenizer_from_manifest(ckpt.manifest, ckpt.path)
-    if tokenizer is None:
-        raise ValueError(f"{ckpt.path}: the checkpoint has no tokenizer, so its vocabulary cannot be exported")
     config = ckpt.model_config
     src_tokens, tgt_tokens = tokenizer_tokens(tokenizer, "src"), tokenizer_tokens(tokenizer, "tgt")
     if (len(src_tokens), len(tgt_tokens)) != (config["src_vocab_size"], config["tgt_vocab_size"]):
