@@ -8,7 +8,7 @@ from fastformer import reference as R
 from fastformer.averaging import average_checkpoints, mean_state
 from fastformer.checkpoint import read_checkpoint, save_checkpoint
 from fastformer.data import Vocabulary
-from tests.test_cli import assert_one_line_error, run_main
+from test_cli import assert_one_line_error, run_main
 
 VOCAB = Vocabulary("0123456789")
 CONFIG = dict(src_vocab_size=len(VOCAB), tgt_vocab_size=len(VOCAB), d_model=16, nhead=2, num_encoder_layers=1,

@@ -13,7 +13,7 @@ from fastformer.checkpoint import save_checkpoint
 from fastformer.data import SyntheticTask, make_batch
 from fastformer.decoding import strip_eos
 from fastformer.export.ctranslate2 import tokenizer_tokens
-from tests.test_cli import assert_one_line_error, run_main
+from test_cli import assert_one_line_error, run_main
 
 LINES = ["123", "98765", "5", "12345678", "44", "3141592", "271", "60"]
 MAX_LEN = 14

@@ -15,7 +15,7 @@ from fastformer.data.vocab import EOS_ID
 from fastformer.decoding import strip_eos
 from fastformer.reference.beam_search import log_softmax
 from fastformer.translate import output_caps, translate, translate_ids
-from tests.test_cli import SMALL, assert_one_line_error, run_main
+from test_cli import SMALL, assert_one_line_error, run_main
 
 translate_module = importlib.import_module("fastformer.translate")  # the module, even if a package
 # attribute of that name is the function
