@@ -1,32 +1,18 @@
 """`fastformer translate`: translate lines of text with a trained checkpoint."""
-import argparse
+import math
 import os
 import sys
 
 from fastformer._atomic import atomic_write_bytes
 from fastformer.checkpoint import model_from_checkpoint
-from fastformer.commands.common import CLIError, model_class, positive_int, set_threads
+from fastformer.commands.common import CLIError, _argument_type, model_class, positive_int, set_threads
 from fastformer.data.tokenizers import tokenizer_from_manifest
 from fastformer.translate import translate
 
-def _nonnegative(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
 
-
-def _real(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not abs(value) < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
-    return value
+# argument types in the style of fastformer.commands.common's
+nonnegative_float = _argument_type(float, lambda v: 0 <= v < math.inf, "a non-negative number")
+finite_float = _argument_type(float, math.isfinite, "a number")
 
 
 def add_arguments(p, beam=4):
@@ -35,7 +21,7 @@ def add_arguments(p, beam=4):
     p.add_argument("--input", metavar="FILE", help="UTF-8 text, one source sentence per line (default: stdin)")
     p.add_argument("--output", metavar="FILE", help="write the translations here, atomically (default: stdout)")
     p.add_argument("--beam", type=positive_int, default=beam, help=f"beam size; 1 is greedy (default {beam})")
-    p.add_argument("--length-penalty", type=_real, default=1.0,
+    p.add_argument("--length-penalty", type=finite_float, default=1.0,
                    help="alpha of the GNMT length penalty ((5 + len) / 6) ** alpha; 0 ranks by the raw "
                         "log-probability sum (default 1.0)")
     p.add_argument("--n-best", type=positive_int, default=1,
@@ -43,9 +29,9 @@ def add_arguments(p, beam=4):
                         "input line, from 0), best first (K <= --beam)")
     p.add_argument("--max-tokens", type=positive_int, default=8192,
                    help="token budget of a batch: sentences x longest source (default 8192)")
-    p.add_argument("--max-len-a", type=_nonnegative, default=1.5,
+    p.add_argument("--max-len-a", type=nonnegative_float, default=1.5,
                    help="output cap a * source length + b tokens, per sentence (default a=1.5)")
-    p.add_argument("--max-len-b", type=_nonnegative, default=10.0, help="see --max-len-a (default b=10)")
+    p.add_argument("--max-len-b", type=nonnegative_float, default=10.0, help="see --max-len-a (default b=10)")
     p.add_argument("--tsv", action="store_true",
                    help="input lines are `source TAB target`: translate the text before the first TAB")
     p.add_argument("--threads", type=positive_int, default=None, help="threads for the compiled kernels")
