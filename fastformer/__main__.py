@@ -25,7 +25,7 @@ def _cmd_demo(args):
 
 
 def build_parser():
-    from fastformer.commands import bench, generate, make_data, train
+    from fastformer.commands import average, bench, export, generate, make_data, train, translate
 
     parser = _Parser(prog="fastformer", description="Train Transformers on CPUs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -36,7 +36,10 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_demo)
     train.add_parser(sub)
+    translate.add_parser(sub)
     generate.add_parser(sub)
+    average.add_parser(sub)
+    export.add_parser(sub)
     bench.add_parser(sub)
     make_data.add_parser(sub)
     return parser

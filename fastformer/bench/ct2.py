@@ -2,9 +2,8 @@
 installed): the same weights converted exactly into a CTranslate2
 TransformerSpec, decoded by a worker process per backend.
 
-CTranslate2 represents pre-norm Transformers with a final LayerNorm, or
-post-norm ones without it, so the benchmark model is pre-norm
-(norm_first=True) when this side runs. Token ids are their own strings
+The conversion is `fastformer export`'s (`fastformer.export.ctranslate2`);
+the benchmark model is pre-norm (norm_first=True) when this side runs. Token ids are their own strings
 ("0", "1", ...), with bos, eos and pad named as CTranslate2 expects.
 
 A backend is chosen when the library loads (CT2_USE_MKL=0 selects oneDNN,
@@ -40,64 +39,14 @@ def vocabulary(n):
 
 
 def convert(state, kwargs, positions, out_dir):
-    """Write the CTranslate2 model of `state` (SPEC section 2 names, a pre-norm
-    model with final norms, untied, relu) into out_dir."""
-    import ctranslate2
-    from ctranslate2.specs import common_spec, transformer_spec
+    """Write the CTranslate2 model of `state` (SPEC section 2 names, a model of
+    constructor arguments `kwargs`) into out_dir, by the one converter of
+    `fastformer export` (`fastformer.export.ctranslate2`)."""
+    from fastformer.export.ctranslate2 import transformer_spec, write_model
 
-    if not kwargs.get("norm_first") or not kwargs.get("final_norm", True) or kwargs.get("tie_embeddings"):
-        raise ValueError("the CTranslate2 conversion takes pre-norm models with final norms and untied embeddings")
-    d = kwargs["d_model"]
-    spec = transformer_spec.TransformerSpec.from_config(
-        (kwargs["num_encoder_layers"], kwargs["num_decoder_layers"]), kwargs["nhead"], pre_norm=True,
-        activation=common_spec.Activation.RELU)
-    spec.config.layer_norm_epsilon = kwargs.get("layer_norm_eps", 1e-5)
-
-    def norm(dst, name):
-        dst.gamma, dst.beta = state[f"{name}.weight"], state[f"{name}.bias"]
-
-    def linear(dst, weight, bias):
-        dst.weight, dst.bias = np.ascontiguousarray(weight), np.ascontiguousarray(bias)
-
-    def ffn(dst, prefix, norm_name):
-        norm(dst.layer_norm, norm_name)
-        linear(dst.linear_0, state[f"{prefix}.linear1.weight"], state[f"{prefix}.linear1.bias"])
-        linear(dst.linear_1, state[f"{prefix}.linear2.weight"], state[f"{prefix}.linear2.bias"])
-
-    def attention(dst, prefix, norm_name, cross):
-        w, b = state[f"{prefix}.in_proj_weight"], state[f"{prefix}.in_proj_bias"]
-        norm(dst.layer_norm, norm_name)
-        if cross:  # queries, then keys and values fused
-            linear(dst.linear[0], w[:d], b[:d])
-            linear(dst.linear[1], w[d:], b[d:])
-        else:
-            linear(dst.linear[0], w, b)
-        linear(dst.linear[-1], state[f"{prefix}.out_proj.weight"], state[f"{prefix}.out_proj.bias"])
-
-    for side, enc in ((spec.encoder, True), (spec.decoder, False)):
-        side.scale_embeddings = True
-        side.position_encodings.encodings = positions
-        norm(side.layer_norm, "encoder.norm" if enc else "decoder.norm")
-    spec.encoder.embeddings[0].weight = state["src_embedding.weight"]
-    spec.decoder.embeddings.weight = state["tgt_embedding.weight"]
-    linear(spec.decoder.projection, state["generator.weight"], state["generator.bias"])
-    for i, layer in enumerate(spec.encoder.layer):
-        p = f"encoder.layers.{i}"
-        attention(layer.self_attention, f"{p}.self_attn", f"{p}.norm1", False)
-        ffn(layer.ffn, p, f"{p}.norm2")
-    for i, layer in enumerate(spec.decoder.layer):
-        p = f"decoder.layers.{i}"
-        attention(layer.self_attention, f"{p}.self_attn", f"{p}.norm1", False)
-        attention(layer.attention, f"{p}.multihead_attn", f"{p}.norm2", True)
-        ffn(layer.ffn, p, f"{p}.norm3")
-    spec.register_source_vocabulary(vocabulary(kwargs["src_vocab_size"]))
-    spec.register_target_vocabulary(vocabulary(kwargs["tgt_vocab_size"]))
-
-    class _Spec(ctranslate2.converters.Converter):
-        def _load(self):
-            return spec
-
-    return _Spec().convert(out_dir, force=True)
+    spec = transformer_spec(state, kwargs, positions)
+    return write_model(spec, vocabulary(kwargs["src_vocab_size"]), vocabulary(kwargs["tgt_vocab_size"]), out_dir,
+                       bos_token="<s>", eos_token="</s>", unk_token="<unk>")
 
 
 class Worker:

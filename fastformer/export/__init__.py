@@ -1,0 +1,1 @@
+"""Export a fastformer checkpoint to serving engines (today: CTranslate2)."""
