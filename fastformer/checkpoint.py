@@ -9,6 +9,8 @@ Layout of a checkpoint folder:
                                         and the name, size and SHA-256 of each file
     model-<step>-<hash>.safetensors     the model's state_dict (SPEC names; PyTorch loads it)
     optimizer-<step>-<hash>.safetensors the optimizer's flat state buffers
+    ema-<step>-<hash>.safetensors       (optional) the moving average of the weights, by
+                                        parameter name (see fastformer.ema)
 
 The manifest is the commit point. Data files are new files (their names
 carry their content hash), renamed into place before the manifest is
@@ -34,7 +36,7 @@ from fastformer.manifest import check_manifest
 FORMAT = "fastformer-checkpoint"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-_DATA_FILE = re.compile(r"^(model|optimizer)-\d+-[0-9a-f]{16}\.safetensors$")
+_DATA_FILE = re.compile(r"^(model|optimizer|ema)-\d+-[0-9a-f]{16}\.safetensors$")
 _TEMP_PREFIX = ".fastformer-"
 
 # The constructor arguments that define a model's shape and behaviour.
@@ -58,13 +60,15 @@ class Checkpoint:
     """A validated checkpoint read from disk.
 
     manifest: the parsed manifest.json; model_state: {name: array};
-    optimizer_state: an optimizer state_dict (or None when none was saved).
+    optimizer_state: an optimizer state_dict (or None when none was saved);
+    ema_state: {name: array} of the weights' moving average (or None).
     """
 
     path: str
     manifest: dict
     model_state: dict
     optimizer_state: dict = field(default=None)
+    ema_state: dict = field(default=None)
 
     @property
     def step(self):
@@ -101,13 +105,14 @@ def _place_data_file(directory, kind, step, data):
 
 
 def save_checkpoint(directory, model, optimizer=None, *, step=0, schedule=None, trainer_state=None,
-                    vocab=None, task=None):
+                    vocab=None, task=None, ema_state=None):
     """Save a checkpoint into `directory` (created if needed), atomically.
 
     model: any fastformer model; optimizer: a fastformer.optim optimizer or
     None; step: training steps done; schedule: a schedule or None;
     trainer_state: a JSON-able dict; vocab: a Vocabulary or None; task: a
-    JSON-able description of the data. Returns the folder path.
+    JSON-able description of the data; ema_state: {name: array} of the
+    weights' moving average, or None. Returns the folder path.
     """
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
@@ -119,6 +124,8 @@ def save_checkpoint(directory, model, optimizer=None, *, step=0, schedule=None, 
         state = optimizer.state_dict()
         optimizer_meta = {k: v for k, v in state.items() if k != "state"}
         files["optimizer"] = safetensors.numpy.save(state["state"])
+    if ema_state is not None:
+        files["ema"] = safetensors.numpy.save({k: np.ascontiguousarray(v) for k, v in ema_state.items()})
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -254,7 +261,8 @@ def read_checkpoint(directory):
     if manifest.get("optimizer") is not None:  # optional: a model-only checkpoint may lack it
         optimizer_state = dict(manifest["optimizer"],
                                state=_read_tensors(directory, files["optimizer"], "optimizer"))
-    return Checkpoint(directory, manifest, model_state, optimizer_state)
+    ema_state = _read_tensors(directory, files["ema"], "EMA weights") if "ema" in files else None
+    return Checkpoint(directory, manifest, model_state, optimizer_state, ema_state)
 
 
 def check_model_state(model, state, where):

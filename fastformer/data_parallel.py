@@ -2,11 +2,14 @@
 MPI ranks, and reduced in an order that does not depend on the rank count.
 
 Micro-batch m of a global batch is rows [m*u, (m+1)*u) (u = micro-batch
-size), trimmed to its own longest source and target. Its gradient is
-computed alone, into a zeroed gradient buffer, with dropout keyed by
-(step, m) and the loss normalised by the global batch's target tokens. The
-global gradient is then the left fold g_0 + g_1 + ... + g_{M-1} in float32,
-element by element, whatever the number of ranks:
+size), trimmed to its own longest source and target. With gradient
+accumulation a step has several global batches; their micro-batches are
+numbered on, batch after batch, and without u each batch is one micro-batch.
+Each micro-batch's gradient is computed alone, into a zeroed gradient buffer,
+with dropout keyed by (step, m) and the loss normalised by the target tokens
+of the whole step. The step's gradient is then the left fold
+g_0 + g_1 + ... + g_{M-1} in float32, element by element, whatever the number
+of ranks:
 
 - alone, the micro-batches run one after another and are added to a running
   sum as they finish;
@@ -40,17 +43,21 @@ _SHARD_ALIGN = 16  # floats: shard boundaries on 64-byte lines
 DEFAULT_RANK_TIMEOUT_S = 1800.0
 
 
-def check_batch_split(batch_size, micro_batch_size, world_size):
+def check_batch_split(batch_size, micro_batch_size, world_size, accum=1):
     """The number of micro-batches of a global batch; ValueError, saying what
     would divide, unless batch_size is a multiple of micro_batch_size and the
-    micro-batches share out evenly over world_size ranks."""
+    micro-batches of a step (`accum` batches) share out evenly over world_size ranks."""
     if batch_size % micro_batch_size:
         fits = [d for d in range(1, batch_size + 1) if batch_size % d == 0]
         raise ValueError(f"the global batch size {batch_size} is not a multiple of the micro-batch size "
                          f"{micro_batch_size}: use a micro-batch size that divides it ({_listed(fits)}) or "
                          f"a batch size that is a multiple of {micro_batch_size}")
     micro = batch_size // micro_batch_size
-    if micro % world_size:
+    if accum > 1 and (micro * accum) % world_size:
+        raise ValueError(f"{micro * accum} micro-batches per step ({accum} batches of {micro} micro-batches of "
+                         f"{micro_batch_size}) do not share out evenly over {world_size} ranks: use a rank count "
+                         f"that divides {micro * accum}, or another batch size, micro-batch size or accumulation")
+    if accum == 1 and micro % world_size:
         ranks = [d for d in range(1, micro + 1) if micro % d == 0]
         raise ValueError(f"{micro} micro-batches of {micro_batch_size} (batch size {batch_size}) do not share "
                          f"out evenly over {world_size} ranks: use a rank count that divides {micro} "
@@ -89,27 +96,37 @@ class DataParallel:
     """The gradient of a global batch, micro-batch by micro-batch, over `world`.
 
     model: a fastformer model (flat gradient buffer); micro_batch_size: rows
-    per micro-batch; batch_size: the global batch size (a later batch may be
-    smaller, e.g. the last of a bucket, never larger); world: a
-    fastformer.distributed.World.
+    per micro-batch, or None: each batch is one micro-batch (of any size; one
+    process only); batch_size: the global batch size (a later batch may be
+    smaller, e.g. the last of a bucket, never larger; unused without
+    micro_batch_size); world: a fastformer.distributed.World; accum: batches
+    per step (gradient accumulation).
 
-    `gradient(batch, step)` leaves the global gradient in the model's flat
-    gradient buffer on every rank and returns the global loss (per target
-    token). `stats` counts bytes sent, seconds computing and seconds waiting
+    `gradient(batches, step)` (one Batch, or a list of `accum` at most)
+    leaves the step's gradient in the model's flat gradient buffer on every
+    rank and returns the step's loss (per target token). `stats` counts bytes sent, seconds computing and seconds waiting
     for communication. A rank that waits more than `timeout` seconds
     (default FASTFORMER_RANK_TIMEOUT or 1800) for another aborts the job.
     """
 
-    def __init__(self, model, micro_batch_size, batch_size, world, timeout=None):
+    def __init__(self, model, micro_batch_size, batch_size, world, timeout=None, accum=1):
         self.model, self.world = model, world
         if timeout is None:
             timeout = float(os.environ.get("FASTFORMER_RANK_TIMEOUT", DEFAULT_RANK_TIMEOUT_S))
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = timeout
-        self.micro_batch_size = int(micro_batch_size)
-        self.batch_size = int(batch_size)
-        self.max_micro = check_batch_split(self.batch_size, self.micro_batch_size, world.size)
+        self.accum = int(accum)
+        if micro_batch_size is None:  # whole batches, of whatever size
+            if world.size > 1:
+                raise ValueError("several ranks need a micro_batch_size")
+            self.micro_batch_size = self.batch_size = None
+            self.max_micro = self.accum
+        else:
+            self.micro_batch_size = int(micro_batch_size)
+            self.batch_size = int(batch_size)
+            self.max_micro = self.accum * check_batch_split(self.batch_size, self.micro_batch_size, world.size,
+                                                            self.accum)
         _, self.grads = flat_buffers(model)
         size, ranks = self.grads.size, world.size
         # Per-micro-batch (loss x tokens); every rank ends with all of them.
@@ -136,19 +153,32 @@ class DataParallel:
 
     # ----- one global batch -------------------------------------------------------
 
-    def gradient(self, batch, step, label_smoothing=0.0):
-        """Global gradient of `batch` (training step `step`, 0-based) into the
-        model's gradient buffer -> the global loss per target token."""
-        rows = len(batch)
-        if rows > self.batch_size:
-            raise ValueError(f"a batch of {rows} examples is larger than the global batch size "
-                             f"{self.batch_size} the micro-batches were planned for")
-        count = -(-rows // self.micro_batch_size)
-        tokens = int((batch.tgt_out != IGNORE_INDEX).sum())
+    def gradient(self, batches, step, label_smoothing=0.0):
+        """Gradient of `batches` (a Batch, or a list of up to `accum`; training
+        step `step`, 0-based) into the model's gradient buffer -> the step's
+        loss per target token."""
+        batches = [batches] if isinstance(batches, Batch) else list(batches)
+        if not 1 <= len(batches) <= self.accum:
+            raise ValueError(f"a step takes 1 to {self.accum} batches, got {len(batches)}")
+        units = []  # (batch, first row, end row) of each micro-batch, in step order
+        for batch in batches:
+            rows = len(batch)
+            if self.micro_batch_size is None:
+                units.append((batch, 0, rows))
+                continue
+            if rows > self.batch_size:
+                raise ValueError(f"a batch of {rows} examples is larger than the global batch size "
+                                 f"{self.batch_size} the micro-batches were planned for")
+            u = self.micro_batch_size
+            units.extend((batch, start, min(start + u, rows)) for start in range(0, rows, u))
+        count = len(units)
+        tokens = sum(int((batch.tgt_out != IGNORE_INDEX).sum()) for batch in batches)
+        if tokens == 0:
+            raise ValueError(f"the batches of step {step + 1} hold no target tokens")
         if self.world.size == 1:
-            loss = self._gradient_alone(batch, step, count, tokens, label_smoothing)
+            loss = self._gradient_alone(units, step, count, tokens, label_smoothing)
         else:
-            self._gradient_shared(batch, step, count, tokens, label_smoothing)
+            self._gradient_shared(units, step, count, tokens, label_smoothing)
         self.model.rng_step = (step + 1) * self.max_micro
         self.stats["steps"] += 1
         if count == 1:
@@ -158,31 +188,31 @@ class DataParallel:
             total += self.loss_sums[m]
         return total / tokens
 
-    def _micro_gradient(self, batch, step, m, tokens, label_smoothing):
+    def _micro_gradient(self, units, step, m, tokens, label_smoothing):
         """Micro-batch m's gradient into the (zeroed) gradient buffer -> its mean
         loss; records loss x tokens."""
         start = time.perf_counter()
-        u = self.micro_batch_size
-        part = micro_batch(batch, m * u, min((m + 1) * u, len(batch)))
+        batch, first, end = units[m]
+        part = batch if self.micro_batch_size is None else micro_batch(batch, first, end)
         model = self.model
         model.rng_step = step * self.max_micro + m  # dropout keyed by the micro-batch, never the rank
         logits = model.forward(part.src, part.tgt_in, src_key_padding_mask=part.src_key_padding_mask,
                                tgt_key_padding_mask=part.tgt_key_padding_mask)
         loss, dlogits = cross_entropy(logits, part.tgt_out, label_smoothing=label_smoothing)
         n = int((part.tgt_out != IGNORE_INDEX).sum())
-        if n != tokens:  # mean over this micro-batch's tokens -> share of the global mean
+        if n != tokens:  # mean over this micro-batch's tokens -> share of the step's mean
             dlogits *= dlogits.dtype.type(n / tokens)
         model.backward(dlogits)
         self.loss_sums[m] = loss * n
         self.stats["compute_s"] += time.perf_counter() - start
         return loss
 
-    def _gradient_alone(self, batch, step, count, tokens, label_smoothing):
+    def _gradient_alone(self, units, step, count, tokens, label_smoothing):
         grads, running = self.grads, self.running
         for m in range(count):
             if m:
                 grads.fill(0)
-            loss = self._micro_gradient(batch, step, m, tokens, label_smoothing)
+            loss = self._micro_gradient(units, step, m, tokens, label_smoothing)
             if count == 1:
                 return loss
             if m == 0:
@@ -193,7 +223,7 @@ class DataParallel:
                 np.add(running, grads, out=grads)
         return None
 
-    def _gradient_shared(self, batch, step, count, tokens, label_smoothing):
+    def _gradient_shared(self, units, step, count, tokens, label_smoothing):
         MPI, comm, me, ranks = self._MPI, self.world.comm, self.world.rank, self.world.size
         blocks = block_bounds(count, ranks)
         first, last = blocks[me], blocks[me + 1]
@@ -205,7 +235,7 @@ class DataParallel:
         for j, m in enumerate(range(first, last)):
             if j:
                 grads.fill(0)
-            self._micro_gradient(batch, step, m, tokens, label_smoothing)
+            self._micro_gradient(units, step, m, tokens, label_smoothing)
             np.copyto(stash[j], grads)
             for s in range(ranks):
                 if s != me:
@@ -260,7 +290,7 @@ def setup_digests(trainer, batch, total_steps, micro_batch_size):
     opt = trainer.optimizer
     schedule = trainer.schedule.config() if hasattr(trainer.schedule, "config") else repr(trainer.schedule)
     config = {"trainer": [trainer.step, total_steps, micro_batch_size, trainer.label_smoothing,
-                          trainer.clip_grad_norm],
+                          trainer.clip_grad_norm, getattr(trainer, "accum", 1), getattr(trainer, "ema_decay", None)],
               "model": [type(trainer.model).__name__, model_config(trainer.model)],
               "rng_step": trainer.model.rng_step, "optimizer": [type(opt).__name__, opt.hyperparameters(),
                                                                 opt.steps],
