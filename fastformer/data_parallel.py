@@ -6,8 +6,10 @@ size), trimmed to its own longest source and target. With gradient
 accumulation a step has several global batches; their micro-batches are
 numbered on, batch after batch, and without u each batch is one micro-batch.
 Each micro-batch's gradient is computed alone, into a zeroed gradient buffer,
-with dropout keyed by (step, m) and the loss normalised by the target tokens
-of the whole step. The step's gradient is then the left fold
+with the loss normalised by the target tokens of the whole step and dropout
+keyed by rng_step + m (rng_step: the model's dropout counter at the start of
+the step, which then advances by the step's micro-batch count, as it
+advances by one per training forward without micro-batches). The step's gradient is then the left fold
 g_0 + g_1 + ... + g_{M-1} in float32, element by element, whatever the number
 of ranks:
 
@@ -96,16 +98,17 @@ class DataParallel:
     """The gradient of a global batch, micro-batch by micro-batch, over `world`.
 
     model: a fastformer model (flat gradient buffer); micro_batch_size: rows
-    per micro-batch, or None: each batch is one micro-batch (of any size; one
-    process only); batch_size: the global batch size (a later batch may be
-    smaller, e.g. the last of a bucket, never larger; unused without
-    micro_batch_size); world: a fastformer.distributed.World; accum: batches
-    per step (gradient accumulation).
+    per micro-batch, or None: each batch is one micro-batch (one process
+    only); batch_size: the global batch size (a later batch may be smaller,
+    e.g. the last of a bucket, never larger), or None for batches of any
+    size (token-budget batches: no check that they share out evenly);
+    world: a fastformer.distributed.World; accum: batches per step
+    (gradient accumulation).
 
     `gradient(batches, step)` (one Batch, or a list of `accum` at most)
     leaves the step's gradient in the model's flat gradient buffer on every
-    rank and returns the step's loss (per target token). `stats` counts bytes sent, seconds computing and seconds waiting
-    for communication. A rank that waits more than `timeout` seconds
+    rank and returns the step's loss (per target token). `stats` counts
+    bytes sent, seconds computing and seconds waiting for communication. A rank that waits more than `timeout` seconds
     (default FASTFORMER_RANK_TIMEOUT or 1800) for another aborts the job.
     """
 
@@ -121,35 +124,42 @@ class DataParallel:
             if world.size > 1:
                 raise ValueError("several ranks need a micro_batch_size")
             self.micro_batch_size = self.batch_size = None
-            self.max_micro = self.accum
+            planned = self.accum
         else:
             self.micro_batch_size = int(micro_batch_size)
-            self.batch_size = int(batch_size)
-            self.max_micro = self.accum * check_batch_split(self.batch_size, self.micro_batch_size, world.size,
-                                                            self.accum)
+            self.batch_size = None if batch_size is None else int(batch_size)
+            planned = self.accum * (1 if batch_size is None else
+                                    check_batch_split(self.batch_size, self.micro_batch_size, world.size, self.accum))
         _, self.grads = flat_buffers(model)
-        size, ranks = self.grads.size, world.size
-        # Per-micro-batch (loss x tokens); every rank ends with all of them.
-        self.loss_sums = np.zeros(self.max_micro, dtype=np.float64)
         # bytes_sent: payload this rank sent; received_bytes: shard slices it received, of which
         # received_early_bytes had arrived while it was still computing (overlapped);
         # compute_s: forward + backward; reduce_s: after compute, to the gradient being complete.
         self.stats = {"steps": 0, "bytes_sent": 0, "received_bytes": 0, "received_early_bytes": 0,
                       "gathered_bytes": 0, "compute_s": 0.0, "reduce_s": 0.0}
-        if ranks == 1:
-            self.running = np.empty_like(self.grads) if self.max_micro > 1 else None
-            return
-        from mpi4py import MPI
+        self.capacity = 0
+        if world.size > 1:
+            from mpi4py import MPI
 
-        self._MPI = MPI
-        self.shards = shard_bounds(size, ranks)
-        lo, hi = self.shards[world.rank], self.shards[world.rank + 1]
-        per_rank = -(-self.max_micro // ranks)
+            self._MPI = MPI
+            self.shards = shard_bounds(self.grads.size, world.size)
+            counts = [self.shards[s + 1] - self.shards[s] for s in range(world.size)]
+            self._gather_spec = [self.grads, counts, self.shards[:-1], MPI.FLOAT if self.grads.dtype == np.float32
+                                 else MPI.DOUBLE]
+        self._allocate(planned)
+
+    def _allocate(self, count):
+        """Buffers for steps of up to `count` micro-batches (grown when a step has more)."""
+        self.capacity = count
+        size, ranks = self.grads.size, self.world.size
+        # Per-micro-batch (loss x tokens); every rank ends with all of them.
+        self.loss_sums = np.zeros(count, dtype=np.float64)
+        if ranks == 1:
+            self.running = np.empty_like(self.grads) if count > 1 else None
+            return
+        lo, hi = self.shards[self.world.rank], self.shards[self.world.rank + 1]
+        per_rank = -(-count // ranks)
         self.stash = np.empty((per_rank, size), dtype=self.grads.dtype)  # this rank's micro-batch gradients
-        self.incoming = np.empty((self.max_micro, hi - lo), dtype=self.grads.dtype)  # others', my shard
-        counts = [self.shards[s + 1] - self.shards[s] for s in range(ranks)]
-        self._gather_spec = [self.grads, counts, self.shards[:-1], MPI.FLOAT if self.grads.dtype == np.float32
-                             else MPI.DOUBLE]
+        self.incoming = np.empty((count, hi - lo), dtype=self.grads.dtype)  # others', my shard
 
     # ----- one global batch -------------------------------------------------------
 
@@ -157,7 +167,7 @@ class DataParallel:
         """Gradient of `batches` (a Batch, or a list of up to `accum`; training
         step `step`, 0-based) into the model's gradient buffer -> the step's
         loss per target token."""
-        batches = [batches] if isinstance(batches, Batch) else list(batches)
+        batches = list(batches) if isinstance(batches, list) else [batches]
         if not 1 <= len(batches) <= self.accum:
             raise ValueError(f"a step takes 1 to {self.accum} batches, got {len(batches)}")
         units = []  # (batch, first row, end row) of each micro-batch, in step order
@@ -166,7 +176,7 @@ class DataParallel:
             if self.micro_batch_size is None:
                 units.append((batch, 0, rows))
                 continue
-            if rows > self.batch_size:
+            if self.batch_size is not None and rows > self.batch_size:
                 raise ValueError(f"a batch of {rows} examples is larger than the global batch size "
                                  f"{self.batch_size} the micro-batches were planned for")
             u = self.micro_batch_size
@@ -175,11 +185,14 @@ class DataParallel:
         tokens = sum(int((batch.tgt_out != IGNORE_INDEX).sum()) for batch in batches)
         if tokens == 0:
             raise ValueError(f"the batches of step {step + 1} hold no target tokens")
+        if count > self.capacity:
+            self._allocate(count)
+        self.rng_base = self.model.rng_step
         if self.world.size == 1:
             loss = self._gradient_alone(units, step, count, tokens, label_smoothing)
         else:
             self._gradient_shared(units, step, count, tokens, label_smoothing)
-        self.model.rng_step = (step + 1) * self.max_micro
+        self.model.rng_step = self.rng_base + count
         self.stats["steps"] += 1
         if count == 1:
             return loss  # the whole batch in one: cross_entropy's own mean
@@ -195,7 +208,7 @@ class DataParallel:
         batch, first, end = units[m]
         part = batch if self.micro_batch_size is None else micro_batch(batch, first, end)
         model = self.model
-        model.rng_step = step * self.max_micro + m  # dropout keyed by the micro-batch, never the rank
+        model.rng_step = self.rng_base + m  # dropout keyed by the micro-batch, never the rank
         logits = model.forward(part.src, part.tgt_in, src_key_padding_mask=part.src_key_padding_mask,
                                tgt_key_padding_mask=part.tgt_key_padding_mask)
         loss, dlogits = cross_entropy(logits, part.tgt_out, label_smoothing=label_smoothing)

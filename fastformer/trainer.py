@@ -164,7 +164,7 @@ class Trainer:
         batches = list(batch) if isinstance(batch, list) else [batch]
         if len(batches) != self.accum:
             raise ValueError(f"a step takes accum={self.accum} batches, got {len(batches)}")
-        parallel = self.plan_micro_batches(len(batches[0]))
+        parallel = self.plan_micro_batches(len(batches[0]) if self.micro_batch_size is None else None)
         if parallel is not None:  # micro-batches (and ranks): the global gradient lands in model's grads
             loss = parallel.gradient(batches, self.step, self.label_smoothing)
             if not math.isfinite(loss):
@@ -197,13 +197,14 @@ class Trainer:
         return {"loss": loss, "lr": opt.lr, "grad_norm": norm, "tokens": sum(b.num_tokens for b in batches)}
 
     def plan_micro_batches(self, batch_size):
-        """The DataParallel for global batches of `batch_size`, or None when the
-        whole batch is one gradient computation in one process."""
+        """The DataParallel for global batches of `batch_size` (None: of any
+        size), or None when the whole batch is one gradient computation in
+        one process."""
         if self.data_parallel is None and (self.micro_batch_size is not None or self.world.size > 1
                                            or self.accum > 1):
             micro = self.micro_batch_size
             if micro is None and self.world.size > 1:
-                if batch_size % self.world.size:
+                if batch_size is None or batch_size % self.world.size:
                     raise ValueError(f"the global batch size {batch_size} does not divide over "
                                      f"{self.world.size} ranks: give micro_batch_size")
                 micro = batch_size // self.world.size
@@ -305,7 +306,10 @@ class Trainer:
         if self.micro_batch_size is None and self.world.size == 1:
             return  # accumulation alone: whole batches, nothing to plan
         first = source.get_batch(self.step * self.accum)
-        batch_size = getattr(source, "batch_size", None) or len(first)
+        # A source without a fixed batch_size (token-budget batches) has batches of any size.
+        batch_size = getattr(source, "batch_size", None)
+        if batch_size is None and self.micro_batch_size is None:
+            batch_size = len(first)
         parallel = self.plan_micro_batches(batch_size)
         if self.world.size > 1:
             check_same_setup(self.world, setup_digests(self, first, total, parallel.micro_batch_size))
@@ -373,7 +377,10 @@ class Trainer:
         early_stopping: stop after this many validations in a row without
         a strictly better valid_metric. The best score, its step and the
         count are trainer state, saved with the checkpoint (a run resumed
-        after it stopped early trains no further).
+        after it stopped early trains no further). As the end of a fit is
+        validated, fit(steps=n) then a resumed fit(steps=m) is bitwise one
+        fit(steps=m) when n is a multiple of valid_every; otherwise the
+        validation at step n is one more, and counts for early stopping.
 
         A non-finite loss raises NonFiniteLossError; no checkpoint is written
         after it, so the last good one stays.

@@ -50,6 +50,8 @@ def main():
     p.add_argument("--steps", type=int, default=SCHEDULE_STEPS)
     p.add_argument("--batch-size", type=int, default=12)
     p.add_argument("--micro-batch-size", type=int, default=2)
+    p.add_argument("--accum", type=int, default=1)
+    p.add_argument("--ema", type=float)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--die-rank", type=int)
     p.add_argument("--die-at-step", type=int)
@@ -73,7 +75,8 @@ def main():
     optimizer = AdamW(model, lr=3e-3, weight_decay=0.01)
     schedule = WarmupCosineSchedule(3e-3, 2, SCHEDULE_STEPS, min_lr=1e-4)
     trainer = Trainer(model, optimizer, schedule=schedule, clip_grad_norm=0.5, label_smoothing=0.1,
-                      progress=False, log_every=1, micro_batch_size=args.micro_batch_size)
+                      progress=False, log_every=1, micro_batch_size=args.micro_batch_size,
+                      accum=args.accum, ema=args.ema)
     trainer.fit(data, steps=args.steps, checkpoint_dir=args.checkpoint, checkpoint_every=4, resume=args.resume)
 
 
