@@ -136,6 +136,9 @@ class DataParallel:
         # compute_s: forward + backward; reduce_s: after compute, to the gradient being complete.
         self.stats = {"steps": 0, "bytes_sent": 0, "received_bytes": 0, "received_early_bytes": 0,
                       "gathered_bytes": 0, "compute_s": 0.0, "reduce_s": 0.0}
+        # Micro-batches of a full step, as planned; a step may have fewer (a short batch), or
+        # more with batches of any size (batch_size None): the buffers then grow.
+        self.max_micro = planned
         self.capacity = 0
         if world.size > 1:
             from mpi4py import MPI
@@ -188,22 +191,23 @@ class DataParallel:
         if count > self.capacity:
             self._allocate(count)
         self.rng_base = self.model.rng_step
+        self._single = count == 1
         if self.world.size == 1:
-            loss = self._gradient_alone(units, step, count, tokens, label_smoothing)
+            self._gradient_alone(units, step, count, tokens, label_smoothing)
         else:
             self._gradient_shared(units, step, count, tokens, label_smoothing)
         self.model.rng_step = self.rng_base + count
         self.stats["steps"] += 1
         if count == 1:
-            return loss  # the whole batch in one: cross_entropy's own mean
+            return float(self.loss_sums[0])  # the whole step in one: cross_entropy's own mean
         total = 0.0
         for m in range(count):  # in micro-batch order: the same float64 sum on every rank
             total += self.loss_sums[m]
         return total / tokens
 
     def _micro_gradient(self, units, step, m, tokens, label_smoothing):
-        """Micro-batch m's gradient into the (zeroed) gradient buffer -> its mean
-        loss; records loss x tokens."""
+        """Micro-batch m's gradient into the (zeroed) gradient buffer; records
+        loss x tokens (the mean loss itself when it is the step's only micro-batch)."""
         start = time.perf_counter()
         batch, first, end = units[m]
         part = batch if self.micro_batch_size is None else micro_batch(batch, first, end)
@@ -216,25 +220,23 @@ class DataParallel:
         if n != tokens:  # mean over this micro-batch's tokens -> share of the step's mean
             dlogits *= dlogits.dtype.type(n / tokens)
         model.backward(dlogits)
-        self.loss_sums[m] = loss * n
+        self.loss_sums[m] = loss if self._single else loss * n
         self.stats["compute_s"] += time.perf_counter() - start
-        return loss
 
     def _gradient_alone(self, units, step, count, tokens, label_smoothing):
         grads, running = self.grads, self.running
         for m in range(count):
             if m:
                 grads.fill(0)
-            loss = self._micro_gradient(units, step, m, tokens, label_smoothing)
+            self._micro_gradient(units, step, m, tokens, label_smoothing)
             if count == 1:
-                return loss
+                return
             if m == 0:
                 np.copyto(running, grads)
             elif m < count - 1:
                 np.add(running, grads, out=running)
             else:
                 np.add(running, grads, out=grads)
-        return None
 
     def _gradient_shared(self, units, step, count, tokens, label_smoothing):
         MPI, comm, me, ranks = self._MPI, self.world.comm, self.world.rank, self.world.size

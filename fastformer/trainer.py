@@ -461,6 +461,9 @@ class Trainer:
                         stopped = self._stopped_early(early_stopping)
                         if stopped:
                             entry["early_stopped"] = True
+                            run.note(f"early stopping at step {step}: {early_stopping} validations without a "
+                                     f"better {self.valid_state['metric']} than {self.valid_state['best']:.4f} "
+                                     f"(step {self.valid_state['best_step']})")
                     run.record(entry)
                 if checkpoint_dir is not None and (step == total or stopped
                                                    or (checkpoint_every and step % checkpoint_every == 0)):
@@ -645,6 +648,10 @@ class _RunLog:
             best = metrics["valid_best"]
             tqdm.write(f"step {step}: valid {shown} (best {metric} {best:.4f} at step {metrics['valid_best_step']})",
                        file=sys.stderr)
+
+    def note(self, text):
+        if not self.bar.disable:
+            tqdm.write(text, file=sys.stderr)
 
     def close(self):
         self.bar.close()

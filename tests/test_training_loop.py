@@ -385,15 +385,34 @@ def test_existing_eval_still_runs_beside_validation(tmp_path):
 # ----- over MPI: accumulation keeps "bitwise for any rank count" ---------------------------
 
 
-def test_accumulation_and_ema_over_ranks_train_bitwise_as_one_process(mpiexec, tmp_path):
+@pytest.mark.parametrize("extra, counts", [
+    (("--accum", "2", "--ema", "0.9", "--steps", "4"), (2, 3)),
+    # a step of one micro-batch (the short batch: 1 example) on 2 ranks
+    (("--batch-size", "6", "--micro-batch-size", "3", "--steps", "3"), (2,)),
+], ids=["accum-ema", "one-micro-batch"])
+def test_accumulation_and_ema_over_ranks_train_bitwise_as_one_process(mpiexec, tmp_path, extra, counts):
     sys.path.insert(0, HERE)
     from test_distributed import outcome, ranks, run, small
 
-    extra = ("--accum", "2", "--ema", "0.9", "--steps", "4")
     alone = run(small(tmp_path / "alone", *extra))
     assert alone.returncode == 0, alone.stderr
-    for n in (2, 3):
+    for n in counts:
         result = run(ranks(mpiexec, n, *small(tmp_path / f"n{n}", *extra)))
         assert result.returncode == 0, result.stderr
         assert outcome(tmp_path / f"n{n}") == outcome(tmp_path / "alone")
-    assert "ema" in outcome(tmp_path / "alone")["files"]
+    assert ("ema" in outcome(tmp_path / "alone")["files"]) == ("--ema" in extra)
+
+
+def test_early_stopping_over_ranks_stops_every_rank(mpiexec, tmp_path):
+    """Rank 0 validates; every rank stops at the same step (no rank waits forever)."""
+    sys.path.insert(0, HERE)
+    from test_distributed import outcome, ranks, run, small
+
+    extra = ("--valid-every", "2", "--early-stopping", "2")
+    alone = run(small(tmp_path / "alone", *extra))
+    assert alone.returncode == 0, alone.stderr
+    result = run(ranks(mpiexec, 2, *small(tmp_path / "two", *extra)))
+    assert result.returncode == 0, result.stderr
+    assert outcome(tmp_path / "two") == outcome(tmp_path / "alone")
+    assert outcome(tmp_path / "two")["step"] == 6  # validations at 2 (best), 4, 6: stopped
+    assert read_checkpoint(tmp_path / "two" / BEST_DIR).step == 2

@@ -44,6 +44,14 @@ class Stream:
         return batch
 
 
+class FallingScores:
+    """A validator (rank 0's) whose BLEU only falls after the first validation."""
+
+    def validate(self, model):
+        self.calls = getattr(self, "calls", 0) + 1
+        return {"valid_loss": 1.0, "valid_bleu": 1.0 / self.calls, "valid_chrf": 0.0}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint", required=True)
@@ -52,6 +60,8 @@ def main():
     p.add_argument("--micro-batch-size", type=int, default=2)
     p.add_argument("--accum", type=int, default=1)
     p.add_argument("--ema", type=float)
+    p.add_argument("--valid-every", type=int)
+    p.add_argument("--early-stopping", type=int)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--die-rank", type=int)
     p.add_argument("--die-at-step", type=int)
@@ -77,7 +87,9 @@ def main():
     trainer = Trainer(model, optimizer, schedule=schedule, clip_grad_norm=0.5, label_smoothing=0.1,
                       progress=False, log_every=1, micro_batch_size=args.micro_batch_size,
                       accum=args.accum, ema=args.ema)
-    trainer.fit(data, steps=args.steps, checkpoint_dir=args.checkpoint, checkpoint_every=4, resume=args.resume)
+    valid = FallingScores() if args.valid_every else None
+    trainer.fit(data, steps=args.steps, checkpoint_dir=args.checkpoint, checkpoint_every=4, resume=args.resume,
+                valid=valid, valid_every=args.valid_every, early_stopping=args.early_stopping)
 
 
 if __name__ == "__main__":
