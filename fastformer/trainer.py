@@ -91,7 +91,9 @@ class Trainer:
     mean over all their target tokens, so the gradient is that of one batch
     of all their examples (up to float rounding: the batches' gradients are
     summed in order, see fastformer.data_parallel). Batches may differ in
-    size; with micro_batch_size none may exceed the planned batch size.
+    size (token-budget batches); with micro_batch_size, a source with a
+    `batch_size` attribute must not give larger batches than that (it
+    plans the micro-batches and checks they share out over the ranks).
 
     ema: a decay in (0, 1) to keep an exponential moving average of the
     weights (fastformer.ema; ema_warmup: TensorFlow's warm-up of the decay),

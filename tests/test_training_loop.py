@@ -255,6 +255,25 @@ def test_ema_file_is_saved_hashed_and_checked(tmp_path):
     assert not path.exists() and len([n for n in os.listdir(tmp_path) if n.startswith("ema-")]) == 1
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda v: v.update(bad_count=-1), "'trainer.validation.bad_count' must be a non-negative integer"),
+    (lambda v: v.update(best=float("nan")), "'trainer.validation.best' must be a finite number"),
+    (lambda v: v.update(metric="ter"), "'trainer.validation.metric' must be one of"),
+    (lambda v: v.pop("best_step"), "'trainer.validation' must be an object with the keys"),
+])
+def test_bad_early_stopping_state_is_refused(tmp_path, change, message):
+    small_run().fit(ListSource([3]), steps=2, checkpoint_dir=tmp_path, valid=Scripted([1.0, 2.0]), valid_every=1)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    change(manifest["trainer"]["validation"])
+    manifest["checksum"] = ckpt_mod._checksum(manifest)
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    trainer = small_run()
+    before = trainer.model.flat_parameters()[0].copy()
+    with pytest.raises(ValueError, match=message):
+        trainer.fit(ListSource([3]), steps=3, checkpoint_dir=tmp_path, resume=True)
+    np.testing.assert_array_equal(trainer.model.flat_parameters()[0], before)  # nothing loaded
+
+
 # ----- validation, early stopping, best and last -------------------------------------------
 
 
