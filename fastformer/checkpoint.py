@@ -11,6 +11,8 @@ Layout of a checkpoint folder:
     optimizer-<step>-<hash>.safetensors the optimizer's flat state buffers
     tokenizer-<side>-<step>-<hash>.model a sentencepiece model (side: joint, source or target),
                                         when the tokenizer is a SentencePieceTokenizer
+    ema-<step>-<hash>.safetensors       (optional) the moving average of the weights, by
+                                        parameter name (see fastformer.ema)
 
 The manifest is the commit point. Data files are new files (their names
 carry their content hash), renamed into place before the manifest is
@@ -36,7 +38,7 @@ from fastformer.manifest import check_manifest
 FORMAT = "fastformer-checkpoint"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-_DATA_FILE = re.compile(r"^(model|optimizer)-\d+-[0-9a-f]{16}\.safetensors$")
+_DATA_FILE = re.compile(r"^(model|optimizer|ema)-\d+-[0-9a-f]{16}\.safetensors$")
 _TOKENIZER_FILE = re.compile(r"^tokenizer-(joint|source|target)-\d+-[0-9a-f]{16}\.model$")
 _TEMP_PREFIX = ".fastformer-"
 
@@ -61,13 +63,15 @@ class Checkpoint:
     """A validated checkpoint read from disk.
 
     manifest: the parsed manifest.json; model_state: {name: array};
-    optimizer_state: an optimizer state_dict (or None when none was saved).
+    optimizer_state: an optimizer state_dict (or None when none was saved);
+    ema_state: {name: array} of the weights' moving average (or None).
     """
 
     path: str
     manifest: dict
     model_state: dict
     optimizer_state: dict = field(default=None)
+    ema_state: dict = field(default=None)
 
     @property
     def step(self):
@@ -105,14 +109,15 @@ def _place_data_file(directory, kind, step, data):
 
 
 def save_checkpoint(directory, model, optimizer=None, *, step=0, schedule=None, trainer_state=None,
-                    vocab=None, task=None):
+                    vocab=None, task=None, ema_state=None):
     """Save a checkpoint into `directory` (created if needed), atomically.
 
     model: any fastformer model; optimizer: a fastformer.optim optimizer or
     None; step: training steps done; schedule: a schedule or None;
     trainer_state: a JSON-able dict; vocab: a tokenizer (Vocabulary,
     SentencePieceTokenizer) or None, its model files saved beside the
-    weights; task: a JSON-able description of the data. Returns the folder path.
+    weights; task: a JSON-able description of the data; ema_state: {name:
+    array} of the weights' moving average, or None. Returns the folder path.
     """
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
@@ -126,6 +131,8 @@ def save_checkpoint(directory, model, optimizer=None, *, step=0, schedule=None, 
         files["optimizer"] = safetensors.numpy.save(state["state"])
     if vocab is not None and callable(getattr(vocab, "model_files", None)):  # sentencepiece models
         files.update({f"tokenizer-{side}": data for side, data in vocab.model_files().items()})
+    if ema_state is not None:
+        files["ema"] = safetensors.numpy.save({k: np.ascontiguousarray(v) for k, v in ema_state.items()})
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -275,7 +282,8 @@ def read_checkpoint(directory):
     for kind in sorted(files):
         if kind.startswith("tokenizer-"):  # sentencepiece models: checked here, loaded by tokenizer_from_manifest
             read_data_file(directory, files[kind], "tokenizer")
-    return Checkpoint(directory, manifest, model_state, optimizer_state)
+    ema_state = _read_tensors(directory, files["ema"], "EMA weights") if "ema" in files else None
+    return Checkpoint(directory, manifest, model_state, optimizer_state, ema_state)
 
 
 def check_model_state(model, state, where):

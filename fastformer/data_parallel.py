@@ -2,11 +2,16 @@
 MPI ranks, and reduced in an order that does not depend on the rank count.
 
 Micro-batch m of a global batch is rows [m*u, (m+1)*u) (u = micro-batch
-size), trimmed to its own longest source and target. Its gradient is
-computed alone, into a zeroed gradient buffer, with dropout keyed by
-(step, m) and the loss normalised by the global batch's target tokens. The
-global gradient is then the left fold g_0 + g_1 + ... + g_{M-1} in float32,
-element by element, whatever the number of ranks:
+size), trimmed to its own longest source and target. With gradient
+accumulation a step has several global batches; their micro-batches are
+numbered on, batch after batch, and without u each batch is one micro-batch.
+Each micro-batch's gradient is computed alone, into a zeroed gradient buffer,
+with the loss normalised by the target tokens of the whole step and dropout
+keyed by rng_step + m (rng_step: the model's dropout counter at the start of
+the step, which then advances by the step's micro-batch count, as it
+advances by one per training forward without micro-batches). The step's gradient is then the left fold
+g_0 + g_1 + ... + g_{M-1} in float32, element by element, whatever the number
+of ranks:
 
 - alone, the micro-batches run one after another and are added to a running
   sum as they finish;
@@ -40,17 +45,21 @@ _SHARD_ALIGN = 16  # floats: shard boundaries on 64-byte lines
 DEFAULT_RANK_TIMEOUT_S = 1800.0
 
 
-def check_batch_split(batch_size, micro_batch_size, world_size):
+def check_batch_split(batch_size, micro_batch_size, world_size, accum=1):
     """The number of micro-batches of a global batch; ValueError, saying what
     would divide, unless batch_size is a multiple of micro_batch_size and the
-    micro-batches share out evenly over world_size ranks."""
+    micro-batches of a step (`accum` batches) share out evenly over world_size ranks."""
     if batch_size % micro_batch_size:
         fits = [d for d in range(1, batch_size + 1) if batch_size % d == 0]
         raise ValueError(f"the global batch size {batch_size} is not a multiple of the micro-batch size "
                          f"{micro_batch_size}: use a micro-batch size that divides it ({_listed(fits)}) or "
                          f"a batch size that is a multiple of {micro_batch_size}")
     micro = batch_size // micro_batch_size
-    if micro % world_size:
+    if accum > 1 and (micro * accum) % world_size:
+        raise ValueError(f"{micro * accum} micro-batches per step ({accum} batches of {micro} micro-batches of "
+                         f"{micro_batch_size}) do not share out evenly over {world_size} ranks: use a rank count "
+                         f"that divides {micro * accum}, or another batch size, micro-batch size or accumulation")
+    if accum == 1 and micro % world_size:
         ranks = [d for d in range(1, micro + 1) if micro % d == 0]
         raise ValueError(f"{micro} micro-batches of {micro_batch_size} (batch size {batch_size}) do not share "
                          f"out evenly over {world_size} ranks: use a rank count that divides {micro} "
@@ -89,111 +98,147 @@ class DataParallel:
     """The gradient of a global batch, micro-batch by micro-batch, over `world`.
 
     model: a fastformer model (flat gradient buffer); micro_batch_size: rows
-    per micro-batch; batch_size: the global batch size (a later batch may be
-    smaller, e.g. the last of a bucket, never larger); world: a
-    fastformer.distributed.World.
+    per micro-batch, or None: each batch is one micro-batch (one process
+    only); batch_size: the global batch size (a later batch may be smaller,
+    e.g. the last of a bucket, never larger), or None for batches of any
+    size (token-budget batches: no check that they share out evenly);
+    world: a fastformer.distributed.World; accum: batches per step
+    (gradient accumulation).
 
-    `gradient(batch, step)` leaves the global gradient in the model's flat
-    gradient buffer on every rank and returns the global loss (per target
-    token). `stats` counts bytes sent, seconds computing and seconds waiting
-    for communication. A rank that waits more than `timeout` seconds
+    `gradient(batches, step)` (one Batch, or a list of `accum` at most)
+    leaves the step's gradient in the model's flat gradient buffer on every
+    rank and returns the step's loss (per target token). `stats` counts
+    bytes sent, seconds computing and seconds waiting for communication. A rank that waits more than `timeout` seconds
     (default FASTFORMER_RANK_TIMEOUT or 1800) for another aborts the job.
     """
 
-    def __init__(self, model, micro_batch_size, batch_size, world, timeout=None):
+    def __init__(self, model, micro_batch_size, batch_size, world, timeout=None, accum=1):
         self.model, self.world = model, world
         if timeout is None:
             timeout = float(os.environ.get("FASTFORMER_RANK_TIMEOUT", DEFAULT_RANK_TIMEOUT_S))
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = timeout
-        self.micro_batch_size = int(micro_batch_size)
-        self.batch_size = int(batch_size)
-        self.max_micro = check_batch_split(self.batch_size, self.micro_batch_size, world.size)
+        self.accum = int(accum)
+        if micro_batch_size is None:  # whole batches, of whatever size
+            if world.size > 1:
+                raise ValueError("several ranks need a micro_batch_size")
+            self.micro_batch_size = self.batch_size = None
+            planned = self.accum
+        else:
+            self.micro_batch_size = int(micro_batch_size)
+            self.batch_size = None if batch_size is None else int(batch_size)
+            planned = self.accum * (1 if batch_size is None else
+                                    check_batch_split(self.batch_size, self.micro_batch_size, world.size, self.accum))
         _, self.grads = flat_buffers(model)
-        size, ranks = self.grads.size, world.size
-        # Per-micro-batch (loss x tokens); every rank ends with all of them.
-        self.loss_sums = np.zeros(self.max_micro, dtype=np.float64)
         # bytes_sent: payload this rank sent; received_bytes: shard slices it received, of which
         # received_early_bytes had arrived while it was still computing (overlapped);
         # compute_s: forward + backward; reduce_s: after compute, to the gradient being complete.
         self.stats = {"steps": 0, "bytes_sent": 0, "received_bytes": 0, "received_early_bytes": 0,
                       "gathered_bytes": 0, "compute_s": 0.0, "reduce_s": 0.0}
-        if ranks == 1:
-            self.running = np.empty_like(self.grads) if self.max_micro > 1 else None
-            return
-        from mpi4py import MPI
+        # Micro-batches of a full step, as planned; a step may have fewer (a short batch), or
+        # more with batches of any size (batch_size None): the buffers then grow.
+        self.max_micro = planned
+        self.capacity = 0
+        if world.size > 1:
+            from mpi4py import MPI
 
-        self._MPI = MPI
-        self.shards = shard_bounds(size, ranks)
-        lo, hi = self.shards[world.rank], self.shards[world.rank + 1]
-        per_rank = -(-self.max_micro // ranks)
+            self._MPI = MPI
+            self.shards = shard_bounds(self.grads.size, world.size)
+            counts = [self.shards[s + 1] - self.shards[s] for s in range(world.size)]
+            self._gather_spec = [self.grads, counts, self.shards[:-1], MPI.FLOAT if self.grads.dtype == np.float32
+                                 else MPI.DOUBLE]
+        self._allocate(planned)
+
+    def _allocate(self, count):
+        """Buffers for steps of up to `count` micro-batches (grown when a step has more)."""
+        self.capacity = count
+        size, ranks = self.grads.size, self.world.size
+        # Per-micro-batch (loss x tokens); every rank ends with all of them.
+        self.loss_sums = np.zeros(count, dtype=np.float64)
+        if ranks == 1:
+            self.running = np.empty_like(self.grads) if count > 1 else None
+            return
+        lo, hi = self.shards[self.world.rank], self.shards[self.world.rank + 1]
+        per_rank = -(-count // ranks)
         self.stash = np.empty((per_rank, size), dtype=self.grads.dtype)  # this rank's micro-batch gradients
-        self.incoming = np.empty((self.max_micro, hi - lo), dtype=self.grads.dtype)  # others', my shard
-        counts = [self.shards[s + 1] - self.shards[s] for s in range(ranks)]
-        self._gather_spec = [self.grads, counts, self.shards[:-1], MPI.FLOAT if self.grads.dtype == np.float32
-                             else MPI.DOUBLE]
+        self.incoming = np.empty((count, hi - lo), dtype=self.grads.dtype)  # others', my shard
 
     # ----- one global batch -------------------------------------------------------
 
-    def gradient(self, batch, step, label_smoothing=0.0):
-        """Global gradient of `batch` (training step `step`, 0-based) into the
-        model's gradient buffer -> the global loss per target token."""
-        rows = len(batch)
-        if rows > self.batch_size:
-            raise ValueError(f"a batch of {rows} examples is larger than the global batch size "
-                             f"{self.batch_size} the micro-batches were planned for")
-        count = -(-rows // self.micro_batch_size)
-        tokens = int((batch.tgt_out != IGNORE_INDEX).sum())
+    def gradient(self, batches, step, label_smoothing=0.0):
+        """Gradient of `batches` (a Batch, or a list of up to `accum`; training
+        step `step`, 0-based) into the model's gradient buffer -> the step's
+        loss per target token."""
+        batches = list(batches) if isinstance(batches, list) else [batches]
+        if not 1 <= len(batches) <= self.accum:
+            raise ValueError(f"a step takes 1 to {self.accum} batches, got {len(batches)}")
+        units = []  # (batch, first row, end row) of each micro-batch, in step order
+        for batch in batches:
+            rows = len(batch)
+            if self.micro_batch_size is None:
+                units.append((batch, 0, rows))
+                continue
+            if self.batch_size is not None and rows > self.batch_size:
+                raise ValueError(f"a batch of {rows} examples is larger than the global batch size "
+                                 f"{self.batch_size} the micro-batches were planned for")
+            u = self.micro_batch_size
+            units.extend((batch, start, min(start + u, rows)) for start in range(0, rows, u))
+        count = len(units)
+        tokens = sum(int((batch.tgt_out != IGNORE_INDEX).sum()) for batch in batches)
+        if tokens == 0:
+            raise ValueError(f"the batches of step {step + 1} hold no target tokens")
+        if count > self.capacity:
+            self._allocate(count)
+        self.rng_base = self.model.rng_step
+        self._single = count == 1
         if self.world.size == 1:
-            loss = self._gradient_alone(batch, step, count, tokens, label_smoothing)
+            self._gradient_alone(units, step, count, tokens, label_smoothing)
         else:
-            self._gradient_shared(batch, step, count, tokens, label_smoothing)
-        self.model.rng_step = (step + 1) * self.max_micro
+            self._gradient_shared(units, step, count, tokens, label_smoothing)
+        self.model.rng_step = self.rng_base + count
         self.stats["steps"] += 1
         if count == 1:
-            return loss  # the whole batch in one: cross_entropy's own mean
+            return float(self.loss_sums[0])  # the whole step in one: cross_entropy's own mean
         total = 0.0
         for m in range(count):  # in micro-batch order: the same float64 sum on every rank
             total += self.loss_sums[m]
         return total / tokens
 
-    def _micro_gradient(self, batch, step, m, tokens, label_smoothing):
-        """Micro-batch m's gradient into the (zeroed) gradient buffer -> its mean
-        loss; records loss x tokens."""
+    def _micro_gradient(self, units, step, m, tokens, label_smoothing):
+        """Micro-batch m's gradient into the (zeroed) gradient buffer; records
+        loss x tokens (the mean loss itself when it is the step's only micro-batch)."""
         start = time.perf_counter()
-        u = self.micro_batch_size
-        part = micro_batch(batch, m * u, min((m + 1) * u, len(batch)))
+        batch, first, end = units[m]
+        part = batch if self.micro_batch_size is None else micro_batch(batch, first, end)
         model = self.model
-        model.rng_step = step * self.max_micro + m  # dropout keyed by the micro-batch, never the rank
+        model.rng_step = self.rng_base + m  # dropout keyed by the micro-batch, never the rank
         logits = model.forward(part.src, part.tgt_in, src_key_padding_mask=part.src_key_padding_mask,
                                tgt_key_padding_mask=part.tgt_key_padding_mask)
         loss, dlogits = cross_entropy(logits, part.tgt_out, label_smoothing=label_smoothing)
         n = int((part.tgt_out != IGNORE_INDEX).sum())
-        if n != tokens:  # mean over this micro-batch's tokens -> share of the global mean
+        if n != tokens:  # mean over this micro-batch's tokens -> share of the step's mean
             dlogits *= dlogits.dtype.type(n / tokens)
         model.backward(dlogits)
-        self.loss_sums[m] = loss * n
+        self.loss_sums[m] = loss if self._single else loss * n
         self.stats["compute_s"] += time.perf_counter() - start
-        return loss
 
-    def _gradient_alone(self, batch, step, count, tokens, label_smoothing):
+    def _gradient_alone(self, units, step, count, tokens, label_smoothing):
         grads, running = self.grads, self.running
         for m in range(count):
             if m:
                 grads.fill(0)
-            loss = self._micro_gradient(batch, step, m, tokens, label_smoothing)
+            self._micro_gradient(units, step, m, tokens, label_smoothing)
             if count == 1:
-                return loss
+                return
             if m == 0:
                 np.copyto(running, grads)
             elif m < count - 1:
                 np.add(running, grads, out=running)
             else:
                 np.add(running, grads, out=grads)
-        return None
 
-    def _gradient_shared(self, batch, step, count, tokens, label_smoothing):
+    def _gradient_shared(self, units, step, count, tokens, label_smoothing):
         MPI, comm, me, ranks = self._MPI, self.world.comm, self.world.rank, self.world.size
         blocks = block_bounds(count, ranks)
         first, last = blocks[me], blocks[me + 1]
@@ -205,7 +250,7 @@ class DataParallel:
         for j, m in enumerate(range(first, last)):
             if j:
                 grads.fill(0)
-            self._micro_gradient(batch, step, m, tokens, label_smoothing)
+            self._micro_gradient(units, step, m, tokens, label_smoothing)
             np.copyto(stash[j], grads)
             for s in range(ranks):
                 if s != me:
@@ -260,7 +305,7 @@ def setup_digests(trainer, batch, total_steps, micro_batch_size):
     opt = trainer.optimizer
     schedule = trainer.schedule.config() if hasattr(trainer.schedule, "config") else repr(trainer.schedule)
     config = {"trainer": [trainer.step, total_steps, micro_batch_size, trainer.label_smoothing,
-                          trainer.clip_grad_norm],
+                          trainer.clip_grad_norm, getattr(trainer, "accum", 1), getattr(trainer, "ema_decay", None)],
               "model": [type(trainer.model).__name__, model_config(trainer.model)],
               "rng_step": trainer.model.rng_step, "optimizer": [type(opt).__name__, opt.hyperparameters(),
                                                                 opt.steps],

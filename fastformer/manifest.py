@@ -88,6 +88,7 @@ def check_manifest(path, manifest):
         f.dict(manifest, key, key, optional=True)
     files = f.dict(manifest, "files", "files")
     kinds = ("model", "optimizer") if optimizer is not None else ("model",)
+    kinds += ("ema",) if "ema" in files else ()  # the weights' moving average: optional
     for kind in kinds:
         entry = f.dict(files, f"files.{kind}", kind)
         f.string(entry, f"files.{kind}.name", "name")

@@ -1,4 +1,7 @@
-"""The training loop: steps, evaluation, checkpoints, history and resume."""
+"""The training loop: steps (with gradient accumulation), evaluation,
+validation with early stopping, a moving average of the weights,
+checkpoints (last and best), history and resume."""
+import contextlib
 import json
 import math
 import numbers
@@ -17,11 +20,14 @@ from fastformer.data.batch import IGNORE_INDEX, target_sequences
 from fastformer.data.vocab import BOS_ID, EOS_ID
 from fastformer.data_parallel import DataParallel, check_same_setup, setup_digests
 from fastformer.decoding import decode, strip_eos
+from fastformer.ema import ExponentialMovingAverage
 from fastformer.losses import cross_entropy
 from fastformer.optim.clip import clip_grad_norm as _clip_grad_norm
 from fastformer.optim.clip import grad_norm as _grad_norm
+from fastformer.validation import METRICS, check_metric, improves
 
 HISTORY_FILE = "history.jsonl"
+BEST_DIR = "best"  # checkpoint_dir/best: the best validated weights
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -80,6 +86,20 @@ class Trainer:
     on any number of ranks. Rank 0 alone writes checkpoints and history,
     shows progress and evaluates.
 
+    accum: batches per optimizer step (gradient accumulation): step k uses
+    the data's batches k*accum ... k*accum + accum - 1, and its loss is the
+    mean over all their target tokens, so the gradient is that of one batch
+    of all their examples (up to float rounding: the batches' gradients are
+    summed in order, see fastformer.data_parallel). Batches may differ in
+    size (token-budget batches); with micro_batch_size, a source with a
+    `batch_size` attribute must not give larger batches than that (it
+    plans the micro-batches and checks they share out over the ranks).
+
+    ema: a decay in (0, 1) to keep an exponential moving average of the
+    weights (fastformer.ema; ema_warmup: TensorFlow's warm-up of the decay),
+    updated after every step, used for validation and for the best
+    checkpoint, saved with checkpoints (an ema-*.safetensors file).
+
     `step` counts the updates made so far; `fit(steps=n)` trains until step n.
     Every step depends only on (model, optimizer, schedule, data seed, step),
     so resuming from a checkpoint reproduces an uninterrupted run bit for bit.
@@ -87,7 +107,7 @@ class Trainer:
 
     def __init__(self, model, optimizer, schedule=None, clip_grad_norm=None, label_smoothing=0.0,
                  progress=True, log_every=10, max_decode_len=None, vocab=None, task=None,
-                 micro_batch_size=None, world=None):
+                 micro_batch_size=None, world=None, accum=1, ema=None, ema_warmup=True):
         if getattr(optimizer, "model", model) is not model:
             raise ValueError("the optimizer was built for another model")
         if schedule is not None and not callable(schedule):
@@ -106,10 +126,19 @@ class Trainer:
         self.max_decode_len = _check_count("max_decode_len", max_decode_len)
         self.vocab, self.task = vocab, task
         self.micro_batch_size = _check_count("micro_batch_size", micro_batch_size)
+        self.accum = _check_count("accum", accum, allow_none=False)
+        self.ema = None if ema is None else ExponentialMovingAverage(model, ema, ema_warmup)
         self.world = distributed.init() if world is None else world
         self.data_parallel = None  # made for the first batch (see plan_micro_batches)
         self.step = 0
         self.history = []
+        # Early stopping: the validation metric, its best score and step, validations
+        # since then without improvement, and the step of the last validation.
+        self.valid_state = {"metric": None, "best": None, "best_step": None, "bad_count": 0, "last_step": None}
+
+    @property
+    def ema_decay(self):
+        return None if self.ema is None else self.ema.decay
 
     @property
     def bos_id(self):
@@ -122,7 +151,8 @@ class Trainer:
     # ----- one step ---------------------------------------------------------------
 
     def train_step(self, batch):
-        """One update from `batch` -> {"loss", "lr", "grad_norm", "tokens"}.
+        """One update from `batch` (a Batch, or a list of `accum` of them)
+        -> {"loss", "lr", "grad_norm", "tokens"}.
 
         Raises NonFiniteLossError, before the optimizer step, when the loss or
         a gradient is NaN or infinite (naming the first such parameter), and
@@ -133,9 +163,12 @@ class Trainer:
             opt.lr = float(self.schedule(self.step + 1))
         model.train()
         opt.zero_grad()
-        parallel = self.plan_micro_batches(len(batch))
+        batches = list(batch) if isinstance(batch, list) else [batch]
+        if len(batches) != self.accum:
+            raise ValueError(f"a step takes accum={self.accum} batches, got {len(batches)}")
+        parallel = self.plan_micro_batches(len(batches[0]) if self.micro_batch_size is None else None)
         if parallel is not None:  # micro-batches (and ranks): the global gradient lands in model's grads
-            loss = parallel.gradient(batch, self.step, self.label_smoothing)
+            loss = parallel.gradient(batches, self.step, self.label_smoothing)
             if not math.isfinite(loss):
                 raise NonFiniteLossError(self._stop_message(f"the loss is {loss}"))
         else:
@@ -161,20 +194,31 @@ class Trainer:
                 f"training stopped at step {self.step}: the optimizer step made the weights of {name!r} "
                 f"non-finite (no checkpoint was written for it; the last one is intact). "
                 f"Try a lower learning rate or clip_grad_norm.")
-        return {"loss": loss, "lr": opt.lr, "grad_norm": norm, "tokens": batch.num_tokens}
+        if self.ema is not None:
+            self.ema.update()
+        return {"loss": loss, "lr": opt.lr, "grad_norm": norm, "tokens": sum(b.num_tokens for b in batches)}
 
     def plan_micro_batches(self, batch_size):
-        """The DataParallel for global batches of `batch_size`, or None when the
-        whole batch is one gradient computation in one process."""
-        if self.data_parallel is None and (self.micro_batch_size is not None or self.world.size > 1):
+        """The DataParallel for global batches of `batch_size` (None: of any
+        size), or None when the whole batch is one gradient computation in
+        one process."""
+        if self.data_parallel is None and (self.micro_batch_size is not None or self.world.size > 1
+                                           or self.accum > 1):
             micro = self.micro_batch_size
-            if micro is None:
-                if batch_size % self.world.size:
+            if micro is None and self.world.size > 1:
+                if batch_size is None or batch_size % self.world.size:
                     raise ValueError(f"the global batch size {batch_size} does not divide over "
                                      f"{self.world.size} ranks: give micro_batch_size")
                 micro = batch_size // self.world.size
-            self.data_parallel = DataParallel(self.model, micro, batch_size, self.world)
+            # micro None (accumulation in one process): each batch is one micro-batch, of any size
+            self.data_parallel = DataParallel(self.model, micro, batch_size, self.world, accum=self.accum)
         return self.data_parallel
+
+    def step_batches(self, source, step):
+        """The batch of step `step` (0-based), or its `accum` batches: a pure function of the step."""
+        if self.accum == 1:
+            return source.get_batch(step)
+        return [source.get_batch(step * self.accum + j) for j in range(self.accum)]
 
     def _stop_message(self, what):
         return (f"training stopped at step {self.step + 1}: {what} "
@@ -234,18 +278,40 @@ class Trainer:
             return None
         micro = self.data_parallel.micro_batch_size if self.data_parallel else self.micro_batch_size
         state = {"step": self.step, "label_smoothing": self.label_smoothing,
-                 "clip_grad_norm": self.clip_grad_norm, "micro_batch_size": micro}
+                 "clip_grad_norm": self.clip_grad_norm, "micro_batch_size": micro, "accum": self.accum,
+                 "ema": None if self.ema is None else {"decay": self.ema.decay, "warmup": self.ema.warmup,
+                                                       "updates": self.ema.updates},
+                 "validation": dict(self.valid_state)}
         schedule = self.schedule if hasattr(self.schedule, "config") else None
         return save_checkpoint(directory, self.model, self.optimizer, step=self.step, schedule=schedule,
-                               trainer_state=state, vocab=self.vocab, task=self.task)
+                               trainer_state=state, vocab=self.vocab, task=self.task,
+                               ema_state=None if self.ema is None else self.ema.state_dict())
+
+    def save_best(self, directory, metrics):
+        """Write the validated weights (the moving average when `ema` is on) as a
+        model-only checkpoint into `directory` (rank 0 only), atomically; its
+        trainer state holds the step and the validation metrics."""
+        if not self.world.is_main:
+            return None
+        state = {"step": self.step, "validation": dict(metrics), "weights": "ema" if self.ema else "training"}
+        with self._validated_weights():
+            return save_checkpoint(directory, self.model, None, step=self.step, trainer_state=state,
+                                   vocab=self.vocab, task=self.task)
+
+    def _validated_weights(self):
+        """A context in which the model holds the weights to validate."""
+        return self.ema.swapped() if self.ema is not None else _nothing()
 
     def _start_data_parallel(self, source, total):
         """Plan the micro-batches (refusing a batch that does not divide) and,
         on several ranks, check that every rank starts the same job."""
         if self.micro_batch_size is None and self.world.size == 1:
-            return
-        first = source.get_batch(self.step)
-        batch_size = getattr(source, "batch_size", None) or len(first)
+            return  # accumulation alone: whole batches, nothing to plan
+        first = source.get_batch(self.step * self.accum)
+        # A source without a fixed batch_size (token-budget batches) has batches of any size.
+        batch_size = getattr(source, "batch_size", None)
+        if batch_size is None and self.micro_batch_size is None:
+            batch_size = len(first)
         parallel = self.plan_micro_batches(batch_size)
         if self.world.size > 1:
             check_same_setup(self.world, setup_digests(self, first, total, parallel.micro_batch_size))
@@ -261,16 +327,41 @@ class Trainer:
         if saved != schedule:
             raise ValueError(f"{directory}: the checkpoint was trained with schedule {saved}, "
                              f"this trainer has {schedule}")
+        state = ckpt.manifest.get("trainer") or {}
+        accum = state.get("accum", 1)
+        if accum != self.accum:
+            raise ValueError(f"{directory}: the checkpoint was trained with accum={accum}, this trainer has "
+                             f"accum={self.accum} (the steps would take other batches)")
+        ema = state.get("ema")
+        ours = None if self.ema is None else {"decay": self.ema.decay, "warmup": self.ema.warmup}
+        theirs = None if not isinstance(ema, dict) else {"decay": ema.get("decay"), "warmup": ema.get("warmup")}
+        if theirs != ours:
+            raise ValueError(f"{directory}: the checkpoint was trained with ema {theirs}, this trainer has "
+                             f"ema {ours} (the moving average would not continue the same run)")
+        if self.ema is not None:
+            if ckpt.ema_state is None:
+                raise ValueError(f"{directory}: the manifest names no EMA weights file to resume the average from")
+            self.ema.check_state_dict(ckpt.ema_state, directory)
+            updates = ema.get("updates")
+            if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+                raise ValueError(f"{directory}: field 'trainer.ema.updates' must be a non-negative integer, "
+                                 f"got {updates!r}")
+        valid_state = _checked_valid_state(state.get("validation"), directory)
         load_checkpoint(ckpt, self.model, self.optimizer)
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt.ema_state, ema["updates"], directory)
+        self.valid_state = valid_state
         self.step = int(ckpt.step)
         return ckpt
 
     # ----- the loop ---------------------------------------------------------------
 
     def fit(self, train_data, steps=None, epochs=None, eval_data=None, eval_every=None,
-            checkpoint_dir=None, checkpoint_every=None, resume=False):
+            checkpoint_dir=None, checkpoint_every=None, resume=False, valid=None, valid_every=None,
+            valid_metric="bleu", early_stopping=None):
         """Train until `steps` updates in all (or `epochs` passes over an
-        epoch-based dataset) -> the history: a list of metric dicts.
+        epoch-based dataset; with accum, the steps that cover them) -> the
+        history: a list of metric dicts.
 
         train_data: an object with get_batch(step) (a SyntheticTask,
         TextPairsData, BucketedBatches) or a list of Batch. eval_data: see
@@ -278,6 +369,20 @@ class Trainer:
         checkpoint_dir: saved every `checkpoint_every` steps and at the end;
         each history entry is appended to checkpoint_dir/history.jsonl.
         resume: continue from checkpoint_dir's checkpoint when there is one.
+
+        valid: a fastformer.validation.Validator (or any object with
+        validate(model) -> {"valid_loss", "valid_bleu", "valid_chrf", ...}),
+        run on the validated weights (the moving average with `ema`) every
+        `valid_every` steps and at the end; valid_metric: "bleu", "chrf"
+        (higher is better) or "loss" (lower is better) decides the best
+        validation, whose weights are written to checkpoint_dir/best;
+        early_stopping: stop after this many validations in a row without
+        a strictly better valid_metric. The best score, its step and the
+        count are trainer state, saved with the checkpoint (a run resumed
+        after it stopped early trains no further). As the end of a fit is
+        validated, fit(steps=n) then a resumed fit(steps=m) is bitwise one
+        fit(steps=m) when n is a multiple of valid_every; otherwise the
+        validation at step n is one more, and counts for early stopping.
 
         A non-finite loss raises NonFiniteLossError; no checkpoint is written
         after it, so the last good one stays.
@@ -291,9 +396,17 @@ class Trainer:
             per_epoch = getattr(source, "batches_per_epoch", None)
             if not per_epoch:
                 raise ValueError("epochs= needs epoch-based train_data; this one is a stream: use steps=")
-            total = _check_count("epochs", epochs) * per_epoch
+            total = -(-_check_count("epochs", epochs) * per_epoch // self.accum)
         eval_every = _check_count("eval_every", eval_every)
         checkpoint_every = _check_count("checkpoint_every", checkpoint_every)
+        valid_every = _check_count("valid_every", valid_every)
+        early_stopping = _check_count("early_stopping", early_stopping)
+        check_metric(valid_metric)
+        if valid is not None and not callable(getattr(valid, "validate", None)):
+            raise TypeError(f"valid must have validate(model) (a fastformer.validation.Validator), "
+                            f"got {type(valid).__name__}")
+        if valid is None and (valid_every is not None or early_stopping is not None):
+            raise ValueError("valid_every and early_stopping need valid= (a Validator)")
         main = self.world.is_main
         if not main:
             eval_data = None  # rank 0 evaluates
@@ -317,14 +430,19 @@ class Trainer:
                 history_path = None
         elif resume:
             raise ValueError("resume=True needs checkpoint_dir")
-        if self.step < total:
+        if valid is not None:
+            self._start_validation(valid_metric)
+        if self.ema is not None and self.ema.updates == 0:
+            self.ema.reset()  # the average starts from the weights training starts from
+        stopped = self._stopped_early(early_stopping)
+        if self.step < total and not stopped:
             self._start_data_parallel(source, total)
 
         run = _RunLog(self, history_path, total)
         saved_at = evaluated_at = None
         try:
-            while self.step < total:
-                batch = source.get_batch(self.step)
+            while self.step < total and not stopped:
+                batch = self.step_batches(source, self.step)
                 start = time.perf_counter()
                 try:
                     metrics = self.train_step(batch)
@@ -334,24 +452,109 @@ class Trainer:
                 run.add_step(metrics, time.perf_counter() - start)
                 step = self.step
                 do_eval = eval_data is not None and (step == total or (eval_every and step % eval_every == 0))
-                if do_eval or step == total or step % self.log_every == 0:
+                do_valid = valid is not None and (step == total or (valid_every and step % valid_every == 0))
+                if do_eval or do_valid or step == total or step % self.log_every == 0:
                     entry = run.train_entry()
                     if do_eval:
                         entry.update(self.evaluate(eval_data))
                         evaluated_at = step
+                    if do_valid:
+                        entry.update(self._validate(valid, checkpoint_dir, run))
+                        stopped = self._stopped_early(early_stopping)
+                        if stopped:
+                            entry["early_stopped"] = True
+                            run.note(f"early stopping at step {step}: {early_stopping} validations without a "
+                                     f"better {self.valid_state['metric']} than {self.valid_state['best']:.4f} "
+                                     f"(step {self.valid_state['best_step']})")
                     run.record(entry)
-                if checkpoint_dir is not None and (step == total or (checkpoint_every and step % checkpoint_every == 0)):
+                if checkpoint_dir is not None and (step == total or stopped
+                                                   or (checkpoint_every and step % checkpoint_every == 0)):
                     self.save(checkpoint_dir)
                     saved_at = step
             # Already at `total` before the loop (e.g. resumed a finished run):
             # still report, and save unless the checkpoint just loaded is this state.
             if eval_data is not None and evaluated_at != self.step:
                 run.record({"step": self.step, **self.evaluate(eval_data)})
+            if valid is not None and not stopped and self.valid_state["last_step"] != self.step:
+                entry = {"step": self.step, **self._validate(valid, checkpoint_dir, run)}
+                if self._stopped_early(early_stopping):
+                    entry["early_stopped"] = True
+                run.record(entry)
             if checkpoint_dir is not None and self.step not in (saved_at, resumed_at):
                 self.save(checkpoint_dir)
         finally:
             run.close()
         return run.entries
+
+    # ----- validation and early stopping -------------------------------------------
+
+    def _start_validation(self, metric):
+        """Set the metric of the early-stopping state (ValueError if a resumed run's differs)."""
+        state = self.valid_state
+        if state["metric"] is None:
+            state["metric"] = metric
+        elif state["metric"] != metric:
+            raise ValueError(f"this run's best validation was judged by valid_metric={state['metric']!r}; "
+                             f"resuming it with valid_metric={metric!r} would compare other scores")
+
+    def _stopped_early(self, patience):
+        return patience is not None and self.valid_state["bad_count"] >= patience
+
+    def _validate(self, valid, checkpoint_dir, run):
+        """Validate the validated weights (rank 0); update the early-stopping
+        state (on every rank alike) and write checkpoint_dir/best on improvement.
+        Returns the metrics with "valid_best" and "valid_best_step"."""
+        state = self.valid_state
+        metrics = None
+        if self.world.is_main:
+            with self._validated_weights():
+                metrics = dict(valid.validate(self.model))
+        if self.world.size > 1:
+            metrics = self.world.comm.bcast(metrics, root=0)  # every rank decides to stop alike
+        key = METRICS[state["metric"]][0]
+        if key not in metrics:
+            raise ValueError(f"valid.validate returned no {key!r} for valid_metric={state['metric']!r}")
+        score = float(metrics[key])
+        state["last_step"] = self.step
+        if improves(state["metric"], score, state["best"]):
+            state.update(best=score, best_step=self.step, bad_count=0)
+            if checkpoint_dir is not None:
+                self.save_best(os.path.join(checkpoint_dir, BEST_DIR), metrics)
+        else:
+            state["bad_count"] += 1
+        metrics.update(valid_best=state["best"], valid_best_step=state["best_step"])
+        run.show_validation(self.step, metrics, state["metric"])
+        return metrics
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+def _checked_valid_state(state, where):
+    """The early-stopping state saved in a checkpoint's trainer state (a fresh
+    one when it has none), or ValueError naming the bad field."""
+    fresh = {"metric": None, "best": None, "best_step": None, "bad_count": 0, "last_step": None}
+    if state is None:
+        return fresh
+    if not isinstance(state, dict) or set(state) != set(fresh):
+        raise ValueError(f"{where}: field 'trainer.validation' must be an object with the keys {sorted(fresh)}, "
+                         f"got {state!r}")
+    if state["metric"] is not None and state["metric"] not in METRICS:
+        raise ValueError(f"{where}: field 'trainer.validation.metric' must be one of {sorted(METRICS)} or null, "
+                         f"got {state['metric']!r}")
+    best = state["best"]
+    if best is not None and (isinstance(best, bool) or not isinstance(best, numbers.Real) or not math.isfinite(best)):
+        raise ValueError(f"{where}: field 'trainer.validation.best' must be a finite number or null, got {best!r}")
+    for key in ("best_step", "bad_count", "last_step"):
+        value = state[key]
+        if value is None and key != "bad_count":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{where}: field 'trainer.validation.{key}' must be a non-negative integer"
+                             f"{'' if key == 'bad_count' else ' or null'}, got {value!r}")
+    return dict(state)
 
 
 def _weight_norm(model):
@@ -394,6 +597,7 @@ class _RunLog:
         self.loss_sum = self.tokens = self.seconds = 0.0
         self.count = 0
         self.last = {}
+        self.valid_shown = {}  # the last validation's score, shown in the progress bar
         self.started = time.perf_counter()
         shown = trainer.progress and trainer.world.is_main
         self.bar = tqdm(total=total, initial=trainer.step, disable=not shown, unit="step",
@@ -411,7 +615,7 @@ class _RunLog:
         if now - self.last_refresh > 0.5:  # a postfix redraw per step would cost more than tiny steps
             self.last_refresh = now
             self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
-                                 tok_s=f"{self.tokens / max(self.seconds, 1e-9):,.0f}")
+                                 tok_s=f"{self.tokens / max(self.seconds, 1e-9):,.0f}", **self.valid_shown)
 
     def train_entry(self):
         """The training metrics since the previous entry (then reset)."""
@@ -436,6 +640,20 @@ class _RunLog:
         if self.history_path is not None:
             with open(self.history_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(entry) + "\n")
+
+    def show_validation(self, step, metrics, metric):
+        """One line per validation above the bar, and its score in the bar."""
+        self.valid_shown = {f"valid_{metric}": f"{metrics[METRICS[metric][0]]:.4g}"}
+        if not self.bar.disable:
+            shown = ", ".join(f"{k[6:]} {metrics[k]:.4f}" for k in ("valid_loss", "valid_bleu", "valid_chrf")
+                              if k in metrics)
+            best = metrics["valid_best"]
+            tqdm.write(f"step {step}: valid {shown} (best {metric} {best:.4f} at step {metrics['valid_best_step']})",
+                       file=sys.stderr)
+
+    def note(self, text):
+        if not self.bar.disable:
+            tqdm.write(text, file=sys.stderr)
 
     def close(self):
         self.bar.close()

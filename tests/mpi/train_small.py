@@ -44,12 +44,24 @@ class Stream:
         return batch
 
 
+class FallingScores:
+    """A validator (rank 0's) whose BLEU only falls after the first validation."""
+
+    def validate(self, model):
+        self.calls = getattr(self, "calls", 0) + 1
+        return {"valid_loss": 1.0, "valid_bleu": 1.0 / self.calls, "valid_chrf": 0.0}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--steps", type=int, default=SCHEDULE_STEPS)
     p.add_argument("--batch-size", type=int, default=12)
     p.add_argument("--micro-batch-size", type=int, default=2)
+    p.add_argument("--accum", type=int, default=1)
+    p.add_argument("--ema", type=float)
+    p.add_argument("--valid-every", type=int)
+    p.add_argument("--early-stopping", type=int)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--die-rank", type=int)
     p.add_argument("--die-at-step", type=int)
@@ -73,8 +85,11 @@ def main():
     optimizer = AdamW(model, lr=3e-3, weight_decay=0.01)
     schedule = WarmupCosineSchedule(3e-3, 2, SCHEDULE_STEPS, min_lr=1e-4)
     trainer = Trainer(model, optimizer, schedule=schedule, clip_grad_norm=0.5, label_smoothing=0.1,
-                      progress=False, log_every=1, micro_batch_size=args.micro_batch_size)
-    trainer.fit(data, steps=args.steps, checkpoint_dir=args.checkpoint, checkpoint_every=4, resume=args.resume)
+                      progress=False, log_every=1, micro_batch_size=args.micro_batch_size,
+                      accum=args.accum, ema=args.ema)
+    valid = FallingScores() if args.valid_every else None
+    trainer.fit(data, steps=args.steps, checkpoint_dir=args.checkpoint, checkpoint_every=4, resume=args.resume,
+                valid=valid, valid_every=args.valid_every, early_stopping=args.early_stopping)
 
 
 if __name__ == "__main__":
