@@ -7,15 +7,14 @@ and BLEU and chrF (sacrebleu) of its detokenized beam-search output.
 Trainer.fit(valid=validator, valid_every=..., valid_metric=..., early_stopping=...)
 runs it during training.
 """
-import math
 import numbers
 
 import numpy as np
 
 from fastformer.data.batch import IGNORE_INDEX, make_batch
-from fastformer.data.token_batches import map_in_batches, token_budget_batches
-from fastformer.decoding import decode, strip_eos
+from fastformer.data.token_batches import token_budget_batches
 from fastformer.losses import cross_entropy
+from fastformer.translate import translate_ids
 
 # valid_metric -> (history key, higher is better)
 METRICS = {"bleu": ("valid_bleu", True), "chrf": ("valid_chrf", True), "loss": ("valid_loss", False)}
@@ -46,44 +45,6 @@ def _encode_all(encode_many, encode_one, items, what):
         raise TypeError(f"{what} must be all texts (str) or all lists of token ids") from None
 
 
-def _pad(sources, pad_id):
-    """id lists -> (src (B, S) int64, src_key_padding_mask (B, S) bool); S >= 1."""
-    S = max(1, max(len(s) for s in sources))
-    src = np.full((len(sources), S), pad_id, dtype=np.int64)
-    mask = np.ones((len(sources), S), dtype=bool)
-    for b, s in enumerate(sources):
-        src[b, :len(s)] = s
-        mask[b, :len(s)] = False
-    return src, mask
-
-
-def beam_translate(model, tokenizer, sources, beam_size=4, max_tokens=4096, max_len_a=1.5, max_len_b=10,
-                   length_penalty=1.0, length_offset=5.0):
-    """Source id lists -> detokenized translations (str), in input order.
-
-    Decoded in token-budget batches (`max_tokens` padded source tokens at
-    most), each with model.generate (beam search; `decode`'s greedy search
-    for a model without generate, beam_size 1 only) up to
-    min(model.max_len, ceil(max_len_a * longest source + max_len_b)) tokens;
-    length penalty ((offset + len) / (offset + 1)) ** length_penalty (GNMT for offset 5)."""
-    limit = getattr(model, "max_len", None)
-
-    def run(batch):
-        src, mask = _pad(batch, tokenizer.pad_id)
-        max_len = max(1, math.ceil(max_len_a * src.shape[1] + max_len_b))
-        if limit is not None:
-            max_len = min(max_len, limit)
-        if beam_size == 1 and not hasattr(model, "generate"):
-            out = decode(model, src, max_len, tokenizer.bos_id, tokenizer.eos_id, src_key_padding_mask=mask)
-        else:
-            out = model.generate(src, max_len, tokenizer.bos_id, tokenizer.eos_id, beam_size=beam_size,
-                                 src_key_padding_mask=mask, length_penalty=length_penalty,
-                                 length_offset=length_offset)
-        return [tokenizer.decode(ids) for ids in strip_eos(out, tokenizer.eos_id)]
-
-    return map_in_batches(run, sources, max_tokens)
-
-
 class Validator:
     """Loss, BLEU and chrF of a model on a fixed validation set.
 
@@ -92,7 +53,8 @@ class Validator:
     interface (encode_source(_many), encode_target(_many), decode, pad/bos/eos
     ids); target_ids: the references' id lists when already encoded (else
     tokenizer.encode_target of each). beam_size, max_tokens, max_len_a,
-    max_len_b, length_penalty, length_offset: decoding (see beam_translate);
+    max_len_b, length_penalty: decoding, as `fastformer.translate.translate_ids`
+    does it (and so `fastformer translate`: the same options give the same text);
     translate: a callable (model, source id lists) -> list of texts to decode
     with instead (e.g. fastformer.translate's); bleu_kwargs / chrf_kwargs:
     passed to sacrebleu.metrics.BLEU / CHRF (default: sacrebleu's defaults,
@@ -104,7 +66,7 @@ class Validator:
     """
 
     def __init__(self, sources, references, tokenizer, *, target_ids=None, beam_size=4, max_tokens=4096,
-                 max_len_a=1.5, max_len_b=10, length_penalty=1.0, length_offset=5.0, translate=None,
+                 max_len_a=1.5, max_len_b=10, length_penalty=1.0, translate=None,
                  bleu_kwargs=None, chrf_kwargs=None):
         import sacrebleu  # a runtime dependency, imported where it is used
 
@@ -130,7 +92,7 @@ class Validator:
             raise TypeError("translate must be a callable (model, source id lists) -> texts, or None")
         self.beam_size, self.max_tokens = int(beam_size), int(max_tokens)
         self.decoding = dict(max_len_a=float(max_len_a), max_len_b=float(max_len_b),
-                             length_penalty=float(length_penalty), length_offset=float(length_offset))
+                             length_penalty=float(length_penalty))
         self._translate = translate
         self._bleu = sacrebleu.metrics.BLEU(**(bleu_kwargs or {}))
         self._chrf = sacrebleu.metrics.CHRF(**(chrf_kwargs or {}))
@@ -173,7 +135,10 @@ class Validator:
             sources = self._fitted(model)[0]
         if self._translate is not None:
             return list(self._translate(model, sources))
-        return beam_translate(model, self.tokenizer, sources, self.beam_size, self.max_tokens, **self.decoding)
+        tok = self.tokenizer
+        best = translate_ids(model, sources, tok.bos_id, tok.eos_id, tok.pad_id, beam_size=self.beam_size,
+                             max_tokens=self.max_tokens, **self.decoding)
+        return [tok.decode(hyps[0][0]) for hyps in best]
 
     def validate(self, model):
         """-> {"valid_loss", "valid_bleu", "valid_chrf", "valid_examples", "valid_tokens"}

@@ -95,7 +95,9 @@ def test_data_file_training(capsys, tmp_path):
     data = tmp_path / "pairs.tsv"
     data.write_text("".join(f"{w}\t{w.upper()}\n" for w in ["abc", "ba", "cab", "a", "bca", "cc", "aab", "b"]))
     ck = str(tmp_path / "ck")
-    code, out, err = run_main(capsys, ["train", "--data", str(data), "--steps", "2", "--checkpoint", ck] + SMALL)
+    # --tokenizer char: today's character-level training (sentencepiece is the default with --data)
+    code, out, err = run_main(capsys, ["train", "--data", str(data), "--tokenizer", "char", "--steps", "2",
+                                       "--checkpoint", ck] + SMALL)
     assert code == 0, err
     assert read_checkpoint(ck).manifest["task"]["name"] == "file"
     code, out, err = run_main(capsys, ["generate", "--checkpoint", ck, "--input", str(data)])

@@ -1,0 +1,132 @@
+"""`fastformer train` on a parallel corpus: sentencepiece, token budgets,
+accumulation, EMA, validation, best/last, exact resume, and every bad input
+the translation path refuses (one line, exit 2, the good checkpoint intact)."""
+import json
+
+import numpy as np
+import pytest
+
+from fastformer.__main__ import main
+from fastformer.checkpoint import read_checkpoint
+from fastformer.data.translation_task import translation_splits
+
+TINY = ["--d-model", "16", "--nhead", "2", "--layers", "1", "--ff", "32", "--no-progress"]
+CORPUS = ["--spm-model-type", "bpe", "--vocab-size", "120", "--max-tokens", "600"]
+
+
+def run_main(capsys, argv):
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    lines = err.strip().splitlines()
+    assert code == 2 and "Traceback" not in err, err
+    assert "error" in lines[-1], err
+    for fragment in fragments:
+        assert fragment in lines[-1], err
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """The built-in translation task, small: train.tsv, valid.tsv and parallel train.en / train.de."""
+    root = tmp_path_factory.mktemp("corpus")
+    splits = translation_splits({"train": 400, "valid": 12}, seed=3)
+    for name, pairs in splits.items():
+        (root / f"{name}.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    (root / "train.en").write_text("".join(s + "\n" for s, _ in splits["train"]), encoding="utf-8")
+    (root / "train.de").write_text("".join(t + "\n" for _, t in splits["train"]), encoding="utf-8")
+    return root
+
+
+def _weights(path):
+    return read_checkpoint(path).model_state
+
+
+def test_train_translate_and_resume_exactly(capsys, tmp_path, corpus):
+    data = ["--data", str(corpus / "train.tsv"), "--valid", str(corpus / "valid.tsv")] + CORPUS
+    run = data + ["--accum", "2", "--ema", "0.9", "--valid-every", "2", "--dropout", "0.1"] + TINY
+    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
+    code, out, err = run_main(capsys, ["train", "--steps", "4", "--checkpoint", whole] + run)
+    assert code == 0, err
+    assert "sentencepiece bpe vocabulary" in err and "validation BLEU" in out
+    manifest = read_checkpoint(whole).manifest
+    assert manifest["vocab"]["format"] == "fastformer-sentencepiece" and manifest["task"]["name"] == "corpus"
+    assert manifest["trainer"]["accum"] == 2 and manifest["trainer"]["ema"]["decay"] == 0.9
+    history = [json.loads(line) for line in open(f"{whole}/history.jsonl")]
+    assert [e["step"] for e in history if "valid_bleu" in e] == [2, 4]
+    assert read_checkpoint(f"{whole}/best").manifest["vocab"] == manifest["vocab"]
+
+    # Stopped at step 2 and resumed (settings from the checkpoint): bitwise the same run.
+    code, _, err = run_main(capsys, ["train", "--steps", "2", "--checkpoint", part] + run)
+    assert code == 0, err
+    code, _, err = run_main(capsys, ["train", "--resume", "--steps", "4", "--checkpoint", part, "--no-progress"])
+    assert code == 0, err
+    assert "tokenized ids from the cache" in err
+    a, b = _weights(whole), _weights(part)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("The journey takes nine weeks.\n\nat 18:48\n", encoding="utf-8")
+    code, out, err = run_main(capsys, ["translate", "--checkpoint", f"{whole}/best", "--input", str(inputs),
+                                       "--beam", "2"])
+    assert code == 0, err
+    assert len(out.split("\n")) == 4 and out.split("\n")[1] == ""  # one line per input line, empty stays empty
+
+
+def test_parallel_files_and_joint_vocabulary(capsys, tmp_path, corpus):
+    ck = str(tmp_path / "ck")
+    code, out, err = run_main(capsys, ["train", "--src", str(corpus / "train.en"), "--tgt", str(corpus / "train.de"),
+                                       "--joint-vocab", "--steps", "1", "--checkpoint", ck] + CORPUS + TINY)
+    assert code == 0, err
+    vocab = read_checkpoint(ck).manifest["vocab"]
+    assert vocab["joint"] and vocab["src_vocab_size"] == vocab["tgt_vocab_size"] == 120
+    assert "held out of" in err  # no --valid: a seeded hold-out of the training pairs
+
+
+def test_char_tokenizer_with_token_budget(capsys, tmp_path, corpus):
+    ck = str(tmp_path / "ck")
+    code, _, err = run_main(capsys, ["train", "--data", str(corpus / "train.tsv"), "--tokenizer", "char",
+                                     "--max-tokens", "2000", "--steps", "1", "--checkpoint", ck] + TINY)
+    assert code == 0, err
+    manifest = read_checkpoint(ck).manifest
+    assert manifest["vocab"]["format"] == "fastformer-char-vocab" and manifest["task"]["name"] == "corpus"
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--vocab-size", "100000"], ["--vocab-size 100000", "at most"]),
+    (["--max-tokens", "20"], ["--max-tokens 20", "longest kept example"]),
+    (["--valid", "MISSING"], ["MISSING", "cannot read"]),
+    (["--src", "x.en"], ["give --data or --src and --tgt, not both"]),
+    (["--task", "copy"], ["--task or a corpus"]),
+])
+def test_bad_input_leaves_the_checkpoint_alone(capsys, tmp_path, corpus, extra, fragments):
+    ck = str(tmp_path / "ck")
+    good = ["train", "--data", str(corpus / "train.tsv"), "--steps", "1", "--checkpoint", ck] + CORPUS + TINY
+    assert run_main(capsys, good)[0] == 0
+    before = (tmp_path / "ck" / "manifest.json").read_bytes()
+    code, _, err = run_main(capsys, good + extra)
+    assert_one_line_error(code, err, *fragments)
+    assert (tmp_path / "ck" / "manifest.json").read_bytes() == before
+
+
+def test_bad_corpus_files(capsys, tmp_path, corpus):
+    ck = ["--checkpoint", str(tmp_path / "ck")] + TINY
+    code, _, err = run_main(capsys, ["train", "--src", str(corpus / "train.en")] + ck)
+    assert_one_line_error(code, err, "--src and --tgt go together")
+    short = tmp_path / "short.de"
+    short.write_text("eins\n", encoding="utf-8")
+    code, _, err = run_main(capsys, ["train", "--src", str(corpus / "train.en"), "--tgt", str(short)] + CORPUS + ck)
+    assert_one_line_error(code, err, "differ in length")
+    bad = tmp_path / "bad.tsv"
+    bad.write_bytes(b"one\teins\ntwo\tzw\xffei\n")
+    code, _, err = run_main(capsys, ["train", "--data", str(bad)] + CORPUS + ck)
+    assert_one_line_error(code, err, "bad.tsv", "line 2", "UTF-8")
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("", encoding="utf-8")
+    code, _, err = run_main(capsys, ["train", "--data", str(empty)] + CORPUS + ck)
+    assert_one_line_error(code, err, "empty.tsv")
