@@ -13,7 +13,10 @@ whole job (MPI_Abort), so no rank waits forever for one that has gone.
 """
 import os
 import sys
+import time
 import traceback
+
+ABORT_GRACE_S = 0.5
 
 # Variables the common launchers set in every process they start.
 _LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
@@ -43,6 +46,9 @@ class World:
         if self.comm is not None and self.size > 1:
             sys.stdout.flush()
             sys.stderr.flush()
+            # MPI_Abort kills the launcher's forwarding of our output too: give it
+            # a moment to pass on the message that says why the job ends.
+            time.sleep(ABORT_GRACE_S)
             self.comm.Abort(code)
 
     def __repr__(self):

@@ -130,3 +130,31 @@ def test_bad_corpus_files(capsys, tmp_path, corpus):
     empty.write_text("", encoding="utf-8")
     code, _, err = run_main(capsys, ["train", "--data", str(empty)] + CORPUS + ck)
     assert_one_line_error(code, err, "empty.tsv")
+
+
+def test_export_with_sentencepiece_decodes_the_same(capsys, tmp_path, corpus):
+    """The exported CTranslate2 model, fed the exported sentencepiece model's pieces,
+    gives fastformer's greedy translations."""
+    from test_export import require_ctranslate2
+
+    ctranslate2 = require_ctranslate2()
+    import sentencepiece
+
+    ck, out = str(tmp_path / "ck"), str(tmp_path / "ct2")
+    code, _, err = run_main(capsys, ["train", "--data", str(corpus / "train.tsv"), "--steps", "30", "--lr", "3e-3",
+                                     "--checkpoint", ck] + CORPUS + TINY)
+    assert code == 0, err
+    code, _, err = run_main(capsys, ["export", "--format", "ctranslate2", "--checkpoint", ck, "--out", out])
+    assert code == 0, err
+    lines = [line.split("\t")[0] for line in (corpus / "valid.tsv").read_text(encoding="utf-8").splitlines()]
+    (tmp_path / "in.txt").write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+    code, ours, err = run_main(capsys, ["translate", "--checkpoint", ck, "--input", str(tmp_path / "in.txt"),
+                                        "--beam", "1", "--max-len-a", "0", "--max-len-b", "40"])
+    assert code == 0, err
+    source = sentencepiece.SentencePieceProcessor(model_file=f"{out}/source.spm.model")
+    target = sentencepiece.SentencePieceProcessor(model_file=f"{out}/target.spm.model")
+    translator = ctranslate2.Translator(out, device="cpu", intra_threads=1)
+    results = translator.translate_batch([source.encode(x, out_type=str) for x in lines], beam_size=1,
+                                         max_decoding_length=40)
+    theirs = [target.decode(r.hypotheses[0]) for r in results]
+    assert ours.splitlines() == theirs

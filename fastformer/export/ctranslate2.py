@@ -131,8 +131,8 @@ def tokenizer_tokens(tokenizer, side):
 
 def export_checkpoint(checkpoint, out_dir, quantization=None, force=False):
     """Write checkpoint folder `checkpoint` as a CTranslate2 model in out_dir,
-    with the tokenizer's vocabularies (and, for sentencepiece, its .model
-    files copied beside). The folder appears whole or not at all (written
+    with the tokenizer's vocabularies (and, for sentencepiece, its models as
+    joint.spm.model, or source.spm.model and target.spm.model). The folder appears whole or not at all (written
     beside it, then renamed). ValueError for a checkpoint without a
     tokenizer, a vocabulary that does not fit the model, or an existing
     non-empty out_dir without force; ImportError without ctranslate2."""
@@ -166,9 +166,10 @@ def export_checkpoint(checkpoint, out_dir, quantization=None, force=False):
     try:
         write_model(spec, src_tokens, tgt_tokens, tmp, tgt_tokens[tokenizer.bos_id], tgt_tokens[tokenizer.eos_id],
                     unk, quantization)
-        for entry in ckpt.manifest["files"].values():  # sentencepiece models travel with the export
-            if entry["name"].endswith(".model"):
-                shutil.copyfile(os.path.join(ckpt.path, entry["name"]), os.path.join(tmp, entry["name"]))
+        model_files = getattr(tokenizer, "model_files", None)  # sentencepiece models travel with the export
+        for side, data in (model_files() if model_files else {}).items():
+            with open(os.path.join(tmp, f"{side}.spm.model"), "wb") as f:  # joint, or source and target
+                f.write(data)
         if os.path.exists(out_dir):
             old = tempfile.mkdtemp(prefix=".fastformer-old-", dir=parent)
             os.replace(out_dir, os.path.join(old, "model"))
