@@ -300,7 +300,7 @@ class Trainer:
 
     def _validated_weights(self):
         """A context in which the model holds the weights to validate."""
-        return self.ema.swapped() if self.ema is not None else _nothing()
+        return self.ema.swapped() if self.ema is not None else contextlib.nullcontext()
 
     def _start_data_parallel(self, source, total):
         """Plan the micro-batches (refusing a batch that does not divide) and,
@@ -525,11 +525,6 @@ class Trainer:
         metrics.update(valid_best=state["best"], valid_best_step=state["best_step"])
         run.show_validation(self.step, metrics, state["metric"])
         return metrics
-
-
-@contextlib.contextmanager
-def _nothing():
-    yield
 
 
 def _checked_valid_state(state, where):

@@ -158,3 +158,21 @@ def test_export_with_sentencepiece_decodes_the_same(capsys, tmp_path, corpus):
                                          max_decoding_length=40)
     theirs = [target.decode(r.hypotheses[0]) for r in results]
     assert ours.splitlines() == theirs
+
+
+def test_token_budget_batches_over_two_ranks_match_one_process(capsys, tmp_path, corpus, mpiexec):
+    """Token-budget batches of any size, cut into micro-batches: 2 ranks give one process's weights."""
+    import os
+    import subprocess
+    import sys
+
+    run = ["train", "--data", str(corpus / "train.tsv"), "--micro-batch-size", "16", "--accum", "2", "--steps", "2",
+           "--dropout", "0.1", "--threads", "1"] + CORPUS + TINY
+    code, _, err = run_main(capsys, run + ["--checkpoint", str(tmp_path / "one")])
+    assert code == 0, err
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "fastformer", *run, "--nproc", "2", "--checkpoint",
+                             str(tmp_path / "two")], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -127,7 +127,7 @@ def test_config_rebuilds_the_same_data(tmp_path, train_tsv, monkeypatch):
     assert again.cache_status == "hit" and again.config() == config
     assert (again.valid_sources, again.valid_references) == (data.valid_sources, data.valid_references)
     n = data.batches_per_epoch
-    assert again.batches_per_epoch == n and again.batch_size == data.batch_size <= 7
+    assert again.batches_per_epoch == n and again.max_batch_pairs == data.max_batch_pairs <= 7
     assert_same_batches(data, again, [0, 1, n - 1, n, 5 * n + 3])
     train_tsv.write_text(train_tsv.read_text() + "ab\tbaz\n")
     with pytest.raises(DataFileError, match=r"train\.tsv: the training data changed since the checkpoint"):

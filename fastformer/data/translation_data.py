@@ -79,7 +79,9 @@ class TranslationData:
                                           max_batch=max_batch, pad_id=specials[0], bos_id=specials[1],
                                           eos_id=specials[2])
         self.batches_per_epoch = self.batches.batches_per_epoch
-        self.batch_size = self.batches.batch_size
+        # Token-budget batches have no fixed size: the trainer plans micro-batches for any size.
+        self.batch_size = None
+        self.max_batch_pairs = self.batches.batch_size
         self._specials, self._heldout = specials, None
         lengths = [self.corpus.source_lengths[train], self.valid.source_lengths[self.valid_indices]]
         self.max_source_len = int(max(x.max(initial=0) for x in lengths))
@@ -124,7 +126,7 @@ class TranslationData:
         """A few lines for the command line: the filter report, batches, validation."""
         lines = [str(self.report) + (" (tokenized ids from the cache)" if self.cache_status == "hit" else "")]
         lines.append(f"{len(self.train_indices):,} training pairs in {self.batches_per_epoch:,} batches per "
-                     f"epoch of at most {self.max_tokens:,} tokens (up to {self.batch_size:,} pairs)")
+                     f"epoch of at most {self.max_tokens:,} tokens (up to {self.max_batch_pairs:,} pairs)")
         if self.valid_files is not None:
             lines.append(f"validation: {self.valid_report}")
         else:
