@@ -287,7 +287,8 @@ def test_cli_on_a_trained_data_file(capsys, tmp_path):
     data = tmp_path / "pairs.tsv"
     data.write_text("".join(f"{w}\t{w[::-1]}\n" for w in ["abc", "ba", "cab", "a", "bca", "cc", "aab", "b"]))
     ck = str(tmp_path / "ck")
-    code, _, err = run_main(capsys, ["train", "--data", str(data), "--steps", "2", "--checkpoint", ck] + SMALL)
+    code, _, err = run_main(capsys, ["train", "--data", str(data), "--tokenizer", "char", "--steps", "2",
+                                     "--checkpoint", ck] + SMALL)
     assert code == 0, err
     inputs = write_input(tmp_path, ["abc", "", "cb"])
     code, out, err = run_main(capsys, ["translate", "--checkpoint", ck, "--input", inputs, "--n-best", "2"])
