@@ -8,11 +8,11 @@ import pytest
 
 import fastformer as ff
 from fastformer import reference as R
-from fastformer.data import SyntheticTask
 from fastformer.data.vocab import BOS_ID, EOS_ID
 from fastformer.decoding import hypotheses_uncached
 from fastformer.model.generate import generate_hypotheses
 from fastformer.search_options import search_options
+from tiny_training import reverse_task, train_reverse
 
 
 # ----- kernels against their twins ----------------------------------------------------------
@@ -86,18 +86,8 @@ MAX_LEN = 12
 def trained():
     """A model half-way through learning to reverse digit strings: confident
     enough to end its outputs, unsure enough for beams to differ."""
-    task = SyntheticTask("reverse", batch_size=32, seed=0, min_len=2, max_len=8)
-    m = ff.Transformer(len(task.vocab), len(task.vocab), d_model=32, nhead=4, num_encoder_layers=1,
-                       num_decoder_layers=2, dim_feedforward=64, dropout=0.0, max_len=MAX_LEN, seed=0)
-    opt = ff.optim.AdamW(m, lr=3e-3)
-    for step in range(60):
-        batch = task.get_batch(step)
-        m.zero_grad()
-        logits = m.forward(batch.src, batch.tgt_in, batch.src_key_padding_mask, batch.tgt_key_padding_mask)
-        _, dlogits = ff.cross_entropy(logits, batch.tgt_out)
-        m.backward(dlogits)
-        opt.step()
-    m.eval()
+    task = reverse_task()
+    m = train_reverse(task, 60, MAX_LEN)
     return m, task
 
 

@@ -6,24 +6,16 @@ import json
 import numpy as np
 import pytest
 
-from fastformer.__main__ import main
 from fastformer.checkpoint import read_checkpoint
 from fastformer.data.translation_task import translation_splits
+from test_cli import run_main
 
 TINY = ["--d-model", "16", "--nhead", "2", "--layers", "1", "--ff", "32", "--no-progress"]
 CORPUS = ["--spm-model-type", "bpe", "--vocab-size", "120", "--max-tokens", "600"]
 
 
-def run_main(capsys, argv):
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def assert_one_line_error(code, err, *fragments):
+    """The command's last stderr line is the error (progress lines may come before it)."""
     lines = err.strip().splitlines()
     assert code == 2 and "Traceback" not in err, err
     assert "error" in lines[-1], err

@@ -10,10 +10,11 @@ import pytest
 
 import fastformer as ff
 from fastformer.checkpoint import save_checkpoint
-from fastformer.data import SyntheticTask, make_batch
+from fastformer.data import make_batch
 from fastformer.decoding import strip_eos
 from fastformer.export.ctranslate2 import tokenizer_tokens
 from test_cli import assert_one_line_error, run_main
+from tiny_training import reverse_task, train_reverse
 
 LINES = ["123", "98765", "5", "12345678", "44", "3141592", "271", "60"]
 MAX_LEN = 14
@@ -30,29 +31,13 @@ def require_ctranslate2():
 
 @pytest.fixture(scope="module")
 def task():
-    return SyntheticTask("reverse", batch_size=32, seed=0, min_len=2, max_len=8)
+    return reverse_task()
 
 
 @pytest.fixture(scope="module")
 def trained(task):
     """Post-norm with final norms (fastformer's default), 200 steps of reversing digits."""
-    m = ff.Transformer(len(task.vocab), len(task.vocab), d_model=32, nhead=4, num_encoder_layers=1,
-                       num_decoder_layers=2, dim_feedforward=64, dropout=0.0, max_len=MAX_LEN, seed=0)
-    opt = ff.optim.AdamW(m, lr=3e-3)
-    threads = ff.get_num_threads()
-    ff.set_num_threads(1)  # a tiny model: one thread is fastest, on a busy machine too (same bits)
-    try:
-        for step in range(200):
-            batch = task.get_batch(step)
-            m.zero_grad()
-            logits = m.forward(batch.src, batch.tgt_in, batch.src_key_padding_mask, batch.tgt_key_padding_mask)
-            _, dlogits = ff.cross_entropy(logits, batch.tgt_out)
-            m.backward(dlogits)
-            opt.step()
-    finally:
-        ff.set_num_threads(threads)
-    m.eval()
-    return m
+    return train_reverse(task, 200, MAX_LEN)
 
 
 def fastformer_tokens(model, vocab, beam, max_len):

@@ -10,12 +10,13 @@ import pytest
 import fastformer as ff
 from fastformer import reference as R
 from fastformer.checkpoint import save_checkpoint
-from fastformer.data import SyntheticTask, make_batch
+from fastformer.data import make_batch
 from fastformer.data.vocab import EOS_ID
 from fastformer.decoding import strip_eos
 from fastformer.reference.beam_search import log_softmax
 from fastformer.translate import output_caps, translate, translate_ids
 from test_cli import SMALL, assert_one_line_error, run_main
+from tiny_training import reverse_task, train_reverse
 
 translate_module = importlib.import_module("fastformer.translate")  # the module, even if a package
 # attribute of that name is the function
@@ -28,23 +29,8 @@ def trained():
     """A model half-way through learning to reverse digit strings (confident
     enough to end its outputs, unsure enough for beams to differ), its
     vocabulary, and its NumPy reference twin."""
-    task = SyntheticTask("reverse", batch_size=32, seed=0, min_len=2, max_len=8)
-    m = ff.Transformer(len(task.vocab), len(task.vocab), d_model=32, nhead=4, num_encoder_layers=1,
-                       num_decoder_layers=2, dim_feedforward=64, dropout=0.0, max_len=POSITIONS, seed=0)
-    opt = ff.optim.AdamW(m, lr=3e-3)
-    threads = ff.get_num_threads()
-    ff.set_num_threads(1)  # a tiny model: one thread is fastest, on a busy machine too (same bits)
-    try:
-        for step in range(60):
-            batch = task.get_batch(step)
-            m.zero_grad()
-            logits = m.forward(batch.src, batch.tgt_in, batch.src_key_padding_mask, batch.tgt_key_padding_mask)
-            _, dlogits = ff.cross_entropy(logits, batch.tgt_out)
-            m.backward(dlogits)
-            opt.step()
-    finally:
-        ff.set_num_threads(threads)
-    m.eval()
+    task = reverse_task()
+    m = train_reverse(task, 60, POSITIONS)
     ref = R.Transformer(**m.config(), dtype=np.float64)
     ref.load_state_dict(m.state_dict())
     ref.eval()

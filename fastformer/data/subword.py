@@ -11,8 +11,10 @@ import re
 import numpy as np
 import sentencepiece as spm
 
+from fastformer.data.vocab import BOS_ID, EOS_ID, PAD_ID, content_ids
+
 FORMAT = "fastformer-sentencepiece"
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+UNK_ID = 3
 MODEL_TYPES = ("unigram", "bpe")
 SIDES_JOINT, SIDES_SEPARATE = ("joint",), ("source", "target")
 
@@ -166,10 +168,10 @@ class SentencePieceTokenizer:
 
     def decode(self, ids):
         """Target ids -> detokenized text: stops at the first eos, skips pad and bos."""
-        return self._target.decode(self._clean(ids, self.tgt_vocab_size))
+        return self._target.decode(content_ids(ids, self.tgt_vocab_size))
 
     def decode_source(self, ids):
-        return self._source.decode(self._clean(ids, self.src_vocab_size))
+        return self._source.decode(content_ids(ids, self.src_vocab_size))
 
     def src_tokens(self):
         """Token strings indexed by id (for CTranslate2's vocabulary)."""
@@ -183,20 +185,6 @@ class SentencePieceTokenizer:
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         return text
-
-    @staticmethod
-    def _clean(ids, size):
-        out = []
-        for i in ids:
-            i = int(i)
-            if i == EOS_ID:
-                break
-            if i in (PAD_ID, BOS_ID):
-                continue
-            if not 0 <= i < size:
-                raise ValueError(f"token id {i} is out of the vocabulary's range [0, {size})")
-            out.append(i)
-        return out
 
     # ----- persistence: the model bytes live in files beside the manifest ----------
 

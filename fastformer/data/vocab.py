@@ -10,6 +10,22 @@ SPECIALS = ("<pad>", "<bos>", "<eos>")
 FORMAT = "fastformer-char-vocab"
 
 
+def content_ids(ids, size):
+    """The ids of a decoded row that carry text: up to the first eos, pad and
+    bos skipped; ValueError for an id outside [0, size)."""
+    out = []
+    for i in ids:
+        i = int(i)
+        if i == EOS_ID:
+            break
+        if i in (PAD_ID, BOS_ID):
+            continue
+        if not 0 <= i < size:
+            raise ValueError(f"token id {i} is out of the vocabulary's range [0, {size})")
+        out.append(i)
+    return out
+
+
 class Vocabulary:
     """Maps single characters to ids 3, 4, ... (ids 0-2 are pad, bos, eos).
 
@@ -93,17 +109,7 @@ class Vocabulary:
 
     def decode(self, ids):
         """ids -> str: stops at the first eos, skips pad and bos."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if i == EOS_ID:
-                break
-            if i in (PAD_ID, BOS_ID):
-                continue
-            if not len(SPECIALS) <= i < len(self):
-                raise ValueError(f"token id {i} is out of the vocabulary's range [0, {len(self)})")
-            out.append(self.symbols[i - len(SPECIALS)])
-        return "".join(out)
+        return "".join(self.symbols[i - len(SPECIALS)] for i in content_ids(ids, len(self)))
 
     # ----- persistence (JSON, no pickle) ------------------------------------------
 
