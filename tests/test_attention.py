@@ -1,6 +1,7 @@
 """Fused (flash) and materialised attention against the float64 NumPy twin,
 against each other, with masks and dropout, on every SIMD path, bitwise
-across thread counts, and with bad input."""
+across thread counts, and with bad input; the query-by-query forward
+(impl="rows", cached decoding's) likewise."""
 import numpy as np
 import pytest
 
@@ -90,6 +91,81 @@ def test_flash_matches_materialized(case):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
 
 
+# Decoding's shapes: 1 query (self-attention over the cache) or a few (a sentence's beams)
+ROWS_CASES = CASES + [
+    (5, 4, 1, 37, 32, False, False),
+    (3, 8, 4, 64, 64, False, True),
+    (2, 2, 1, 1, 8, False, False),
+    (4, 3, 5, 9, 80, True, True),
+]
+
+
+def forward_against_twin(case, impl):
+    q, k, v, dout, mask, causal = inputs(case)
+    out, lse = ops.attention_forward(q, k, v, mask, causal, impl=impl)
+    out64, lse64 = ref.attention_forward(*f64(q, k, v), key_padding_mask=mask, causal=causal)
+    assert out.dtype == np.float32 and lse.dtype == np.float32
+    np.testing.assert_allclose(out, out64, rtol=1e-4, atol=2e-5)
+    assert np.array_equal(np.isneginf(lse), np.isneginf(lse64))
+    np.testing.assert_allclose(lse, lse64, rtol=1e-5, atol=2e-5)
+    if mask is not None:
+        assert not out[0].any() and np.isneginf(lse[0]).all()
+
+
+@pytest.mark.parametrize("case", ROWS_CASES, ids=str)
+def test_rows_forward_matches_float64_twin(simd, case):
+    forward_against_twin(case, "rows")
+
+
+def test_rows_forward_bitwise_over_threads(threads):
+    q, k, v, dout, mask, causal = inputs((6, 5, 3, 100, 64, False, True), seed=4)
+    runs = []
+    for n in (1, 2, 3):
+        threads(n)
+        runs.append([a.tobytes() for a in ops.attention_forward(q, k, v, mask, causal, impl="rows")])
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_rows_forward_on_cache_views(simd):
+    """Decoding's layouts: keys and values as views of a (R, 2h, L, dk) cache
+    (positions up to t), queries and output as views of packed projections,
+    give the bits of the contiguous call."""
+    R, H, L, t, dk = 5, 3, 20, 13, 16
+    rng = np.random.default_rng(3)
+    cache = rand(rng, (R, 2 * H, L, dk))
+    k, v = cache[:, :H, :t], cache[:, H:, :t]
+    qkv = rand(rng, (R, 3 * H * dk))
+    q = qkv[:, :H * dk].reshape(R, H, 1, dk)
+    want, want_lse = ops.attention_forward(*(np.ascontiguousarray(a) for a in (q, k, v)), impl="rows")
+    ctx = np.empty((R, H * dk), np.float32)
+    lse = np.empty((R, H, 1), np.float32)
+    ff._C._attention_forward_views(ctx.reshape(R, H, 1, dk), lse, q, k, v, impl="rows")
+    assert np.array_equal(ctx.reshape(R, H, 1, dk), want) and np.array_equal(lse, want_lse)
+    forward_against_twin((R, H, 1, t, dk, False, False), "rows")
+    # the first step: no key in the cache yet
+    ff._C._attention_forward_views(ctx.reshape(R, H, 1, dk), lse, q, cache[:, :H, :0], cache[:, H:, :0], impl="rows")
+    assert not ctx.any() and np.isneginf(lse).all()
+
+
+def test_rows_is_the_default_for_few_queries():
+    q, k, v, dout, mask, causal = inputs((3, 2, ops.ATTENTION_ROWS_MAX_TQ, 40, 32, True, True))
+    got = ops.attention_forward(q, k, v, mask, causal)
+    want = ops.attention_forward(q, k, v, mask, causal, impl="rows")
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    with_dropout = ops.attention_forward(q, k, v, mask, causal, 0.1, 1, 2, 3)  # rows has no dropout: flash
+    flash = ops.attention_forward(q, k, v, mask, causal, 0.1, 1, 2, 3, impl="flash")
+    assert all(np.array_equal(a, b) for a, b in zip(with_dropout, flash))
+
+
+def test_rows_refuses_dropout_and_backward():
+    q = np.zeros((1, 2, 3, 8), np.float32)
+    with pytest.raises(ValueError, match="dropout_p"):
+        ops.attention_forward(q, q, q, dropout_p=0.1, impl="rows")
+    out, lse = ops.attention_forward(q, q, q, impl="rows")
+    with pytest.raises(ValueError, match="impl"):
+        ops.attention_backward(q, q, q, q, out, lse, impl="rows")
+
+
 def test_impl_default_matches_forced():
     q, k, v, dout, mask, causal = inputs(CASES[0])
     out, lse = ops.attention_forward(q, k, v, mask, causal)
@@ -135,6 +211,8 @@ def test_empty_shapes():
             assert out.shape == o64.shape and np.array_equal(out, o64) and np.array_equal(lse, l64.astype(np.float32))
             dq, dk, dv = ops.attention_backward(q, q, k, k, out, lse, impl=impl)
             assert dq.shape == q.shape and not dq.any() and not dk.any() and not dv.any()
+        out, lse = ops.attention_forward(q, k, k, impl="rows")
+        assert np.array_equal(out, o64) and np.array_equal(lse, l64.astype(np.float32))
 
 
 def test_bad_input_names_the_argument():

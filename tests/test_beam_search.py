@@ -51,8 +51,9 @@ def test_beam_topk_bad_arguments():
         ff.ops.beam_topk(logits, scores, 2, blocked=5)
 
 
-@pytest.mark.parametrize("shape,rows,length", [((5, 6, 2, 3), [3, 3, 0, 1], 4), ((9, 8, 17), [7, 6, 5, 4, 3, 2, 1, 0], 9),
-                                              ((4, 3, 5), [0, 1, 2], 4), ((6, 5, 4), [4, 0], 0)])
+@pytest.mark.parametrize("shape,rows,length", [((5, 6, 4, 3), [3, 3, 0, 1], 2), ((8, 16, 9, 17), [7, 6, 5, 4, 3, 2, 1, 0], 9),
+                                              ((4, 3, 5), [0, 1, 2], 4), ((6, 5, 4), [4, 0], 0),
+                                              ((6, 2, 7, 8), [5, 5, 5, 0, 1, 2], 7)])
 def test_gather_rows_matches_twin(threads, shape, rows, length):
     rng = np.random.default_rng(len(rows))
     base = rng.standard_normal(shape).astype(np.float32)
@@ -66,7 +67,7 @@ def test_gather_rows_matches_twin(threads, shape, rows, length):
 
 
 def test_gather_rows_bad_arguments():
-    cache = np.zeros((4, 3, 2), np.float32)
+    cache = np.zeros((3, 2, 4, 2), np.float32)
     with pytest.raises(ValueError, match="rows"):
         ff.ops.gather_rows(cache, np.array([0, 3]), 2)
     with pytest.raises(ValueError, match="rows"):
@@ -74,7 +75,9 @@ def test_gather_rows_bad_arguments():
     with pytest.raises(ValueError, match="length"):
         ff.ops.gather_rows(cache, np.array([0]), 5)
     with pytest.raises(ValueError, match="cache"):
-        ff.ops.gather_rows(cache[:, ::2], np.array([0]), 2)
+        ff.ops.gather_rows(cache[:, :, ::2], np.array([0]), 2)
+    with pytest.raises(ValueError, match="cache"):
+        ff.ops.gather_rows(np.zeros((3, 4), np.float32), np.array([0]), 2)
 
 
 # ----- a small trained model --------------------------------------------------------------

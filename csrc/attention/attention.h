@@ -6,6 +6,9 @@
  *                key blocks; memory O(B*h*T*dk); dropout regenerated inside.
  *   materialized the (Tq, Tk) score matrix of every head through ff_sgemm,
  *                a row softmax and a second GEMM; faster for very short T.
+ *   rows         forward only, no dropout: per head, each query's scores by
+ *                dot products, a row softmax, one P V product; for a few
+ *                queries per head (cached decoding).
  *
  * Masks: key j is hidden from query i when key_padding_mask[b, j] != 0 or,
  * with causal, when j > i. A query that sees no key gets out 0, lse -inf and
@@ -47,6 +50,11 @@ static inline ff_attn_view_t ff_attn_contiguous(size_t H, size_t T, size_t dk) {
 int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
                                const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
                                const uint8_t *key_padding_mask, const ff_attn_dims_t *d);
+
+/* The same forward contract, one query row at a time (dropout_p must be 0). */
+int ff_attention_rows_forward(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
+                              const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
+                              const uint8_t *key_padding_mask, const ff_attn_dims_t *d);
 
 /* dq like q, dk like k, dv like v (overwritten); dout and out are
  * (B, H, Tq, dk), lse (B, H, Tq) from the forward. */

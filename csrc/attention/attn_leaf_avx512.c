@@ -280,6 +280,7 @@ const ff_attn_leaves_t ff_attn_leaves_avx512 = {
     gemm_avx512,          softmax_cols_avx512, scale_rows_avx512,  exp_sub_cols_avx512,
     dsoftmax_cols_avx512, softmax_row_avx512,  exp_sub_row_avx512, dsoftmax_row_avx512,
     dot_avx512,           philox_words_avx512, keep_block_avx512,  transpose_avx512,
+    ff_attn_scores_avx2,  ff_attn_weighted_sum_avx2,
 };
 
 FF_TARGET_END

@@ -41,7 +41,7 @@ static ff_gemm_arch_t g_arch_avx512 = {"avx512", FF_GEMM_AVX512_MR, FF_GEMM_AVX5
                                        ff_gemm_kernel_avx512, ff_gemm_pack_rows_avx512, ff_gemm_pack_cols_avx512};
 #endif
 
-static ff_gemm_arch_t *pick_arch(void) {
+ff_gemm_arch_t *ff_gemm_arch(void) {
 #if FF_X86
     ff_simd_t s = ff_simd_active();
     if (s >= FF_SIMD_AVX512) return &g_arch_avx512;
@@ -53,14 +53,14 @@ static ff_gemm_arch_t *pick_arch(void) {
 /* Tuning hook (benchmarks only): change the active kernel's blocking; 0 keeps
  * a value. mc is rounded to a multiple of MR and nc to one of NR. */
 void ff_gemm_set_blocking(size_t mc, size_t kc, size_t nc) {
-    ff_gemm_arch_t *ar = pick_arch();
+    ff_gemm_arch_t *ar = ff_gemm_arch();
     if (mc) ar->mc = (mc + ar->mr - 1) / ar->mr * ar->mr;
     if (kc) ar->kc = kc;
     if (nc) ar->nc = (nc + ar->nr - 1) / ar->nr * ar->nr;
 }
 
 void ff_gemm_get_blocking(size_t out[5]) {
-    const ff_gemm_arch_t *ar = pick_arch();
+    const ff_gemm_arch_t *ar = ff_gemm_arch();
     out[0] = ar->mr, out[1] = ar->nr, out[2] = ar->mc, out[3] = ar->kc, out[4] = ar->nc;
 }
 
@@ -88,7 +88,7 @@ static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
 /* KC blocks of near-equal size (a function of k only): k = 300 runs 150 + 150,
  * not 256 + 44. Rounded up to 8 so panels stay aligned. */
-static size_t k_block(const ff_gemm_arch_t *ar, size_t k) {
+size_t ff_gemm_k_block(const ff_gemm_arch_t *ar, size_t k) {
     size_t nb = cdiv(k, ar->kc);
     size_t kc = cdiv(k, nb);
     kc = (kc + 7) & ~(size_t)7;
@@ -98,7 +98,7 @@ static size_t k_block(const ff_gemm_arch_t *ar, size_t k) {
 /* Row blocks of near-equal size (a function of m only): m = 1024 runs 7 x 132
  * + 100 rows, not 7 x 144 + 16, so the ic pieces cost about the same and threads finish
  * together. Only the split into pieces changes: the bits of C do not. */
-static size_t m_block(const ff_gemm_arch_t *ar, size_t m) {
+size_t ff_gemm_m_block(const ff_gemm_arch_t *ar, size_t m) {
     size_t mc = cdiv(m, cdiv(m, ar->mc));
     return cdiv(mc, ar->mr) * ar->mr;
 }
@@ -195,7 +195,7 @@ static void gemm_team(const ff_gemm_arch_t *ar, const problem_t *P, int tid, int
                       float *bpack, float *apack) {
     const size_t MR = ar->mr, NR = ar->nr, NC = ar->nc;
     const size_t m = P->m, n = P->n, k = P->k;
-    const size_t KC = k_block(ar, k), MC = m_block(ar, m);
+    const size_t KC = ff_gemm_k_block(ar, k), MC = ff_gemm_m_block(ar, m);
     const size_t nic = cdiv(m, MC);
     if (tid == 0) {
         __atomic_store_n(&sync->next_b, 0, __ATOMIC_RELAXED);
@@ -250,11 +250,11 @@ static void epilogue_only(const problem_t *P) {
 }
 
 static size_t apack_floats(const ff_gemm_arch_t *ar, const problem_t *P) {
-    return m_block(ar, P->m) * k_block(ar, P->k);
+    return ff_gemm_m_block(ar, P->m) * ff_gemm_k_block(ar, P->k);
 }
 
 static size_t bpack_floats(const ff_gemm_arch_t *ar, const problem_t *P) {
-    return min_sz(ar->nc, cdiv(P->n, ar->nr) * ar->nr) * k_block(ar, P->k);
+    return min_sz(ar->nc, cdiv(P->n, ar->nr) * ar->nr) * ff_gemm_k_block(ar, P->k);
 }
 
 /* Multiply-adds worth one more thread: waking a team and splitting the work
@@ -274,7 +274,7 @@ int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
         }
         return 0;
     }
-    const ff_gemm_arch_t *ar = pick_arch();
+    const ff_gemm_arch_t *ar = ff_gemm_arch();
     const size_t macs = m * n * k;
     int nth = ff_threads_for(macs * batch, GEMM_GRAIN);
     /* Many items: each thread runs whole products (no barriers, no sharing).

@@ -37,4 +37,18 @@ int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
                      size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
                      size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch);
 
+/* op(B) (k, n) packed once for many products (gemm_packed.c): the layout
+ * depends on the active kernel and on k only. ff_gemm_packed_floats(n, k)
+ * floats at dst, 64-byte aligned; ff_gemm_packed_layout(k) names the layout,
+ * so a caller can tell that a packed B no longer fits the active kernel. */
+size_t ff_gemm_packed_floats(size_t n, size_t k);
+size_t ff_gemm_packed_layout(size_t k);
+void ff_gemm_pack_b(int trans_b, size_t n, size_t k, const float *B, size_t ldb, float *dst);
+
+/* C = act(alpha * A @ op(B) + beta * C + bias) with A (m, k) row-major and
+ * Bp packed by ff_gemm_pack_b under the same layout: bitwise ff_sgemm's
+ * result, without packing B. */
+int ff_sgemm_packed(size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda, const float *Bp,
+                    float beta, float *C, size_t ldc, const float *bias, ff_activation_t act);
+
 #endif

@@ -43,6 +43,13 @@ typedef struct {
     ff_gemm_pack_fn pack_rows, pack_cols; /* see below */
 } ff_gemm_arch_t;
 
+/* The active instruction set's kernel and blocking (gemm.c). */
+ff_gemm_arch_t *ff_gemm_arch(void);
+/* KC for a depth k: near-equal blocks of at most ar->kc, a function of k only
+ * (k = 300 runs 150 + 150); MC likewise for m rows, a multiple of MR. */
+size_t ff_gemm_k_block(const ff_gemm_arch_t *ar, size_t k);
+size_t ff_gemm_m_block(const ff_gemm_arch_t *ar, size_t m);
+
 /* Micro-kernels, one file per instruction set; the driver (gemm.c) pairs
  * each with its blocking. The SIMD ones exist only on x86-64. */
 void ff_gemm_kernel_generic(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr, size_t nr,

@@ -9,6 +9,11 @@ cdef extern from "gemm/gemm.h" nogil:
                          size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta,
                          float *C, size_t ldc, size_t stride_c, const float *bias, ff_activation_t act,
                          size_t batch)
+    size_t ff_gemm_packed_floats(size_t n, size_t k)
+    size_t ff_gemm_packed_layout(size_t k)
+    void ff_gemm_pack_b(int trans_b, size_t n, size_t k, const float *B, size_t ldb, float *dst)
+    int ff_sgemm_packed(size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda, const float *Bp,
+                        float beta, float *C, size_t ldc, const float *bias, ff_activation_t act)
 
 cdef extern from "gemm/gemm_internal.h" nogil:
     void ff_gemm_set_blocking(size_t mc, size_t kc, size_t nc)
@@ -140,6 +145,90 @@ def bmm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=
     + beta * out[i] + bias); a (batch, ...), b (batch, ...), bias (n,), out (batch, m, n).
     One parallel region over the batch and tiles. Returns out."""
     return _gemm("bmm", a, b, True, trans_a, trans_b, alpha, beta, out, bias, activation)
+
+
+cdef class PackedMatrix:
+    """op(b) (k, n) in the GEMM kernel's panel layout, packed once by
+    pack_matrix for many matmul_packed calls (decoding: each weight matrix,
+    every step). Holds its own copy: later changes to b are not seen. The
+    layout belongs to the kernel active when it was packed; matmul_packed
+    refuses it after a change of SIMD level or blocking."""
+    cdef readonly object data
+    cdef readonly size_t n, k, layout
+    cdef const float *ptr
+
+    @property
+    def shape(self):
+        """(k, n): the shape of op(b)."""
+        return (self.k, self.n)
+
+
+def pack_matrix(b, trans_b=False):
+    """pack_matrix(b, trans_b=False) -> PackedMatrix of op(b), a 2-D float32
+    array (op(b) = b.T when trans_b): the right operand of matmul_packed."""
+    check_float32("b", b, 2)
+    cdef bint tb = _check_flag("trans_b", trans_b)
+    cdef PackedMatrix p = PackedMatrix.__new__(PackedMatrix)
+    p.k, p.n = (b.shape[1], b.shape[0]) if tb else (b.shape[0], b.shape[1])
+    p.layout = ff_gemm_packed_layout(p.k)
+    cdef size_t nfl = ff_gemm_packed_floats(p.n, p.k)
+    buf = new_array("packed matrix", (nfl + 16,))
+    cdef size_t skip = (-(<size_t>_f32p(buf)) % 64) // 4  # the kernel loads B panels 64-byte aligned
+    p.data = buf[skip:skip + nfl]
+    p.ptr = _f32p(p.data) if nfl else NULL
+    cdef const float *pb = _f32p(b) if b.size else NULL
+    cdef float *dst = <float *>p.ptr
+    cdef size_t ldb = b.shape[1]
+    if nfl:
+        with nogil:
+            ff_gemm_pack_b(tb, p.n, p.k, pb, ldb, dst)
+    return p
+
+
+def matmul_packed(a, PackedMatrix b, alpha=1.0, beta=0.0, out=None, bias=None, activation=None):
+    """matmul_packed(a, b, alpha=1.0, beta=0.0, out=None, bias=None, activation=None)
+
+    matmul(a, op(b0), ...) for b = pack_matrix(b0, trans_b): out = act(alpha *
+    a @ op(b0) + beta * out + bias), a (m, k), out (m, n), bit for bit; B is not
+    packed again. Returns out."""
+    if b is None:
+        raise TypeError("b must be a PackedMatrix (from pack_matrix), got None")
+    if b.layout != ff_gemm_packed_layout(b.k):
+        raise ValueError("b was packed for another GEMM kernel or blocking (the SIMD level changed): "
+                         "pack it again with pack_matrix")
+    check_float32("a", a, 2)
+    cdef float falpha = _check_scalar("alpha", alpha)
+    cdef float fbeta = _check_scalar("beta", beta)
+    cdef ff_activation_t act = _check_activation(activation)
+    cdef size_t m = a.shape[0], n = b.n, k = b.k
+    if a.shape[1] != k:
+        raise ValueError(f"inner dimensions differ: a is {a.shape} and op(b) is {(k, n)}")
+    if bias is not None:
+        check_float32("bias", bias, 1)
+        if bias.shape != (n,):
+            raise ValueError(f"bias must have shape ({n},), got {bias.shape}")
+    if out is None:
+        if fbeta != 0.0:
+            raise ValueError(f"beta={beta} needs out= (the C that is accumulated into)")
+        out = new_array("out", (m, n))
+    else:
+        check_float32("out", out, 2, writeable=True)
+        if out.shape != (m, n):
+            raise ValueError(f"out must have shape {(m, n)}, got {out.shape}")
+        for other, oname in ((a, "a"), (bias, "bias"), (b.data, "b")):
+            if other is not None and np.may_share_memory(out, other):
+                raise ValueError(f"out must not overlap {oname}")
+    if m == 0 or n == 0:
+        return out
+    cdef const float *pa = _f32p(a) if k else NULL
+    cdef const float *pbias = _f32p(bias) if bias is not None else NULL
+    cdef float *pc = _f32p(out)
+    cdef int rc
+    with nogil:
+        rc = ff_sgemm_packed(m, n, k, falpha, pa, k, b.ptr, fbeta, pc, n, pbias, act)
+    if rc != 0:
+        raise MemoryError("matmul_packed: could not allocate its pack buffer")
+    return out
 
 
 def fma_peak(simd=None, seconds=0.2, threads=None):

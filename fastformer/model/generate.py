@@ -3,8 +3,9 @@
 The encoder runs once; every decoder layer projects the memory to its
 cross-attention keys and values once; decoder self-attention keeps a
 key/value cache, so each step feeds one new token per row through the
-decoder: 1 query against the cached keys, through the same flash kernel
-on strided views of the cache (no copies, no padding to a fixed length).
+decoder: 1 query against the cached keys, through the attention kernel for
+few queries (`impl="rows"`) on strided views of the cache (no copies, no
+padding to a fixed length).
 
 The search itself is `fastformer.model.beam`'s (beam search and greedy, its
 ranking and bookkeeping vectorised over all sentences, finished sentences
@@ -16,9 +17,28 @@ import numpy as np
 from fastformer import _C
 from fastformer.decoding import check_generate_args
 from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN
-from fastformer.ops import embedding_forward, gather_rows, gelu_forward, layer_norm_forward, matmul
+from fastformer.ops import (embedding_forward, gather_rows, gelu_forward, layer_norm_forward, matmul,
+                            matmul_packed, pack_matrix)
 
 _attention_forward = _C._attention_forward_views
+
+
+class _DecodeWeights:
+    """A decoder sublayer's weights for cached decoding: each matrix packed
+    once (`ops.pack_matrix`) for the few-row products of every step, which
+    are bitwise those of `matmul` on the unpacked weights."""
+
+    def __init__(self, sub):
+        w = sub.w
+        self.kind, self.norm = sub.kind, sub.norm
+        if sub.kind == FFN:
+            self.w1, self.b1 = pack_matrix(w.w1, trans_b=True), w.b1
+            self.w2, self.b2 = pack_matrix(w.w2, trans_b=True), w.b2
+            return
+        # self-attention: Q, K, V in one product; cross-attention: Q only (K, V come from memory)
+        self.w_in, self.b_in = ((pack_matrix(w.w_in, trans_b=True), w.b_in) if sub.kind == SELF_ATTN
+                                else (pack_matrix(w.w_q, trans_b=True), w.b_q))
+        self.w_out, self.b_out = pack_matrix(w.w_out, trans_b=True), w.b_out
 
 
 class CachedDecoder:
@@ -26,11 +46,13 @@ class CachedDecoder:
 
     memory: (B, S, d) encoder output; beam: rows per sentence (row r decodes
     sentence r // beam); src_mask: (B, S) bool or None; max_len: steps at most.
-    Self-attention cache per decoder layer: (max_len, R, 2, h, dk), step t
-    writing its K, V at [t] with one GEMM (the (R, 2d) slice is contiguous);
-    a beam reorder moves only the rows that change (`ops.gather_rows`).
-    Cross-attention keys and values are projected once per sentence, not per
-    beam: a sentence's beams are `beam` queries against its own memory.
+    Self-attention cache per decoder layer: (R, 2h, max_len, dk), keys of
+    the h heads then their values, each head's positions contiguous (so
+    attention streams them); step t writes its K, V at [:, :, t]; a beam
+    reorder moves only the rows that change (`ops.gather_rows`).
+    Cross-attention keys and values, (2, B, h, S, dk), are projected once per
+    sentence, not per beam: a sentence's beams are `beam` queries against its
+    own memory. Weights are packed once per decoder (`_DecodeWeights`).
     `select` also drops finished sentences from the batch.
     """
 
@@ -41,13 +63,16 @@ class CachedDecoder:
         self.B, self.beam, self.R, self.t = B, beam, B * beam, 0
         self.src_mask = None if src_mask is None else np.ascontiguousarray(src_mask)
         mem2d = np.ascontiguousarray(memory.reshape(B * S, d))
-        self.mem_kv = []  # per decoder layer: (B, S, 2d) memory projection, once per sentence
+        self.mem_kv = []  # per decoder layer: (2, B, h, S, dk) memory projection, once per sentence
         self.cache = []
         for sub in m._dec:
             if sub.kind == CROSS_ATTN:
-                self.mem_kv.append(matmul(mem2d, sub.w.w_kv, trans_b=True, bias=sub.w.b_kv).reshape(B, S, 2 * d))
+                kv = matmul(mem2d, sub.w.w_kv, trans_b=True, bias=sub.w.b_kv)
+                self.mem_kv.append(np.ascontiguousarray(kv.reshape(B, S, 2, h, dk).transpose(2, 0, 3, 1, 4)))
             elif sub.kind == SELF_ATTN:
-                self.cache.append(np.empty((max_len, self.R, 2, h, dk), dtype=np.float32))
+                self.cache.append(np.empty((self.R, 2 * h, max_len, dk), dtype=np.float32))
+        self.layers = [_DecodeWeights(sub) for sub in m._dec]
+        self.gen = pack_matrix(m._gen.w, trans_b=True)
 
     def reorder(self, rows):
         """Row r continues row rows[r]'s history (the step-decoder protocol)."""
@@ -59,9 +84,9 @@ class CachedDecoder:
         beam rows each, in the same order): the others leave the batch."""
         rows = np.asarray(rows, dtype=np.int64)
         for c in self.cache:
-            gather_rows(c, rows, self.t)
+            gather_rows(c[:self.R], rows, self.t)
         if sentences is not None and len(sentences) != self.B:
-            self.mem_kv = [kv[sentences] for kv in self.mem_kv]
+            self.mem_kv = [kv[:, sentences] for kv in self.mem_kv]
             if self.src_mask is not None:
                 self.src_mask = np.ascontiguousarray(self.src_mask[sentences])
             self.B = len(sentences)
@@ -69,40 +94,39 @@ class CachedDecoder:
 
     def step(self, tokens):
         """tokens (R,) -> logits (R, V) of the next token."""
-        m, t, R, B, K = self.m, self.t, self.R, self.B, self.beam
-        h, dk = m.nhead, m.d_model // m.nhead
+        m, t, R, B, K, d = self.m, self.t, self.R, self.B, self.beam, self.m.d_model
+        h, dk = m.nhead, d // m.nhead
         x = embedding_forward(tokens.reshape(R, 1), m._tgt_emb.data, m.positions[t:t + 1]).reshape(R, -1)
         self_i = cross_i = 0
-        for sub in m._dec:
-            n = sub.norm
+        for w in self.layers:
+            n = w.norm
             inp = layer_norm_forward(x, n.w, n.b, m.layer_norm_eps)[0] if m.norm_first else x
-            w = sub.w
-            if sub.kind == FFN:
+            if w.kind == FFN:
                 if m.activation == "relu":
-                    hidden = matmul(inp, w.w1, trans_b=True, bias=w.b1, activation="relu")
+                    hidden = matmul_packed(inp, w.w1, bias=w.b1, activation="relu")
                 else:
-                    hidden = gelu_forward(matmul(inp, w.w1, trans_b=True, bias=w.b1))
-                body = matmul(hidden, w.w2, trans_b=True, bias=w.b2)
+                    hidden = gelu_forward(matmul_packed(inp, w.w1, bias=w.b1))
+                body = matmul_packed(hidden, w.w2, bias=w.b2)
             else:
-                q = matmul(inp, w.w_q, trans_b=True, bias=w.b_q)
-                ctx = np.empty((R, m.d_model), dtype=np.float32)
-                if sub.kind == SELF_ATTN:
-                    cache = self.cache[self_i][:, :R]
+                ctx = np.empty((R, d), dtype=np.float32)
+                if w.kind == SELF_ATTN:
+                    cache = self.cache[self_i][:R]
                     self_i += 1
-                    matmul(inp, w.w_kv, trans_b=True, bias=w.b_kv, out=cache[t].reshape(R, -1))
-                    # (t+1, R, h, dk) -> (R, h, t+1, dk): strided views of the cache
-                    k, v = cache[:t + 1, :, 0].transpose(1, 2, 0, 3), cache[:t + 1, :, 1].transpose(1, 2, 0, 3)
+                    qkv = matmul_packed(inp, w.w_in, bias=w.b_in)
+                    cache[:, :, t] = qkv[:, d:].reshape(R, 2 * h, dk)
+                    k, v = cache[:, :h, :t + 1], cache[:, h:, :t + 1]  # (R, h, t+1, dk) views
                     lse = np.empty((R, h, 1), dtype=np.float32)
-                    _attention_forward(ctx.reshape(R, h, 1, dk), lse, q.reshape(R, h, 1, dk), k, v, None, False)
+                    _attention_forward(ctx.reshape(R, h, 1, dk), lse, qkv[:, :d].reshape(R, h, 1, dk), k, v, None,
+                                       False, impl="rows")
                 else:
-                    kv = self.mem_kv[cross_i]
+                    q = matmul_packed(inp, w.w_in, bias=w.b_in)
+                    k, v = self.mem_kv[cross_i]  # (B, h, S, dk) each; queries (B*K, d) -> (B, h, K, dk)
                     cross_i += 1
-                    # (B, S, 2, h, dk) -> (B, h, S, dk); queries (B*K, d) -> (B, h, K, dk)
-                    k, v = kv.reshape(B, -1, 2, h, dk).transpose(2, 0, 3, 1, 4)
                     lse = np.empty((B, h, K), dtype=np.float32)
                     _attention_forward(ctx.reshape(B, K, h, dk).transpose(0, 2, 1, 3), lse,
-                                       q.reshape(B, K, h, dk).transpose(0, 2, 1, 3), k, v, self.src_mask, False)
-                body = matmul(ctx, w.w_out, trans_b=True, bias=w.b_out)
+                                       q.reshape(B, K, h, dk).transpose(0, 2, 1, 3), k, v, self.src_mask, False,
+                                       impl="rows")
+                body = matmul_packed(ctx, w.w_out, bias=w.b_out)
             if m.norm_first:
                 x = x + body
             else:
@@ -110,7 +134,7 @@ class CachedDecoder:
         if m.final_norm:
             x = layer_norm_forward(x, m._dec_norm.w, m._dec_norm.b, m.layer_norm_eps)[0]
         self.t += 1
-        return matmul(x, m._gen.w, trans_b=True, bias=m._gen.b)
+        return matmul_packed(x, self.gen, bias=m._gen.b)
 
 
 def cached_decoder(model, src, mask, beam_size, max_len):

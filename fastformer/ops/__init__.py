@@ -2,10 +2,12 @@
 signature in `fastformer.reference`. Arguments are checked with the GIL held
 (TypeError/ValueError naming the argument); the C work runs without it."""
 from fastformer._C import (
-    # matrix products (csrc/gemm) and the measured FMA peak the benchmarks divide by
-    matmul, bmm, fma_peak,
-    # attention (csrc/attention): flash, or materialised with impl="materialized"
-    ATTENTION_MATERIALIZED_MAX_TK, attention_forward, attention_backward,
+    # matrix products (csrc/gemm) and the measured FMA peak the benchmarks divide by;
+    # a right operand packed once for many products (decoding's weights)
+    matmul, bmm, fma_peak, PackedMatrix, pack_matrix, matmul_packed,
+    # attention (csrc/attention): flash, materialised (impl="materialized"), or query
+    # by query for a few queries per head (impl="rows")
+    ATTENTION_MATERIALIZED_MAX_TK, ATTENTION_ROWS_MAX_TQ, attention_forward, attention_backward,
     # layers (csrc/nn)
     linear_forward, linear_backward, column_sum, ffn_forward, ffn_backward,
     relu_forward, relu_backward, gelu_forward, gelu_backward,
@@ -21,7 +23,7 @@ from fastformer._C import (
 )
 
 __all__ = [
-    "matmul", "bmm", "fma_peak",
+    "matmul", "bmm", "fma_peak", "PackedMatrix", "pack_matrix", "matmul_packed",
     "attention_forward", "attention_backward",
     "linear_forward", "linear_backward", "column_sum", "ffn_forward", "ffn_backward",
     "relu_forward", "relu_backward", "gelu_forward", "gelu_backward",

@@ -27,6 +27,6 @@ def beam_topk(logits, beam_scores, n, blocked=-1):
 
 
 def gather_rows(cache, rows, length):
-    """In place: cache[:length, :len(rows)] = cache[:length, rows]."""
+    """In place: cache[:len(rows), :, :length] = cache[rows, :, :length]."""
     rows = np.asarray(rows, dtype=np.int64)
-    cache[:length, :len(rows)] = cache[:length, rows]
+    cache[:len(rows), :, :length] = cache[rows, :, :length]

@@ -47,3 +47,15 @@ def bmm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=
     """matmul over axis 0 of 3-D a (batch, ...) and b (batch, ...); bias (n,),
     out (batch, m, n). Returns out (or a new array)."""
     return _gemm(a, b, 3, trans_a, trans_b, alpha, beta, out, bias, activation)
+
+
+def pack_matrix(b, trans_b=False):
+    """op(b) (k, n) as a contiguous copy: the twin of the compiled pack_matrix,
+    whose panel layout is the kernel's business (only matmul_packed reads it)."""
+    b = np.asarray(b)
+    return np.ascontiguousarray(b.T if trans_b else b)
+
+
+def matmul_packed(a, b, alpha=1.0, beta=0.0, out=None, bias=None, activation=None):
+    """matmul(a, op(b0), ...) for b = pack_matrix(b0, trans_b)."""
+    return matmul(a, b, False, False, alpha, beta, out, bias, activation)

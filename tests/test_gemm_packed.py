@@ -1,0 +1,91 @@
+"""A right operand packed once (`ops.pack_matrix`) and used by many products
+(`ops.matmul_packed`, decoding's weights): bitwise `ops.matmul` on every SIMD
+path and thread count, the twin's answer, and clear errors."""
+import numpy as np
+import pytest
+
+import fastformer as ff
+from fastformer import ops
+from fastformer import reference as ref
+
+# (m, n, k): decoding's few rows, edges of the 6x16 / 12x32 tiles, k over one KC block
+SHAPES = [(1, 1, 1), (16, 256, 256), (7, 33, 300), (13, 1000, 64), (64, 130, 1100), (200, 47, 520), (5, 9, 0)]
+
+
+def rand(rng, shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("trans_b", [True, False])
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_bitwise_matmul(simd, m, n, k, trans_b):
+    rng = np.random.default_rng(m * 7 + n + k)
+    a, bias, c = rand(rng, (m, k)), rand(rng, n), rand(rng, (m, n))
+    b = rand(rng, (n, k) if trans_b else (k, n))
+    p = ops.pack_matrix(b, trans_b=trans_b)
+    assert p.shape == (k, n)
+    for kw in (dict(), dict(bias=bias, activation="relu"), dict(bias=bias, activation="gelu"),
+               dict(alpha=0.5, beta=1.0), dict(alpha=-2.0, beta=0.25, bias=bias)):
+        want = ops.matmul(a, b, trans_b=trans_b, out=c.copy() if "beta" in kw else None, **kw)
+        got = ops.matmul_packed(a, p, out=c.copy() if "beta" in kw else None, **kw)
+        assert np.array_equal(got, want), kw
+    twin = ref.matmul_packed(a.astype(np.float64), ref.pack_matrix(b.astype(np.float64), trans_b), bias=bias)
+    np.testing.assert_allclose(ops.matmul_packed(a, p, bias=bias), twin, rtol=1e-4, atol=1e-4 * (1 + k ** 0.5))
+
+
+@pytest.mark.parametrize("m,n,k", [(16, 512, 256), (3, 100, 700), (150, 64, 96)])
+def test_bitwise_over_threads(simd, threads, m, n, k):
+    rng = np.random.default_rng(5)
+    a, b, bias = rand(rng, (m, k)), rand(rng, (n, k)), rand(rng, n)
+    runs = []
+    for nth in (1, 2, 3):
+        threads(nth)
+        p = ops.pack_matrix(b, trans_b=True)
+        runs.append((p.data.tobytes(), ops.matmul_packed(a, p, bias=bias).tobytes()))
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_packed_copy_does_not_follow_b():
+    rng = np.random.default_rng(1)
+    a, b = rand(rng, (4, 8)), rand(rng, (8, 6))
+    p = ops.pack_matrix(b)
+    want = ops.matmul(a, b)
+    b[:] = 0
+    assert np.array_equal(ops.matmul_packed(a, p), want)
+
+
+def test_stale_layout_is_refused():
+    levels = ff.simd_levels()
+    if len(levels) < 2:
+        pytest.skip("one SIMD level only: every packed matrix fits it")  # never on x86-64 (generic + avx2)
+    before = ff.get_simd()
+    try:
+        ff.set_simd(levels[-1])
+        p = ops.pack_matrix(np.ones((8, 40), np.float32))
+        ff.set_simd("generic")
+        with pytest.raises(ValueError, match="pack it again"):
+            ops.matmul_packed(np.ones((2, 8), np.float32), p)
+    finally:
+        ff.set_simd(before)
+
+
+def test_bad_input_names_the_argument():
+    p = ops.pack_matrix(np.ones((8, 5), np.float32))
+    a = np.ones((3, 8), np.float32)
+    bad = [
+        (TypeError, "b", lambda: ops.pack_matrix(np.ones((8, 5), np.float64))),
+        (ValueError, "b", lambda: ops.pack_matrix(np.ones(8, np.float32))),
+        (TypeError, "trans_b", lambda: ops.pack_matrix(np.ones((8, 5), np.float32), trans_b="no")),
+        (TypeError, "b", lambda: ops.matmul_packed(a, np.ones((8, 5), np.float32))),
+        (TypeError, "b", lambda: ops.matmul_packed(a, None)),
+        (ValueError, "inner dimensions", lambda: ops.matmul_packed(np.ones((3, 7), np.float32), p)),
+        (TypeError, "a", lambda: ops.matmul_packed(a.astype(np.float64), p)),
+        (ValueError, "bias", lambda: ops.matmul_packed(a, p, bias=np.ones(4, np.float32))),
+        (ValueError, "out", lambda: ops.matmul_packed(a, p, out=np.ones((3, 4), np.float32))),
+        (ValueError, "beta", lambda: ops.matmul_packed(a, p, beta=1.0)),
+        (ValueError, "activation", lambda: ops.matmul_packed(a, p, activation="tanh")),
+        (ValueError, "alpha", lambda: ops.matmul_packed(a, p, alpha=float("inf"))),
+    ]
+    for exc, name, fn in bad:
+        with pytest.raises(exc, match=name):
+            fn()
