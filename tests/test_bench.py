@@ -10,7 +10,7 @@ from fastformer.__main__ import main as cli_main
 from fastformer.bench.__main__ import main as bench_main
 from fastformer.bench.configs import CONFIGS, step_flops
 from fastformer.bench import ct2
-from fastformer.bench.common import import_torch
+from fastformer.bench.harness import import_torch
 
 FAST = ["--config", "micro", "--repeat", "1", "--warmup", "0", "--pause", "0"]
 IMPLS = ["compiled", "numpy"] + (["torch"] if import_torch() is not None else [])
