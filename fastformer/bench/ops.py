@@ -43,11 +43,11 @@ def _cases():
     _, mean, rstd = ops.layer_norm_forward(x, w, b, 1e-5, r)
     n = x.size * 4
     out.append(Case("layer_norm (+residual)", "forward", x.shape,
-                     lambda: ops.layer_norm_forward(x, w, b, 1e-5, r),
-                     lambda: ref.layer_norm_forward(x, w, b, 1e-5, r), 3 * n))
+                    lambda: ops.layer_norm_forward(x, w, b, 1e-5, r),
+                    lambda: ref.layer_norm_forward(x, w, b, 1e-5, r), 3 * n))
     out.append(Case("layer_norm (+residual)", "backward", x.shape,
-                     lambda: ops.layer_norm_backward(dy, x, w, mean, rstd, r),
-                     lambda: ref.layer_norm_backward(dy, x, w, mean, rstd, r), 4 * n))
+                    lambda: ops.layer_norm_backward(dy, x, w, mean, rstd, r),
+                    lambda: ref.layer_norm_backward(dy, x, w, mean, rstd, r), 4 * n))
 
     # Masked softmax over attention scores (B, H, S, S), causal bool mask.
     s = rng.standard_normal((B, H, S, S)).astype(f32)
@@ -56,9 +56,9 @@ def _cases():
     dys = rng.standard_normal(s.shape).astype(f32)
     n = s.size * 4
     out.append(Case("softmax (causal mask)", "forward", s.shape,
-                     lambda: ops.softmax_forward(s, causal), lambda: ref.softmax_forward(s, causal), 2 * n))
+                    lambda: ops.softmax_forward(s, causal), lambda: ref.softmax_forward(s, causal), 2 * n))
     out.append(Case("softmax", "backward", s.shape,
-                     lambda: ops.softmax_backward(dys, y), lambda: ref.softmax_backward(dys, y), 3 * n))
+                    lambda: ops.softmax_backward(dys, y), lambda: ref.softmax_backward(dys, y), 3 * n))
 
     # Cross-entropy over (B*S, V) with label smoothing and some padding targets:
     # loss and dlogits come from one fused pass (forward and backward together).
@@ -67,8 +67,8 @@ def _cases():
     targets[::17] = -100
     n = logits.size * 4
     out.append(Case("cross_entropy (fwd+bwd fused)", "both", logits.shape,
-                     lambda: ops.cross_entropy(logits, targets, -100, 0.1),
-                     lambda: ref.cross_entropy(logits, targets, -100, 0.1), 2 * n))
+                    lambda: ops.cross_entropy(logits, targets, -100, 0.1),
+                    lambda: ref.cross_entropy(logits, targets, -100, 0.1), 2 * n))
 
     # Embedding (B, S) ids into a (V, D) table, with sinusoidal positions.
     ids = rng.integers(0, V, (B, S))
@@ -76,21 +76,21 @@ def _cases():
     pos = ref.sinusoidal_positions(S, D)
     dx = rng.standard_normal((B, S, D)).astype(f32)
     out.append(Case("embedding", "forward", (B, S, D),
-                     lambda: ops.embedding_forward(ids, table, pos), lambda: ref.embedding_forward(ids, table, pos),
+                    lambda: ops.embedding_forward(ids, table, pos), lambda: ref.embedding_forward(ids, table, pos),
                      2 * dx.size * 4))
     out.append(Case("embedding", "backward", (V, D),
-                     lambda: ops.embedding_backward(dx, ids, V), lambda: ref.embedding_backward(dx, ids, V),
+                    lambda: ops.embedding_backward(dx, ids, V), lambda: ref.embedding_backward(dx, ids, V),
                      dx.size * 4 + table.size * 4))
 
     # Dropout p=0.1 over (B*S, D).
     xd = rng.standard_normal((B * S, D)).astype(f32)
     n = xd.size * 4
     out.append(Case("dropout p=0.1", "forward", xd.shape,
-                     lambda: ops.dropout_forward(xd, 0.1, 1234, 7, 0x01000001),
-                     lambda: ref.dropout_forward(xd, 0.1, 1234, 7, 0x01000001), 2 * n))
+                    lambda: ops.dropout_forward(xd, 0.1, 1234, 7, 0x01000001),
+                    lambda: ref.dropout_forward(xd, 0.1, 1234, 7, 0x01000001), 2 * n))
     out.append(Case("dropout p=0.1", "backward", xd.shape,
-                     lambda: ops.dropout_backward(xd, 0.1, 1234, 7, 0x01000001),
-                     lambda: ref.dropout_backward(xd, 0.1, 1234, 7, 0x01000001), 2 * n))
+                    lambda: ops.dropout_backward(xd, 0.1, 1234, 7, 0x01000001),
+                    lambda: ref.dropout_backward(xd, 0.1, 1234, 7, 0x01000001), 2 * n))
 
     # Optimizer steps over one flat 50M-parameter buffer (state in place; the
     # values drift over the repetitions, the work does not).
@@ -100,16 +100,16 @@ def _cases():
     v = np.zeros(N_PARAMS, f32)
     n = N_PARAMS * 4
     out.append(Case("adamw step", "update", (N_PARAMS,),
-                     lambda: ops.adam_step(p, g, m, v, 10, 1e-3, 0.9, 0.999, 1e-8, 0.01, True),
-                     lambda: ref_optim.adam_step(p, g, m, v, 10, 1e-3, 0.9, 0.999, 1e-8, 0.01, True), 7 * n, repeat=5))
+                    lambda: ops.adam_step(p, g, m, v, 10, 1e-3, 0.9, 0.999, 1e-8, 0.01, True),
+                    lambda: ref_optim.adam_step(p, g, m, v, 10, 1e-3, 0.9, 0.999, 1e-8, 0.01, True), 7 * n, repeat=5))
     buf = np.zeros(N_PARAMS, f32)
     out.append(Case("sgd step (momentum 0.9)", "update", (N_PARAMS,),
-                     lambda: ops.sgd_step(p, g, buf, 10, 1e-2, 0.9),
-                     lambda: ref_optim.sgd_step(p, g, buf, 10, 1e-2, 0.9), 5 * n, repeat=5))
+                    lambda: ops.sgd_step(p, g, buf, 10, 1e-2, 0.9),
+                    lambda: ref_optim.sgd_step(p, g, buf, 10, 1e-2, 0.9), 5 * n, repeat=5))
     out.append(Case("grad_norm", "reduce", (N_PARAMS,),
-                     lambda: ops.grad_norm(g), lambda: ref_optim.grad_norm(g), n, repeat=5))
+                    lambda: ops.grad_norm(g), lambda: ref_optim.grad_norm(g), n, repeat=5))
     out.append(Case("clip_grad_norm", "update", (N_PARAMS,),
-                     lambda: ops.clip_grad_norm(g, 1e9), lambda: ref_optim.clip_grad_norm(g, 1e9), n, repeat=5))
+                    lambda: ops.clip_grad_norm(g, 1e9), lambda: ref_optim.clip_grad_norm(g, 1e9), n, repeat=5))
     out += ops_attention.cases()  # attention, linear, FFN
     return out
 

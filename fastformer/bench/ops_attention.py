@@ -41,12 +41,12 @@ def _attention_pair(q, k, v, dout, causal, reps):
 
     return [
         Case(tag, "forward", q.shape, lambda: ops.attention_forward(q, k, v, None, causal),
-              lambda: ref.attention_forward(q, k, v, None, causal), nbytes, reps),
+             lambda: ref.attention_forward(q, k, v, None, causal), nbytes, reps),
         Case(tag, "backward", q.shape, lambda: ops.attention_backward(dout, q, k, v, o, lse, None, causal),
-              lambda: ref.attention_backward(dout, q, k, v, o, lse, None, causal), 2 * nbytes, reps),
+             lambda: ref.attention_backward(dout, q, k, v, o, lse, None, causal), 2 * nbytes, reps),
         Case(tag + " (flash)", "fwd+bwd", q.shape, lambda: both("flash"), twin_both, 3 * nbytes, reps),
         Case(tag + " (materialized)", "fwd+bwd", q.shape, lambda: both("materialized"), twin_both, 3 * nbytes,
-              reps),
+             reps),
     ]
 
 
@@ -73,24 +73,22 @@ def _linear_cases(rng):
     _, hp = ops.ffn_forward(x, w1, b1, w2, b2, "relu")
     lin = (x.nbytes + w.nbytes + dy.nbytes)
     ffn = (2 * x.nbytes + w1.nbytes + w2.nbytes + hp.nbytes)
-    return [
+    out = [
         Case("linear in_proj 512->1536", "forward", (B * S, D, 3 * D),
-              lambda: ops.linear_forward(x, w, b), lambda: ref.linear_forward(x, w, b), lin),
+             lambda: ops.linear_forward(x, w, b), lambda: ref.linear_forward(x, w, b), lin),
         Case("linear in_proj 512->1536", "backward", (B * S, D, 3 * D),
-              lambda: ops.linear_backward(dy, x, w), lambda: ref.linear_backward(dy, x, w), lin + x.nbytes),
-        Case("ffn relu 512-2048-512", "forward", (B * S, D, F),
-              lambda: ops.ffn_forward(x, w1, b1, w2, b2, "relu"),
-              lambda: ref.ffn_forward(x, w1, b1, w2, b2, "relu"), ffn),
-        Case("ffn relu 512-2048-512", "backward", (B * S, D, F),
-              lambda: ops.ffn_backward(dyf, x, hp, w1, w2, "relu"),
-              lambda: ref.ffn_backward(dyf, x, hp, w1, w2, "relu"), ffn + x.nbytes),
-        Case("ffn gelu 512-2048-512", "forward", (B * S, D, F),
-              lambda: ops.ffn_forward(x, w1, b1, w2, b2, "gelu"),
-              lambda: ref.ffn_forward(x, w1, b1, w2, b2, "gelu"), ffn),
-        Case("ffn gelu 512-2048-512", "backward", (B * S, D, F),
-              lambda: ops.ffn_backward(dyf, x, hp, w1, w2, "gelu"),
-              lambda: ref.ffn_backward(dyf, x, hp, w1, w2, "gelu"), ffn + x.nbytes),
+             lambda: ops.linear_backward(dy, x, w), lambda: ref.linear_backward(dy, x, w), lin + x.nbytes),
     ]
+    for act in ("relu", "gelu"):  # the pre-activation hp is the same for both
+        out += [
+            Case(f"ffn {act} 512-2048-512", "forward", (B * S, D, F),
+                 lambda act=act: ops.ffn_forward(x, w1, b1, w2, b2, act),
+                 lambda act=act: ref.ffn_forward(x, w1, b1, w2, b2, act), ffn),
+            Case(f"ffn {act} 512-2048-512", "backward", (B * S, D, F),
+                 lambda act=act: ops.ffn_backward(dyf, x, hp, w1, w2, act),
+                 lambda act=act: ref.ffn_backward(dyf, x, hp, w1, w2, act), ffn + x.nbytes),
+        ]
+    return out
 
 
 def cases():
@@ -126,8 +124,9 @@ def memory_rows():
         scores = B * H * S * S * 4  # one (B, h, S, S) float32 matrix
         for impl in ("flash", "materialized"):
             mem = harness.peak_memory("ops_attention", {"B": B, "S": S, "impl": impl})
-            rows.append(dict(B=B, S=S, impl=impl, peak_rss_mib=None if mem is None else mem["peak_rise_bytes"] / 2 ** 20,
-                             outputs_mib=outputs / 2 ** 20, one_score_matrix_mib=scores / 2 ** 20))
+            peak = None if mem is None else mem["peak_rise_bytes"] / 2 ** 20
+            rows.append(dict(B=B, S=S, impl=impl, peak_rss_mib=peak, outputs_mib=outputs / 2 ** 20,
+                             one_score_matrix_mib=scores / 2 ** 20))
     return rows
 
 
