@@ -100,10 +100,10 @@ def _bench_case(config, threads, impls, args, torch, batch, beam):
             def report(r, last):
                 times = "  ".join(f"{k} {1e3 * v:.0f} ms" for k, v in last.items())
                 harness.progress(f"  generate {config.name} B{batch} beam {beam} x{threads} round "
-                                f"{r + 1}/{args.repeat}: {times}")
+                                 f"{r + 1}/{args.repeat}: {times}")
 
             harness.progress(f"generate {config.name} B{batch} beam {beam} x{threads}: warm-up "
-                            f"({args.warmup} per side)")
+                             f"({args.warmup} per side)")
             samples = harness.interleaved(fns, args.repeat, args.warmup, args.pause, report=report)
         finally:
             for cleanup in cleanups:
