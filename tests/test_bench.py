@@ -10,7 +10,7 @@ from fastformer.__main__ import main as cli_main
 from fastformer.bench.__main__ import main as bench_main
 from fastformer.bench.configs import CONFIGS, step_flops
 from fastformer.bench import ct2
-from fastformer.bench.common import import_torch
+from fastformer.bench.harness import import_torch
 
 FAST = ["--config", "micro", "--repeat", "1", "--warmup", "0", "--pause", "0"]
 IMPLS = ["compiled", "numpy"] + (["torch"] if import_torch() is not None else [])
@@ -20,12 +20,13 @@ def test_step_json(tmp_path, capsys):
     path = tmp_path / "step.json"
     assert bench_main(["step", *FAST, "--threads", "1", "--json", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "ms/step" in out and "GFLOP/s" in out
+    assert "ms/step" in out and "GFLOP/s" in out and "measured fp32 FMA peak" in out
     data = json.loads(path.read_text())
     assert data["header"]["fma_peak_gflops"]["1"] > 0
     assert data["configs"]["micro"]["d_model"] == CONFIGS["micro"].d_model
     rows = {r["impl"]: r for r in data["results"]}
     assert sorted(rows) == sorted(IMPLS)
+    assert "Trainer.train_step" in rows["compiled"]["model"] and "Trainer.train_step" in rows["numpy"]["model"]
     for r in rows.values():
         assert r["config"] == "micro" and r["threads"] == 1
         assert r["ms_per_step"] > 0 and len(r["samples_ms"]) == 1
@@ -125,3 +126,128 @@ def test_generate_ctranslate2_tokens_equal(tmp_path):
     rows = json.loads(path.read_text())["results"]
     assert {r["impl"] for r in rows} == {"compiled", "ct2-onednn", "ct2-mkl"}
     assert all(r["agreement"] == 1.0 for r in rows)
+
+
+# ----- the harness: one registry, one header, one timer ----------------------------------
+
+
+def test_every_family_is_registered_the_same_way():
+    from fastformer.bench.__main__ import ALL, FAMILIES, build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "family"]
+    assert set(sub.choices) == set(FAMILIES) | {"all"}
+    assert set(FAMILIES) == {"gemm", "ops", "ops_attention", "step", "generate", "distributed"}
+    assert set(ALL) <= set(FAMILIES)
+    for name, family in FAMILIES.items():
+        assert isinstance(family.HELP, str) and callable(family.add_arguments) and callable(family.run)
+        args = parser.parse_args([name, "--repeat", "2", "--warmup", "0", "--json", "x.json"])
+        assert (args.repeat, args.warmup, args.json, args.run) == (2, 0, "x.json", family.run)
+
+
+def test_every_family_prints_the_one_header_first(monkeypatch):
+    """Each family's run starts with harness.start (the header), before any timing."""
+    import fastformer.commands.ranks
+    from fastformer.bench import harness
+    from fastformer.bench.__main__ import FAMILIES, build_parser
+
+    class HeaderReached(Exception):
+        pass
+
+    def start(args, threads, *rest, **settings):
+        assert threads and all(isinstance(t, int) and t >= 1 for t in threads)
+        raise HeaderReached
+
+    monkeypatch.setattr(harness, "start", start)
+    monkeypatch.setattr(fastformer.commands.ranks, "find_mpiexec", lambda: "mpiexec")
+    parser = build_parser()
+    for name in FAMILIES:
+        with pytest.raises(HeaderReached):
+            FAMILIES[name].run(parser.parse_args([name]))
+
+
+def test_header_fields(monkeypatch, capsys):
+    import sys
+
+    import fastformer
+    from fastformer.bench import machine
+
+    for name in machine.BINDING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails: as when not installed
+    header = machine.header([1])
+    assert header["cpu"] and header["cpu"] == machine.cpu_model()
+    assert header["simd"] == fastformer.build_info()["simd"]
+    assert header["threads"] == [1] and header["fma_peak_gflops"]["1"] > 0
+    assert header["thread_binding"] == "unset"
+    assert header["blas_kernel"] == "threadpoolctl not installed"
+    machine.print_header(header)
+    out = capsys.readouterr().out
+    for text in (header["cpu"], f"simd={header['simd']}", "FMA peak", "threads: 1", "binding: unset",
+                 "threadpoolctl not installed"):
+        assert text in out
+    monkeypatch.setenv("OMP_PROC_BIND", "close")
+    monkeypatch.setenv("OMP_PLACES", "cores")
+    assert machine.thread_binding() == {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"}
+
+
+def test_blas_kernel_from_threadpoolctl():
+    from fastformer.bench import machine
+
+    info = {"threadpools": [
+        {"user_api": "blas", "internal_api": "openblas", "version": "0.3.27", "num_threads": 2,
+         "architecture": "Zen"},
+        {"user_api": "openmp", "internal_api": "openmp", "version": None, "num_threads": 2, "architecture": None}]}
+    assert machine.blas_kernel(info) == [{"internal_api": "openblas", "version": "0.3.27", "architecture": "Zen",
+                                          "num_threads": 2}]
+
+
+def test_interleaved_alternates_sides_round_by_round():
+    from fastformer.bench.harness import interleaved
+
+    calls = []
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    samples = interleaved(fns, repeat=3, warmup=1, block=2)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3
+    assert {k: len(v) for k, v in samples.items()} == {"a": 6, "b": 6}
+    assert all(s >= 0 for v in samples.values() for s in v)
+
+
+def test_step_times_the_trainers_own_step(monkeypatch):
+    import numpy as np
+
+    from fastformer import _kernels, ops, reference
+    from fastformer.bench import step
+    from fastformer.bench.configs import synthetic_batch
+    from fastformer.trainer import Trainer
+
+    seen = []
+    real = Trainer.train_step
+
+    def train_step(self, batch):
+        seen.append((type(self.model).__module__, _kernels.kernel("cross_entropy", np.float32)))
+        return real(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+    config = CONFIGS["micro"]
+    for impl in ("compiled", "numpy"):
+        fn, _ = step.make_side(impl, config, synthetic_batch(config), 0.1)
+        assert math.isfinite(fn())
+    # the NumPy side runs the trainer with the NumPy twins of its kernels
+    assert seen == [("fastformer.model.transformer", ops.cross_entropy),
+                    ("fastformer.reference.transformer", reference.cross_entropy)]
+    assert _kernels.kernel("cross_entropy", np.float32) is ops.cross_entropy
+
+
+def test_gemm_json(tmp_path, capsys):
+    path = tmp_path / "gemm.json"
+    assert bench_main(["gemm", "--sets", "per-head", "--threads", "1", "--repeat", "1", "--warmup", "0",
+                       "--pause", "0", "--json", str(path)]) == 0
+    assert "threads: 1" in capsys.readouterr().out
+    data = json.loads(path.read_text())
+    assert data["header"]["threads"] == [1] and data["header"]["fma_peak_1thread_gflops"] > 0
+    assert [r["set"] for r in data["results"]] == ["per-head", "per-head"]
+    for r in data["results"]:
+        assert r["fastformer_gflops"] > 0 and r["numpy_gflops"] > 0 and r["threads"] == 1
+        assert r["ratio"] == pytest.approx(r["fastformer_gflops"] / r["numpy_gflops"])
+    assert data["summary"]["min_ratio_per_head"] == min(r["ratio"] for r in data["results"])

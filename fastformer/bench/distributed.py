@@ -34,10 +34,11 @@ import os
 import subprocess
 import sys
 
-from fastformer.bench import common
+from fastformer.bench import harness
 from fastformer.bench.configs import CONFIGS, PUBLIC_CONFIGS, parse_configs, synthetic_batch
-from fastformer.commands.common import nonnegative_int, positive_int
+from fastformer.commands.common import positive_int
 
+HELP = "data-parallel steps: 1 rank x 2 threads against 2 ranks x 1 thread"
 GBIT = 1e9 / 8  # bytes per second in one Gbit/s
 
 
@@ -59,9 +60,9 @@ def add_arguments(p):
                    help="ranks x threads per rank; the first is the efficiency base (default 1x2,2x1)")
     p.add_argument("--micro-batch-size", type=positive_int, default=None,
                    help="examples per micro-batch (default: the configuration's batch / 4)")
-    p.add_argument("--steps", type=positive_int, default=3, help="timed steps per layout (default 3)")
-    p.add_argument("--warmup", type=nonnegative_int, default=1, help="untimed steps first (default 1)")
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    # no --threads and --pause: the layouts give the threads, and each layout runs alone
+    harness.add_arguments(p, repeat=3, warmup=1, threads=None, what="steps per layout", repeat_aliases=("--steps",),
+                          malloc=False)
     p.add_argument("--worker", help=argparse.SUPPRESS)  # one rank of one layout (JSON spec)
 
 
@@ -75,8 +76,7 @@ def run(args):
         print('fastformer bench distributed: needs mpiexec and mpi4py: pip install "fastformer[mpi]"',
               file=sys.stderr)
         return 2
-    header = common.machine_header(sorted({t for _, t in args.layouts}))
-    common.print_header(header)
+    header = harness.start(args, sorted({t for _, t in args.layouts}))
     rows = []
     for config in args.config:
         micro = args.micro_batch_size or max(1, config.batch // 4)
@@ -85,8 +85,8 @@ def run(args):
               f"{'overlapped':>10} {'same weights':>12}")
         base = None
         for ranks, threads in args.layouts:
-            common.progress(f"{config.name} {ranks}x{threads} ...")
-            spec = {"config": config.name, "micro": micro, "threads": threads, "steps": args.steps,
+            harness.progress(f"{config.name} {ranks}x{threads} ...")
+            spec = {"config": config.name, "micro": micro, "threads": threads, "steps": args.repeat,
                     "warmup": args.warmup}
             command = [mpiexec, "-n", str(ranks), sys.executable, "-m", "fastformer.bench", "distributed",
                        "--worker", json.dumps(spec)]
@@ -108,8 +108,7 @@ def run(args):
         for m in model["rows"]:
             print(f"{m['config']:>8} {m['node_speedup']:7d} {m['nodes']:6d} {m['gbit_s']:7d} "
                   f"{m['ms_per_step']:9.1f} {m['efficiency']:10.2f}")
-    if args.json:
-        common.write_json(args.json, {"header": header, "rows": rows, "scaling_model": model})
+    harness.finish(args, {"header": header, "rows": rows, "scaling_model": model})
     return 0
 
 
@@ -157,8 +156,6 @@ def scaling_model(rows, nodes=(8, 16, 64), gbits=(25, 100), node_speedups=(1, 16
 
 
 def _worker(spec):
-    import time
-
     import fastformer as ff
     from fastformer import distributed
     from fastformer.optim import AdamW
@@ -172,16 +169,12 @@ def _worker(spec):
     trainer = Trainer(model, AdamW(model, lr=1e-3, weight_decay=0.01), clip_grad_norm=1.0, label_smoothing=0.1,
                       progress=False, micro_batch_size=spec["micro"], world=world)
     dp = trainer.plan_micro_batches(len(batch))
-    times, stats = [], None
-    for i in range(spec["warmup"] + spec["steps"]):
-        if i == spec["warmup"]:
-            stats = dict(dp.stats)
-        start = time.perf_counter()
-        trainer.train_step(batch)
-        times.append(time.perf_counter() - start)
-    timed = times[spec["warmup"]:]
+    step = {"step": lambda: trainer.train_step(batch)}
+    harness.interleaved(step, 0, spec["warmup"])  # every rank steps alike: no pause
+    stats = dict(dp.stats)
+    timed = harness.interleaved(step, spec["steps"])["step"]
     delta = {k: (v - stats[k]) / spec["steps"] for k, v in dp.stats.items() if k != "steps"}
-    step_ms = common.median(timed) * 1e3
+    step_ms = harness.median(timed) * 1e3
     received = delta["received_bytes"] + delta["gathered_bytes"]
     row = {"ms_per_step": step_ms, "step_ms_all": [t * 1e3 for t in timed],
            "compute_ms_per_step": delta["compute_s"] * 1e3, "comm_ms_per_step": delta["reduce_s"] * 1e3,

@@ -5,18 +5,21 @@ with the same thread count.
 
     python -m fastformer.bench gemm [--json PATH] [--threads N] [--repeat R]
 
-One-thread comparison: OPENBLAS_NUM_THREADS=1 python -m fastformer.bench gemm --threads 1
+`--threads N` sets fastformer's and numpy's BLAS thread count alike (through
+threadpoolctl or OpenBLAS's own setter; a note says when numpy's could not be
+set: then also start with OPENBLAS_NUM_THREADS=N).
 """
-import json
 import math
 import platform
-import time
 
 import numpy as np
 
 import fastformer
 from fastformer import ops
-from fastformer.bench.common import blas_info, measured_peak
+from fastformer.bench import harness, machine
+from fastformer.bench.harness import Column, column
+
+HELP = "matmul/bmm against numpy.matmul, GFLOP/s and fraction of FMA peak"
 
 # (set, name, batch, m, n, k, trans_a, trans_b); batch None = one 2-D product.
 # Transformer shapes: d_model=512, d_ff=2048, B*S=4096; weights stored (out, in).
@@ -41,53 +44,9 @@ SHAPES = [
 
 
 def add_arguments(p):
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for fastformer (default: all); numpy's BLAS keeps its own count, so "
-                        "for a one-thread comparison also set OPENBLAS_NUM_THREADS=1")
-    p.add_argument("--repeat", type=int, default=9, help="timed samples per shape and side (default 9)")
-    p.add_argument("--pause", type=float, default=0.25,
-                   help="seconds of idle before each sample, so the other library's spinning "
-                        "worker threads have gone to sleep (default 0.25)")
+    harness.add_arguments(p, repeat=9, warmup=2, pause=0.25, threads="one", what="samples per shape")
     p.add_argument("--sets", default="square,transformer,per-head",
                    help="comma-separated shape sets (default: square,transformer,per-head)")
-
-
-def _sample(fn, inner):
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - t0) / inner
-
-
-def _measure(ff_fn, np_fn, repeat, pause):
-    """Interleaved medians (seconds per call) of two callables, each sample
-    lasting at least ~20 ms so that timer and call overheads do not count.
-
-    Each side's sample follows a `pause`: after a call, OpenBLAS's worker
-    threads busy-wait for up to ~0.1 s (and OpenMP's briefly), and a sample
-    taken while they spin shares the cores with them (measured here: 73-207
-    GFLOP/s right after a numpy call against 377 after a 0.2 s pause)."""
-    def settle():
-        if pause > 0:
-            time.sleep(pause)
-
-    for _ in range(2):
-        ff_fn()
-    settle()
-    for _ in range(2):
-        np_fn()
-    t_np = _sample(np_fn, 1)
-    settle()
-    t_ff = _sample(ff_fn, 1)
-    inner = max(1, int(0.02 / max(min(t_ff, t_np), 1e-7)))
-    tf, tn = [], []
-    for _ in range(repeat):
-        settle()
-        tf.append(_sample(ff_fn, inner))
-        settle()
-        tn.append(_sample(np_fn, inner))
-    return float(np.median(tf)), float(np.median(tn))
 
 
 def _operands(rng, batch, m, n, k, ta, tb):
@@ -102,29 +61,33 @@ def _geomean(xs):
     return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else float("nan")
 
 
+def _dims(r):
+    return f"{r['m']}x{r['n']}x{r['k']}"
+
+
+COLUMNS = [
+    column("set", "set", width=12, left=True), column("shape", "name", width=26, left=True),
+    Column("m x n x k", 17, _dims), column("op", "op", width=3), column("fastformer", "fastformer_gflops", ".1f", 11),
+    column("numpy", "numpy_gflops", ".1f", 9), column("ratio", "ratio", ".2f", 6),
+    Column("%peak", 6, lambda r: f"{100 * r['fraction_of_peak']:.1f}%"),
+]
+
+
 def run(args):
-    if args.threads is not None:
-        fastformer.set_num_threads(args.threads)
-    threads = fastformer.get_num_threads()
-    simd = fastformer.get_simd()
+    (threads,) = harness.thread_counts(args)
+    used = machine.set_all_threads(threads)
+    threads = used["fastformer"]
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     blocking = fastformer._C._gemm_blocking()
-    peak = measured_peak(simd, threads)
-    peak1 = measured_peak(simd, 1)
-    header = {"fastformer": fastformer.build_info(), "numpy": blas_info(), "platform": platform.processor()
-              or platform.machine(), "gemm_blocking": blocking, "fma_peak_gflops": peak,
-              "fma_peak_1thread_gflops": peak1, "threads": threads, "simd": simd, "repeat": args.repeat,
-              "pause_s": args.pause}
-    print(f"fastformer {fastformer.__version__}: simd={simd} threads={threads} blocking={blocking}")
-    print(f"numpy {np.__version__}: {header['numpy'].get('blas')}  "
-          f"OPENBLAS_CORETYPE={header['numpy']['OPENBLAS_CORETYPE']}  "
-          f"OPENBLAS_NUM_THREADS={header['numpy']['OPENBLAS_NUM_THREADS']}")
-    if "threadpools" in header["numpy"]:
-        print(f"threadpoolctl: {header['numpy']['threadpools']}")
-    print(f"measured FMA peak ({simd}): {peak:.1f} GFLOP/s with {threads} thread(s), {peak1:.1f} with 1")
-    print(f"median of {args.repeat} interleaved samples per side, each after {args.pause} s idle\n")
-    print(f"{'set':<12} {'shape':<26} {'m x n x k':>17} {'op':>3} {'fastformer':>11} {'numpy':>9} "
-          f"{'ratio':>6} {'%peak':>6}")
+    header = harness.start(args, [threads], peak_threads=sorted({threads, 1}), gemm_blocking=blocking,
+                           platform=platform.processor() or platform.machine())
+    peak = header["fma_peak_gflops"][str(threads)]
+    header["fma_peak_1thread_gflops"] = header["fma_peak_gflops"]["1"]
+    if used["blas"] is None:
+        print(f"note: could not set numpy's BLAS threads to {threads} (it keeps its start-up count)")
+    print(f"gemm blocking {blocking}; median of {args.repeat} interleaved samples per side, each after "
+          f"{args.pause} s idle and at least 20 ms long\n")
+    print(harness.table_head(COLUMNS))
     rng = np.random.default_rng(0)
     rows = []
     for set_name, name, batch, m, n, k, ta, tb in SHAPES:
@@ -136,17 +99,18 @@ def run(args):
         op_a = np.swapaxes(a, -1, -2) if ta else a
         op_b = np.swapaxes(b, -1, -2) if tb else b
         f = ops.bmm if batch else ops.matmul
-        tf, tn = _measure(lambda: f(a, b, trans_a=ta, trans_b=tb, out=out_ff),
-                          lambda: np.matmul(op_a, op_b, out=out_np), args.repeat, args.pause)
+        samples = harness.interleaved({"fastformer": lambda: f(a, b, trans_a=ta, trans_b=tb, out=out_ff),
+                                       "numpy": lambda: np.matmul(op_a, op_b, out=out_np)},
+                                      args.repeat, args.warmup, args.pause, min_sample_s=0.02)
+        tf, tn = harness.median(samples["fastformer"]), harness.median(samples["numpy"])
         flops = 2.0 * (batch or 1) * m * n * k
         gf, gn = flops / tf * 1e-9, flops / tn * 1e-9
         row = {"set": set_name, "name": name, "batch": batch, "m": m, "n": n, "k": k,
-               "op": ("T" if ta else "N") + ("T" if tb else "N"), "fastformer_gflops": gf, "numpy_gflops": gn,
-               "ratio": gf / gn, "fraction_of_peak": gf / peak, "fastformer_s": tf, "numpy_s": tn}
+               "op": ("T" if ta else "N") + ("T" if tb else "N"), "threads": threads, "fastformer_gflops": gf,
+               "numpy_gflops": gn, "ratio": gf / gn, "fraction_of_peak": gf / peak, "fastformer_s": tf,
+               "numpy_s": tn}
         rows.append(row)
-        dims = f"{m}x{n}x{k}"
-        print(f"{set_name:<12} {name:<26} {dims:>17} {row['op']:>3} {gf:>11.1f} {gn:>9.1f} "
-              f"{row['ratio']:>6.2f} {100 * row['fraction_of_peak']:>5.1f}%")
+        print(harness.table_line(COLUMNS, row), flush=True)
     summary = {}
     main_rows = [r for r in rows if r["set"] in ("square", "transformer")]
     if main_rows:
@@ -159,8 +123,5 @@ def run(args):
     print()
     for key, v in summary.items():
         print(f"{key}: {v:.3f}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"header": header, "results": rows, "summary": summary}, fh, indent=2, default=str)
-        print(f"wrote {args.json}")
+    harness.finish(args, {"header": header, "results": rows, "summary": summary})
     return 0

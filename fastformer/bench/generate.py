@@ -27,12 +27,13 @@ import numpy as np
 
 import fastformer as ff
 from fastformer import reference as ref
-from fastformer.bench import common
+from fastformer.bench import ct2, harness, machine
 from fastformer.bench.configs import CONFIGS, parse_configs
-from fastformer.commands.common import nonnegative_int, positive_int
-from fastformer.bench import ct2
+from fastformer.bench.harness import Column, column
+from fastformer.commands.common import positive_int
 from fastformer.data.vocab import BOS_ID, EOS_ID
 
+HELP = "greedy decoding: KV-cached generate against NumPy and PyTorch loops"
 DEFAULT_CONFIGS = "tiny,small"  # base and long: the reference's re-run forward takes minutes
 IMPLS = ("compiled", "numpy", "torch") + tuple(ct2.BACKENDS)
 
@@ -41,21 +42,15 @@ def add_arguments(p):
     p.add_argument("--config", type=parse_configs, default=parse_configs(DEFAULT_CONFIGS),
                    help=f"comma-separated model sizes from tiny,small,base,long (default {DEFAULT_CONFIGS}); "
                         "the source length is the configuration's S")
-    p.add_argument("--batch", type=common.parse_threads, default=[16],
+    p.add_argument("--batch", type=harness.parse_threads, default=[16],
                    help="comma-separated batch sizes: sequences decoded together (default 16)")
-    p.add_argument("--beam", type=common.parse_threads, default=[1],
+    p.add_argument("--beam", type=harness.parse_threads, default=[1],
                    help="comma-separated beam sizes, 1 = greedy (default 1; PyTorch's side is greedy only)")
     p.add_argument("--tokens", type=positive_int, default=64, help="tokens generated per sequence (default 64)")
-    p.add_argument("--threads", type=common.parse_threads, default=None,
-                   help="comma-separated thread counts (default: all cores)")
-    p.add_argument("--impl", type=common.impl_list(IMPLS), default=list(IMPLS),
+    p.add_argument("--impl", type=harness.impl_list(IMPLS), default=list(IMPLS),
                    help=f"comma-separated sides from {','.join(IMPLS)} (default: all; torch and CTranslate2 "
                         "when installed)")
-    p.add_argument("--repeat", type=positive_int, default=5, help="timed decodings per side (default 5)")
-    p.add_argument("--warmup", type=nonnegative_int, default=1, help="untimed decodings per side first (default 1)")
-    p.add_argument("--pause", type=float, default=0.2, help="seconds idle before each timed decoding (default 0.2)")
-    p.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc as it is")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    harness.add_arguments(p, repeat=5, warmup=1, pause=0.2, what="decodings")
 
 
 def _side(impl, kwargs, state, src, n_tokens, beam, threads, torch, ct2_dir):
@@ -104,19 +99,19 @@ def _bench_case(config, threads, impls, args, torch, batch, beam):
 
             def report(r, last):
                 times = "  ".join(f"{k} {1e3 * v:.0f} ms" for k, v in last.items())
-                common.progress(f"  generate {config.name} B{batch} beam {beam} x{threads} round "
-                                f"{r + 1}/{args.repeat}: {times}")
+                harness.progress(f"  generate {config.name} B{batch} beam {beam} x{threads} round "
+                                 f"{r + 1}/{args.repeat}: {times}")
 
-            common.progress(f"generate {config.name} B{batch} beam {beam} x{threads}: warm-up "
-                            f"({args.warmup} per side)")
-            samples = common.interleaved(fns, args.repeat, args.warmup, args.pause, report)
+            harness.progress(f"generate {config.name} B{batch} beam {beam} x{threads}: warm-up "
+                             f"({args.warmup} per side)")
+            samples = harness.interleaved(fns, args.repeat, args.warmup, args.pause, report=report)
         finally:
             for cleanup in cleanups:
                 cleanup()
     first = outputs[impls[0]]
     rows = []
     for impl in impls:
-        t = common.median(samples[impl])
+        t = harness.median(samples[impl])
         out = outputs[impl]
         n = int(out.size)
         rows.append(dict(config=config.name, threads=threads, impl=impl, model=models[impl], batch=batch,
@@ -126,66 +121,41 @@ def _bench_case(config, threads, impls, args, torch, batch, beam):
     return rows
 
 
-def speedups(rows):
-    """Per (config, threads, batch, beam) with a compiled row: {"config", "threads", "batch", "beam",
-    "compiled_vs_<impl>"}: the other side's time over the compiled side's (> 1: compiled is faster).
-    Also sets each row's "compiled_speedup" (None where no compiled row ran)."""
-    out = []
-    keys = ("config", "threads", "batch", "beam")
-    for key in dict.fromkeys(tuple(r[k] for k in keys) for r in rows):
-        by = {r["impl"]: r for r in rows if tuple(r[k] for k in keys) == key}
-        base = by.get("compiled")
-        for r in by.values():
-            r["compiled_speedup"] = r["ms"] / base["ms"] if base else None
-        if base:
-            entry = dict(zip(keys, key))
-            entry.update({f"compiled_vs_{k}": by[k]["ms"] / base["ms"] for k in by if k != "compiled"})
-            out.append(entry)
-    return out
+KEYS = ("config", "threads", "batch", "beam")
 
 
-def format_speedups(entries):
-    """'tiny B16 beam 4 x2: compiled decoding is 3.10x numpy, 0.80x ct2-onednn' lines."""
-    lines = []
-    for s in entries:
-        parts = [f"{v:.2f}x {k[len('compiled_vs_'):]}" for k, v in s.items() if k.startswith("compiled_vs_")]
-        if parts:
-            lines.append(f"{s['config']} B{s['batch']} beam {s['beam']} x{s['threads']}: compiled decoding is "
-                         + ", ".join(parts))
-    return "\n".join(lines)
+def _speedup(r):
+    return "-" if r["compiled_speedup"] is None or r["impl"] == "compiled" else f"{r['compiled_speedup']:.2f}x"
+
+
+COLUMNS = [
+    column("config", "config", width=7, left=True), column("thr", "threads", width=3),
+    column("impl", "impl", width=10, left=True), column("batch", "batch", width=5), column("beam", "beam", width=4),
+    column("tokens", "new_tokens", width=6), column("ms", "ms", ".1f", 10), column("tok/s", "tokens_per_s", ".0f", 9),
+    Column("speedup", 8, _speedup),
+    Column("agree", 6, lambda r: "-" if r["agreement"] is None else f"{100 * r['agreement']:.0f}%"),
+]
 
 
 def format_table(rows):
-    head = (f"{'config':<7} {'thr':>3} {'impl':<10} {'batch':>5} {'beam':>4} {'tokens':>6} {'ms':>10} "
-            f"{'tok/s':>9} {'speedup':>8} {'agree':>6}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        sp = "-" if r["compiled_speedup"] is None or r["impl"] == "compiled" else f"{r['compiled_speedup']:.2f}x"
-        agree = "-" if r["agreement"] is None else f"{100 * r['agreement']:.0f}%"
-        lines.append(f"{r['config']:<7} {r['threads']:>3} {r['impl']:<10} {r['batch']:>5} {r['beam']:>4} "
-                     f"{r['new_tokens']:>6} "
-                     f"{r['ms']:>10.1f} {r['tokens_per_s']:>9.0f} {sp:>8} {agree:>6}")
-    return "\n".join(lines)
+    return harness.format_table(COLUMNS, rows)
 
 
 def run(args):
-    impls, torch = common.sides(args.impl)
+    impls, torch = harness.sides(args.impl)
     if any(i in ct2.BACKENDS for i in impls) and not ct2.available():
         print("note: ctranslate2 is not installed: the CTranslate2 sides are skipped")
         impls = [i for i in impls if i not in ct2.BACKENDS]
-    threads_list = args.threads or [ff.get_num_threads()]
-    malloc_kept = False if args.default_malloc else common.keep_freed_memory()
-    header = common.machine_header(threads_list, torch, malloc_kept)
-    header.update(repeat=args.repeat, warmup=args.warmup, pause_s=args.pause, batch=args.batch, beam=args.beam,
-                  new_tokens=args.tokens, norm_first=any(i in ct2.BACKENDS for i in impls))
-    common.print_header(header)
+    threads_list = harness.thread_counts(args)
+    header = harness.start(args, threads_list, torch, batch=args.batch, beam=args.beam, new_tokens=args.tokens,
+                           norm_first=any(i in ct2.BACKENDS for i in impls))
     print(f"decoding of {args.tokens} tokens (beam {', '.join(map(str, args.beam))}; 1 = greedy) for batches of "
           f"{', '.join(map(str, args.batch))}; median of {args.repeat} alternating runs per side after "
           f"{args.warmup} warm-up\n")
     rows = []
-    with common.threads_restored(torch):
+    with machine.threads_restored(torch):
         for threads in threads_list:
-            common.set_all_threads(threads, torch)
+            machine.set_all_threads(threads, torch)
             for config in args.config:
                 for beam in args.beam:
                     for batch in args.batch:
@@ -193,13 +163,11 @@ def run(args):
     for config in dict.fromkeys(r["config"] for r in rows):
         print(f"{config}: {CONFIGS[config].describe(batch=False)}")
     print()
-    ratios = speedups(rows)
+    ratios = harness.speedups(rows, "ms", KEYS)
     print(format_table(rows))
     print()
-    print(format_speedups(ratios))
-    if args.json:
-        configs = {c: CONFIGS[c]._asdict() for c in dict.fromkeys(r["config"] for r in rows)}
-        common.write_json(args.json, {"header": header, "configs": configs, "results": rows,
-                                      "speedups": ratios})
-        print(f"wrote {args.json}")
+    print(harness.format_speedups(ratios, "decoding",
+                                  lambda s: f"{s['config']} B{s['batch']} beam {s['beam']} x{s['threads']}"))
+    configs = {c: CONFIGS[c]._asdict() for c in dict.fromkeys(r["config"] for r in rows)}
+    harness.finish(args, {"header": header, "configs": configs, "results": rows, "speedups": ratios})
     return 0

@@ -2,36 +2,26 @@
 the fused (flash) attention against the materialised one, with peak memory.
 
     python -m fastformer.bench ops                 # these cases join the ops table
-    python -m fastformer.bench.ops_attention [--json PATH] [--reps N] [--no-memory] [--sweep]
+    python -m fastformer.bench ops_attention [--json PATH] [--reps N] [--no-memory] [--sweep]
 
 Shapes: d_model=512, 8 heads (dk=64), d_ff=2048, B=16, S=256 for linear/FFN
 and attention at S=256; attention at S=1024 with B=4 (so the twin's (S x S)
 matrices fit comfortably). `--sweep` re-measures the sequence length below
 which impl=None should prefer the materialised path.
 """
-import argparse
-import json
-import statistics
-import subprocess
-import sys
-import time
-
 import numpy as np
 
 import fastformer as ff
 from fastformer import ops
 from fastformer import reference as ref
+from fastformer.bench import harness, kernel_cases, machine
+from fastformer.bench.kernel_cases import Case
 
+HELP = "attention, linear and FFN kernels against their twins; flash against materialised, with peak memory"
 D, H, F = 512, 8, 2048
 DK = D // H
 # (B, S) of the attention cases
 ATTN_SHAPES = [(16, 256), (4, 1024)]
-
-
-def _case(name, direction, shape, compiled, twin, nbytes, reps=None):
-    # the dict fastformer.bench.ops._case builds
-    return dict(name=name, direction=direction, shape=shape, compiled=compiled, twin=twin, nbytes=nbytes,
-                reset=None, reps=reps)
 
 
 def _attention_pair(q, k, v, dout, causal, reps):
@@ -50,13 +40,13 @@ def _attention_pair(q, k, v, dout, causal, reps):
         return ref.attention_backward(dout, q, k, v, o2, l2, None, causal)
 
     return [
-        _case(tag, "forward", q.shape, lambda: ops.attention_forward(q, k, v, None, causal),
-              lambda: ref.attention_forward(q, k, v, None, causal), nbytes, reps),
-        _case(tag, "backward", q.shape, lambda: ops.attention_backward(dout, q, k, v, o, lse, None, causal),
-              lambda: ref.attention_backward(dout, q, k, v, o, lse, None, causal), 2 * nbytes, reps),
-        _case(tag + " (flash)", "fwd+bwd", q.shape, lambda: both("flash"), twin_both, 3 * nbytes, reps),
-        _case(tag + " (materialized)", "fwd+bwd", q.shape, lambda: both("materialized"), twin_both, 3 * nbytes,
-              reps),
+        Case(tag, "forward", q.shape, lambda: ops.attention_forward(q, k, v, None, causal),
+             lambda: ref.attention_forward(q, k, v, None, causal), nbytes, reps),
+        Case(tag, "backward", q.shape, lambda: ops.attention_backward(dout, q, k, v, o, lse, None, causal),
+             lambda: ref.attention_backward(dout, q, k, v, o, lse, None, causal), 2 * nbytes, reps),
+        Case(tag + " (flash)", "fwd+bwd", q.shape, lambda: both("flash"), twin_both, 3 * nbytes, reps),
+        Case(tag + " (materialized)", "fwd+bwd", q.shape, lambda: both("materialized"), twin_both, 3 * nbytes,
+             reps),
     ]
 
 
@@ -83,24 +73,22 @@ def _linear_cases(rng):
     _, hp = ops.ffn_forward(x, w1, b1, w2, b2, "relu")
     lin = (x.nbytes + w.nbytes + dy.nbytes)
     ffn = (2 * x.nbytes + w1.nbytes + w2.nbytes + hp.nbytes)
-    return [
-        _case("linear in_proj 512->1536", "forward", (B * S, D, 3 * D),
-              lambda: ops.linear_forward(x, w, b), lambda: ref.linear_forward(x, w, b), lin),
-        _case("linear in_proj 512->1536", "backward", (B * S, D, 3 * D),
-              lambda: ops.linear_backward(dy, x, w), lambda: ref.linear_backward(dy, x, w), lin + x.nbytes),
-        _case("ffn relu 512-2048-512", "forward", (B * S, D, F),
-              lambda: ops.ffn_forward(x, w1, b1, w2, b2, "relu"),
-              lambda: ref.ffn_forward(x, w1, b1, w2, b2, "relu"), ffn),
-        _case("ffn relu 512-2048-512", "backward", (B * S, D, F),
-              lambda: ops.ffn_backward(dyf, x, hp, w1, w2, "relu"),
-              lambda: ref.ffn_backward(dyf, x, hp, w1, w2, "relu"), ffn + x.nbytes),
-        _case("ffn gelu 512-2048-512", "forward", (B * S, D, F),
-              lambda: ops.ffn_forward(x, w1, b1, w2, b2, "gelu"),
-              lambda: ref.ffn_forward(x, w1, b1, w2, b2, "gelu"), ffn),
-        _case("ffn gelu 512-2048-512", "backward", (B * S, D, F),
-              lambda: ops.ffn_backward(dyf, x, hp, w1, w2, "gelu"),
-              lambda: ref.ffn_backward(dyf, x, hp, w1, w2, "gelu"), ffn + x.nbytes),
+    out = [
+        Case("linear in_proj 512->1536", "forward", (B * S, D, 3 * D),
+             lambda: ops.linear_forward(x, w, b), lambda: ref.linear_forward(x, w, b), lin),
+        Case("linear in_proj 512->1536", "backward", (B * S, D, 3 * D),
+             lambda: ops.linear_backward(dy, x, w), lambda: ref.linear_backward(dy, x, w), lin + x.nbytes),
     ]
+    for act in ("relu", "gelu"):  # the pre-activation hp is the same for both
+        out += [
+            Case(f"ffn {act} 512-2048-512", "forward", (B * S, D, F),
+                 lambda act=act: ops.ffn_forward(x, w1, b1, w2, b2, act),
+                 lambda act=act: ref.ffn_forward(x, w1, b1, w2, b2, act), ffn),
+            Case(f"ffn {act} 512-2048-512", "backward", (B * S, D, F),
+                 lambda act=act: ops.ffn_backward(dyf, x, hp, w1, w2, act),
+                 lambda act=act: ref.ffn_backward(dyf, x, hp, w1, w2, act), ffn + x.nbytes),
+        ]
+    return out
 
 
 def cases():
@@ -111,34 +99,22 @@ def cases():
 
 # ---------------------------------------------------------------- peak memory
 
-_MEM_CHILD = r"""
-import sys
-import numpy as np
-from fastformer import ops
-B, S, impl = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-rng = np.random.default_rng(0)
-q, k, v, do = (rng.standard_normal((B, %d, S, %d)).astype(np.float32) for _ in range(4))
-t = q[:1, :1, :8].copy()  # warm libraries and the thread pool on a tiny problem
-o, l = ops.attention_forward(t, t, t, impl=impl)
-ops.attention_backward(t, t, t, t, o, l, impl=impl)
-def hwm():  # peak RSS of this address space, kB (ru_maxrss would carry the parent's peak across exec)
-    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1])
-before = hwm()
-o, l = ops.attention_forward(q, k, v, impl=impl)
-g = ops.attention_backward(do, q, k, v, o, l, impl=impl)
-print((hwm() - before) * 1024)
-""" % (H, DK)
+def memory_probe(spec):
+    """The peak-memory child's set-up (see harness.peak_memory): the inputs of
+    one fwd+bwd, and the libraries and thread pool warmed on a tiny problem;
+    what is measured is the fwd+bwd, its outputs (out, lse, dq, dk, dv)
+    included."""
+    B, S, impl = spec["B"], spec["S"], spec["impl"]
+    rng = np.random.default_rng(0)
+    q, k, v, do = (rng.standard_normal((B, H, S, DK)).astype(np.float32) for _ in range(4))
+    t = q[:1, :1, :8].copy()
+    o, lse = ops.attention_forward(t, t, t, impl=impl)
+    ops.attention_backward(t, t, t, t, o, lse, impl=impl)
 
-
-def peak_memory(B, S, impl):
-    """Bytes by which one fwd+bwd raises the peak resident set of a fresh process
-    holding only its inputs (VmHWM of /proc/self/status, Linux: C mallocs
-    included, which tracemalloc does not see; ru_maxrss is not used because it
-    keeps the parent's peak across exec); the outputs (out, lse, dq, dk, dv)
-    are part of it."""
-    r = subprocess.run([sys.executable, "-c", _MEM_CHILD, str(B), str(S), impl], capture_output=True, text=True,
-                       check=True)
-    return int(r.stdout.strip())
+    def measured():
+        o, lse = ops.attention_forward(q, k, v, impl=impl)
+        ops.attention_backward(do, q, k, v, o, lse, impl=impl)
+    return measured
 
 
 def memory_rows():
@@ -147,77 +123,51 @@ def memory_rows():
         outputs = 4 * B * H * S * DK * 4 + B * H * S * 4  # out, dq, dk, dv, lse: what any impl returns
         scores = B * H * S * S * 4  # one (B, h, S, S) float32 matrix
         for impl in ("flash", "materialized"):
-            rows.append(dict(B=B, S=S, impl=impl, peak_rss_mib=peak_memory(B, S, impl) / 2 ** 20,
-                             outputs_mib=outputs / 2 ** 20, one_score_matrix_mib=scores / 2 ** 20))
+            mem = harness.peak_memory("ops_attention", {"B": B, "S": S, "impl": impl})
+            peak = None if mem is None else mem["peak_rise_bytes"] / 2 ** 20
+            rows.append(dict(B=B, S=S, impl=impl, peak_rss_mib=peak, outputs_mib=outputs / 2 ** 20,
+                             one_score_matrix_mib=scores / 2 ** 20))
     return rows
 
 
 # ---------------------------------------------------------------- threshold sweep
 
 def sweep(lengths=(4, 8, 16, 32, 64, 128), heads=((16, 8), (1, 1)), reps=15):
-    """Best-of-reps fwd+bwd time of both impls per key length: where the
-    materialised path wins, impl=None should take it."""
+    """Best-of-reps fwd+bwd time of both impls per key length, interleaved:
+    where the materialised path wins, impl=None should take it."""
     rng = np.random.default_rng(0)
     rows = []
     for B, h in heads:
         for S in lengths:
             q, k, v, do = (rng.standard_normal((B, h, S, DK)).astype(np.float32) for _ in range(4))
-            t = {}
-            for impl in ("flash", "materialized"):
-                def step(impl=impl):
-                    o, l = ops.attention_forward(q, k, v, None, True, impl=impl)
-                    ops.attention_backward(do, q, k, v, o, l, None, True, impl=impl)
-                step()
-                t[impl] = min(_time(step) for _ in range(reps))
-            rows.append(dict(B=B, h=h, S=S, flash_ms=t["flash"] * 1e3, materialized_ms=t["materialized"] * 1e3))
+
+            def step(impl):
+                o, lse = ops.attention_forward(q, k, v, None, True, impl=impl)
+                ops.attention_backward(do, q, k, v, o, lse, None, True, impl=impl)
+
+            samples = harness.interleaved({impl: (lambda impl=impl: step(impl)) for impl in ("flash", "materialized")},
+                                          reps, warmup=1)
+            rows.append(dict(B=B, h=h, S=S, flash_ms=min(samples["flash"]) * 1e3,
+                             materialized_ms=min(samples["materialized"]) * 1e3))
     return rows
 
 
-# ---------------------------------------------------------------- standalone run
+# ---------------------------------------------------------------- the family
 
-def _time(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def run_cases(reps=15, warmup=2):
-    rows = []
-    for c in cases():
-        n = c["reps"] or reps
-        for _ in range(warmup):
-            c["compiled"]()
-            c["twin"]()
-        tc, tt = [], []
-        for _ in range(n):  # interleaved: both sides see the same machine state
-            tc.append(_time(c["compiled"]))
-            tt.append(_time(c["twin"]))
-        mc, mt = statistics.median(tc), statistics.median(tt)
-        rows.append(dict(kernel=c["name"], direction=c["direction"], shape=list(c["shape"]), reps=n,
-                         compiled_ms=mc * 1e3, numpy_ms=mt * 1e3, speedup=mt / mc))
-    return rows
-
-
-def add_arguments(ap):
-    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    ap.add_argument("--reps", type=int, default=15, help="timed repetitions per case (S=1024: 5)")
-    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    ap.add_argument("--sweep", action="store_true", help="also re-measure the flash/materialised threshold")
+def add_arguments(p):
+    kernel_cases.add_arguments(p)
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--sweep", action="store_true", help="also re-measure the flash/materialised threshold")
 
 
 def run(args):
-    from fastformer.bench.ops import keep_freed_memory
-
-    info = ff.build_info()
-    info["malloc_keeps_freed_memory"] = keep_freed_memory()
-    print(f"fastformer {info['version']}  simd={info['simd']}  threads={info['num_threads']}  "
-          f"numpy {np.__version__}  materialized if Tk <= {ops.ATTENTION_MATERIALIZED_MAX_TK}")
-    rows = run_cases(reps=args.reps)
-    head = f"{'kernel':40s} {'dir':9s} {'shape':22s} {'compiled ms':>11s} {'numpy ms':>10s} {'speedup':>8s}"
-    print(head + "\n" + "-" * len(head))
-    for r in rows:
-        print(f"{r['kernel']:40s} {r['direction']:9s} {str(tuple(r['shape'])):22s} {r['compiled_ms']:11.3f} "
-              f"{r['numpy_ms']:10.3f} {r['speedup']:7.1f}x")
+    (threads,) = harness.thread_counts(args)
+    machine.set_all_threads(threads)
+    header = harness.start(args, [threads], materialized_max_tk=ops.ATTENTION_MATERIALIZED_MAX_TK)
+    info = dict(ff.build_info(), malloc_keeps_freed_memory=header["malloc_keeps_freed_memory"])
+    print(f"materialized if Tk <= {ops.ATTENTION_MATERIALIZED_MAX_TK}")
+    rows = kernel_cases.time_cases(cases(), args)
+    print(kernel_cases.format_table(rows))
     by = {(r["kernel"], r["direction"]): r for r in rows}
     print("\nflash over materialised, fwd+bwd (same run):")
     for B, S in ATTN_SHAPES:
@@ -226,12 +176,13 @@ def run(args):
             fl, ma = by[(tag + " (flash)", "fwd+bwd")], by[(tag + " (materialized)", "fwd+bwd")]
             print(f"  {tag:28s} flash {fl['compiled_ms']:8.2f} ms  materialized {ma['compiled_ms']:8.2f} ms  "
                   f"{ma['compiled_ms'] / fl['compiled_ms']:5.2f}x")
-    result = {"build_info": info, "numpy": np.__version__, "results": rows}
+    result = {"header": header, "build_info": info, "numpy": np.__version__, "results": rows}
     if not args.no_memory:
         mem = memory_rows()
         print("\npeak memory of one fwd+bwd (rise of VmHWM in a fresh process):")
         for m in mem:
-            print(f"  B={m['B']:<3d} S={m['S']:<5d} {m['impl']:13s} {m['peak_rss_mib']:8.1f} MiB   "
+            peak = "-" if m["peak_rss_mib"] is None else f"{m['peak_rss_mib']:8.1f}"
+            print(f"  B={m['B']:<3d} S={m['S']:<5d} {m['impl']:13s} {peak} MiB   "
                   f"(outputs {m['outputs_mib']:.1f} MiB, one (B,h,S,S) matrix {m['one_score_matrix_mib']:.1f} MiB)")
         result["memory"] = mem
     if args.sweep:
@@ -241,18 +192,5 @@ def run(args):
             print(f"  B={s['B']:<3d} h={s['h']:<2d} S={s['S']:<4d} flash {s['flash_ms']:8.3f} ms  "
                   f"materialized {s['materialized_ms']:8.3f} ms")
         result["sweep"] = sw
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    harness.finish(args, result)
     return 0
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m fastformer.bench.ops_attention",
-                                 description=__doc__.split("\n\n")[0])
-    add_arguments(ap)
-    return run(ap.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,20 +1,22 @@
-"""One full training step, side by side: the compiled `fastformer.Transformer`,
-the NumPy reference `fastformer.reference.Transformer` and PyTorch
-(`torch.nn.Transformer` with embeddings and generator, see
-`fastformer.bench.torch_model`), with identical weights and batch.
+"""One full training step, side by side: `fastformer.Trainer.train_step` on
+the compiled `fastformer.Transformer` and on the NumPy reference
+`fastformer.reference.Transformer`, and PyTorch (`torch.nn.Transformer` with
+embeddings and generator, see `fastformer.bench.torch_model`), with
+identical weights and batch.
 
     python -m fastformer.bench step [--config tiny,small,base,long] [--threads 1,2]
         [--impl compiled,numpy,torch] [--repeat 5] [--json PATH] [--plot PATH.png]
 
 A step is what a training loop does per batch: zero the gradients, forward,
 cross-entropy with label smoothing 0.1 over the non-padding targets, backward,
-AdamW (lr 1e-3, weight decay 0.01); dropout 0.1 everywhere SPEC puts it. Each
-side uses its own pieces: the compiled model with `fastformer.ops.cross_entropy`
-and `fastformer.optim.AdamW`; the reference with the NumPy loss and the NumPy
-Adam kernel; PyTorch with `F.cross_entropy` and `torch.optim.AdamW`. All get
-the same thread count (fastformer, numpy's BLAS, torch.set_num_threads).
-Until the compiled model is built, the "compiled" side runs the reference
-model (with the compiled loss and optimizer) and the output says so.
+AdamW (lr 1e-3, weight decay 0.01); dropout 0.1 everywhere SPEC puts it. For
+fastformer's two models it is the trainer's own step, so the benchmark times
+what `fastformer train` runs (with its gradient norm and finiteness checks);
+the NumPy side runs it with every kernel the trainer picks (loss, norms,
+AdamW) taken from the NumPy twins (`numpy_kernels`), so it is NumPy
+throughout. PyTorch runs its usual loop with `F.cross_entropy` and
+`torch.optim.AdamW`. All get the same thread count (fastformer, numpy's
+BLAS, torch.set_num_threads).
 
 Timing: after `--warmup` untimed steps each, the sides run alternately, one
 step per turn, each after `--pause` seconds idle; the table gives the median
@@ -49,54 +51,55 @@ halved), cross-attention (Q and output projections on the target, K and V
 on the memory), the FFN (4 x tokens x d x f) and the generator. `base` is
 620 GFLOP per step.
 """
-import gc
-import json
-import os
-import subprocess
+import contextlib
 import sys
 
 import numpy as np
 
 import fastformer as ff
-from fastformer import ops
+from fastformer import _kernels
+from fastformer import distributed
 from fastformer import reference as ref
-from fastformer.bench import common
+from fastformer.bench import harness, machine
 from fastformer.bench.configs import CONFIGS, PUBLIC_CONFIGS, parse_configs, step_flops, synthetic_batch
-from fastformer.commands.common import nonnegative_int, positive_int, unit_float
+from fastformer.bench.harness import Column, column
+from fastformer.commands.common import unit_float
 from fastformer.data.batch import IGNORE_INDEX
 from fastformer.optim import AdamW
-from fastformer.reference import optim as ref_optim
+from fastformer.trainer import Trainer
 
+HELP = "one training step: compiled model against the NumPy reference and PyTorch"
 IMPLS = ("compiled", "numpy", "torch")
 LABEL_SMOOTHING = 0.1
 LR, WEIGHT_DECAY = 1e-3, 0.01
 
 
-class NumpyAdamW(AdamW):
-    """fastformer.optim.AdamW with the NumPy Adam kernel, so that the NumPy
-    side of the comparison is NumPy throughout."""
+@contextlib.contextmanager
+def numpy_kernels():
+    """Within: every kernel the trainer, loss and optimizers pick through
+    `fastformer._kernels.kernel` is the NumPy twin, as on a build without
+    compiled kernels (the fallback `kernel` exists for)."""
+    compiled = _kernels._ops
+    _kernels._ops = None  # kernel() finds no compiled kernel of any name
+    try:
+        yield
+    finally:
+        _kernels._ops = compiled
 
-    def _kernel(self, name):
-        return getattr(ref_optim, name)
 
-
-def _ours(cls, kwargs, state, cross_entropy, optimizer_class, batch):
+def _trainer_side(cls, kwargs, state, batch, numpy_only):
     model = cls(**kwargs)
     if state is not None:
         model.load_state_dict(state)
-    model.train()
-    opt = optimizer_class(model, lr=LR, weight_decay=WEIGHT_DECAY)
+    trainer = Trainer(model, AdamW(model, lr=LR, weight_decay=WEIGHT_DECAY), label_smoothing=LABEL_SMOOTHING,
+                      progress=False, world=distributed.World())  # one process, whatever launched it
+    kernels = numpy_kernels if numpy_only else contextlib.nullcontext
 
     def step():
-        model.zero_grad()
-        logits = model.forward(batch.src, batch.tgt_in, src_key_padding_mask=batch.src_key_padding_mask,
-                               tgt_key_padding_mask=batch.tgt_key_padding_mask)
-        loss, dlogits = cross_entropy(logits, batch.tgt_out, IGNORE_INDEX, LABEL_SMOOTHING)
-        model.backward(dlogits)
-        opt.step()
-        return float(loss)
+        with kernels():
+            return float(trainer.train_step(batch)["loss"])
 
-    return step, f"{cls.__module__}.{cls.__qualname__}"
+    return step, f"Trainer.train_step, {cls.__module__}.{cls.__qualname__}"
 
 
 def _torch(torch, kwargs, state, batch):
@@ -129,56 +132,32 @@ def make_side(impl, config, batch, dropout, state=None, torch=None):
     (a reference state_dict) gives the weights, None its own initialisation."""
     kwargs = config.model_kwargs(dropout)
     if impl == "compiled":
-        return _ours(ff.Transformer, kwargs, state, ops.cross_entropy, AdamW, batch)
+        return _trainer_side(ff.Transformer, kwargs, state, batch, numpy_only=False)
     if impl == "numpy":
-        return _ours(ref.Transformer, kwargs, state, ref.cross_entropy, NumpyAdamW, batch)
+        return _trainer_side(ref.Transformer, kwargs, state, batch, numpy_only=True)
     return _torch(torch, kwargs, state, batch)
 
 
-# ----- peak memory, in a fresh process ------------------------------------------------
-
-
-def measure_memory(impl, config, threads, dropout, padding):
-    """Rise of peak RSS over two steps of `impl`, in a fresh Python process
-    (ru_maxrss would carry the parent's peak across exec). Returns
-    {"peak_rise_bytes", "baseline_rss_bytes"}, or None if the child failed
-    (its stderr goes to ours)."""
-    spec = dict(impl=impl, config=config.name, threads=threads, dropout=dropout, padding=padding)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
-    # The child must import this very fastformer, installed or not.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(ff.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-m", "fastformer.bench.step", json.dumps(spec)], env=env,
-                          stdout=subprocess.PIPE, stderr=None, text=True)
-    if proc.returncode != 0:
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _memory_child(spec_json):
-    spec = json.loads(spec_json)
-    torch = common.import_torch() if spec["impl"] == "torch" else None
-    common.set_all_threads(spec["threads"], torch)
-    # One step of a micro model first, so that what the libraries set up once
-    # (thread pools, autograd engine, kernel caches) is not counted as the
-    # configuration's memory; then hand the freed heap back to the OS.
+def memory_probe(spec):
+    """The peak-memory child's set-up (see harness.peak_memory): one step of
+    a micro model first, so that what the libraries set up once (thread
+    pools, autograd engine, kernel caches) is not counted as the
+    configuration's memory; then two steps of the configuration, from just
+    before its model is built (the second is the steady state: optimizer
+    state exists)."""
+    torch = harness.import_torch() if spec["impl"] == "torch" else None
+    machine.set_all_threads(spec["threads"], torch)
     warm, _ = make_side(spec["impl"], CONFIGS["micro"], synthetic_batch(CONFIGS["micro"]), spec["dropout"],
                         torch=torch)
     warm()
-    del warm
-    gc.collect()
-    common.release_freed_memory()
     config = CONFIGS[spec["config"]]
     batch = synthetic_batch(config, padding=spec["padding"])
-    # From here on, what grows is the step's: model, gradients, optimizer state, activations.
-    if common.reset_peak_rss():
-        base = common.proc_status_bytes("VmRSS")
-    else:  # older kernel: the rise from the peak so far may undercount
-        base = common.proc_status_bytes("VmHWM")
-    step, _ = make_side(spec["impl"], config, batch, spec["dropout"], torch=torch)
-    for _ in range(2):  # the second step is the steady state (optimizer state exists)
-        step()
-    print(json.dumps({"peak_rise_bytes": common.proc_status_bytes("VmHWM") - base, "baseline_rss_bytes": base}))
+
+    def measured():
+        step, _ = make_side(spec["impl"], config, batch, spec["dropout"], torch=torch)
+        for _ in range(2):
+            step()
+    return measured
 
 
 # ----- the benchmark -------------------------------------------------------------------
@@ -187,22 +166,13 @@ def _memory_child(spec_json):
 def add_arguments(p):
     p.add_argument("--config", type=parse_configs, default=parse_configs(",".join(PUBLIC_CONFIGS)),
                    help=f"comma-separated sizes from {', '.join(PUBLIC_CONFIGS)} (default: all)")
-    p.add_argument("--threads", type=common.parse_threads, default=None,
-                   help="comma-separated thread counts, e.g. 1,2 for a scaling table (default: all cores)")
-    p.add_argument("--impl", type=common.impl_list(IMPLS), default=list(IMPLS),
+    p.add_argument("--impl", type=harness.impl_list(IMPLS), default=list(IMPLS),
                    help="comma-separated sides from compiled,numpy,torch (default: all; torch when installed)")
-    p.add_argument("--repeat", type=positive_int, default=5, help="timed steps per side (default 5)")
-    p.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed steps per side first (default 2)")
-    p.add_argument("--pause", type=float, default=0.2,
-                   help="seconds idle before each timed step, so the previous side's spinning worker "
-                        "threads have gone to sleep (default 0.2)")
+    harness.add_arguments(p, repeat=5, warmup=2, pause=0.2, what="steps")
     p.add_argument("--dropout", type=unit_float, default=0.1, help="dropout probability (default 0.1)")
     p.add_argument("--no-padding", action="store_true",
                    help="full-length rows (default: lengths from 3/4 to all of S and T, with padding masks)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
-    p.add_argument("--default-malloc", action="store_true",
-                   help="leave glibc's malloc as it is for the timings")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--plot", metavar="PATH.png", help="draw the speedups (needs matplotlib)")
 
 
@@ -231,48 +201,52 @@ def _bench_config(config, threads, impls, args, torch):
 
     def report(r, last):
         times = "  ".join(f"{k} {1e3 * v:.1f} ms" for k, v in last.items())
-        common.progress(f"  step {config.name} x{threads} round {r + 1}/{args.repeat}: {times}")
+        harness.progress(f"  step {config.name} x{threads} round {r + 1}/{args.repeat}: {times}")
 
-    common.progress(f"step {config.name} x{threads}: warm-up ({args.warmup} steps per side)")
-    samples = common.interleaved(fns, args.repeat, args.warmup, args.pause, report)
+    harness.progress(f"step {config.name} x{threads}: warm-up ({args.warmup} steps per side)")
+    samples = harness.interleaved(fns, args.repeat, args.warmup, args.pause, report=report)
     del fns
     flops = step_flops(config)
     tokens = int((batch.tgt_out != IGNORE_INDEX).sum())
     rows = []
     for impl in impls:
-        t = common.median(samples[impl])
+        t = harness.median(samples[impl])
         rows.append(dict(config=config.name, threads=threads, impl=impl, model=models[impl], ms_per_step=1e3 * t,
                          samples_ms=[1e3 * s for s in samples[impl]], target_tokens_per_step=tokens,
                          tokens_per_s=tokens / t, flops_per_step=flops, gflops=flops / t * 1e-9,
                          fraction_of_peak=None, first_loss=losses[impl][0], peak_memory_bytes=None))
     if not args.no_memory:
         for row in rows:
-            common.progress(f"step {config.name} x{threads}: peak memory of {row['impl']} (fresh process)")
-            mem = measure_memory(row["impl"], config, threads, args.dropout, not args.no_padding) or {}
+            harness.progress(f"step {config.name} x{threads}: peak memory of {row['impl']} (fresh process)")
+            spec = dict(impl=row["impl"], config=config.name, threads=threads, dropout=args.dropout,
+                        padding=not args.no_padding)
+            mem = harness.peak_memory("step", spec, threads) or {}
             row["peak_memory_bytes"] = mem.get("peak_rise_bytes")
             row["baseline_rss_bytes"] = mem.get("baseline_rss_bytes")
     return rows
 
 
-def _mib(b):
-    return "-" if b is None else f"{b / 2 ** 20:.1f}"
+def _speedup(r):
+    return "-" if r["compiled_speedup"] is None or r["impl"] == "compiled" else f"{r['compiled_speedup']:.2f}x"
+
+
+COLUMNS = [
+    column("config", "config", width=7, left=True), column("thr", "threads", width=3),
+    column("impl", "impl", width=9, left=True), column("ms/step", "ms_per_step", ".1f", 9),
+    column("tok/s", "tokens_per_s", ".0f", 9), column("GFLOP/s", "gflops", ".1f", 8),
+    Column("%peak", 6, lambda r: f"{100 * r['fraction_of_peak']:.1f}%"),
+    Column("peak MiB", 9, lambda r: "-" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 2**20:.1f}"),
+    Column("speedup", 8, _speedup), column("loss", "first_loss", ".3f", 7),
+]
 
 
 def format_table(rows):
-    head = (f"{'config':<7} {'thr':>3} {'impl':<9} {'ms/step':>9} {'tok/s':>9} {'GFLOP/s':>8} {'%peak':>6} "
-            f"{'peak MiB':>9} {'speedup':>8} {'loss':>7}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        sp = "-" if r["compiled_speedup"] is None or r["impl"] == "compiled" else f"{r['compiled_speedup']:.2f}x"
-        lines.append(f"{r['config']:<7} {r['threads']:>3} {r['impl']:<9} {r['ms_per_step']:>9.1f} "
-                     f"{r['tokens_per_s']:>9.0f} {r['gflops']:>8.1f} {100 * r['fraction_of_peak']:>5.1f}% "
-                     f"{_mib(r['peak_memory_bytes']):>9} {sp:>8} {r['first_loss']:>7.3f}")
-    return "\n".join(lines)
+    return harness.format_table(COLUMNS, rows)
 
 
 def summarize(rows):
     """Speedups per (config, threads), and thread scaling per (config, impl)."""
-    speedups, scaling = common.compiled_speedups(rows, "ms_per_step"), []
+    speedups, scaling = harness.speedups(rows, "ms_per_step"), []
     for key in dict.fromkeys((r["config"], r["impl"]) for r in rows):
         by = {r["threads"]: r["ms_per_step"] for r in rows if (r["config"], r["impl"]) == key}
         if len(by) > 1:
@@ -309,23 +283,20 @@ def plot(path, speedups):
 def run(args):
     if not check_plot_available(args.plot):
         return 2
-    impls, torch = common.sides(args.impl)
-    threads_list = args.threads or [ff.get_num_threads()]
-    malloc_kept = False if args.default_malloc else common.keep_freed_memory()
-    header = common.machine_header(threads_list, torch, malloc_kept)
-    header.update(repeat=args.repeat, warmup=args.warmup, pause_s=args.pause, dropout=args.dropout,
-                  label_smoothing=LABEL_SMOOTHING, padding=not args.no_padding)
-    common.print_header(header)
+    impls, torch = harness.sides(args.impl)
+    threads_list = harness.thread_counts(args)
+    header = harness.start(args, threads_list, torch, dropout=args.dropout, label_smoothing=LABEL_SMOOTHING,
+                           padding=not args.no_padding)
     print(f"median of {args.repeat} alternating steps per side after {args.warmup} warm-up; dropout "
           f"{args.dropout}, label smoothing {LABEL_SMOOTHING}, AdamW\n")
     rows = []
-    with common.threads_restored(torch):
+    with machine.threads_restored(torch):
         for threads in threads_list:
-            used = common.set_all_threads(threads, torch)
+            used = machine.set_all_threads(threads, torch)
             if used["blas"] is None and "numpy" in impls:
                 print(f"note: could not set numpy's BLAS threads to {threads} (it keeps its start-up count)")
             for config in args.config:
-                common.refresh_peak(header, threads)
+                machine.refresh_peak(header, threads)
                 rows += _bench_config(config, threads, impls, args, torch)
     for config in dict.fromkeys(r["config"] for r in rows):
         print(f"{config}: {CONFIGS[config].describe()}, {step_flops(CONFIGS[config]) / 1e9:.1f} GFLOP/step")
@@ -337,19 +308,13 @@ def run(args):
     print("%peak against the fp32 FMA peak, best of the measurements before each configuration: " +
           ", ".join(f"{p:.1f} GFLOP/s ({t} thr)" for t, p in header["fma_peak_gflops"].items()))
     print()
-    print(common.format_speedups(speedups, "step"))
+    print(harness.format_speedups(speedups, "step", lambda s: f"{s['config']} x{s['threads']}"))
     for s in scaling:
         print(f"{s['config']} {s['impl']}: {s['from_threads']} -> {s['to_threads']} threads {s['speedup']:.2f}x")
     configs = {c: CONFIGS[c]._asdict() for c in dict.fromkeys(r["config"] for r in rows)}
-    if args.json:
-        common.write_json(args.json, {"header": header, "configs": configs, "results": rows,
-                                      "speedups": speedups, "scaling": scaling})
-        print(f"wrote {args.json}")
+    harness.finish(args, {"header": header, "configs": configs, "results": rows, "speedups": speedups,
+                          "scaling": scaling})
     if args.plot and speedups:
         plot(args.plot, speedups)
         print(f"wrote {args.plot}")
     return 0
-
-
-if __name__ == "__main__":  # the peak-memory child: python -m fastformer.bench.step SPEC_JSON
-    _memory_child(sys.argv[1])
