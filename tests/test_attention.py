@@ -147,6 +147,39 @@ def test_rows_forward_on_cache_views(simd):
     assert not ctx.any() and np.isneginf(lse).all()
 
 
+def test_rows_forward_with_key_rows(simd, threads):
+    """A cache reordered by index: key j of row b read from slot key_rows[b, j]
+    gives the bits of the call on the gathered keys, for any thread count."""
+    S, R, H, L, t, dk = 7, 5, 2, 12, 9, 24
+    rng = np.random.default_rng(11)
+    cache = rand(rng, (S, 2 * H, L, dk))
+    key_rows = np.zeros((R, L), np.int64)
+    key_rows[:, :t] = rng.integers(0, S, (R, t))
+    q = rand(rng, (R, H, 1, dk))
+    k_all, v_all = cache[:, :H, :t], cache[:, H:, :t]
+    j = np.arange(t)
+    k = np.ascontiguousarray(k_all[key_rows[:, :t], :, j].transpose(0, 2, 1, 3))  # (R, H, t, dk)
+    v = np.ascontiguousarray(v_all[key_rows[:, :t], :, j].transpose(0, 2, 1, 3))
+    want = ops.attention_forward(q, k, v, impl="rows")
+    for n in (1, 2, 3):
+        threads(n)
+        out, lse = np.empty_like(q), np.empty((R, H, 1), np.float32)
+        ff._C._attention_forward_views(out, lse, q, k_all, v_all, impl="rows", key_rows=key_rows[:, :t])
+        assert np.array_equal(out, want[0]) and np.array_equal(lse, want[1])
+    out, lse = np.empty_like(q), np.empty((R, H, 1), np.float32)
+    bad = [
+        (ValueError, "key_rows", dict(impl="flash", key_rows=key_rows[:, :t])),
+        (TypeError, "key_rows", dict(impl="rows", key_rows=key_rows[:, :t].astype(np.int32))),
+        (ValueError, "key_rows", dict(impl="rows", key_rows=key_rows[:, :t - 1])),
+        (ValueError, "key_rows", dict(impl="rows", key_rows=key_rows[:, :2 * t:2][:, :t])),
+        (ValueError, "key_rows", dict(impl="rows", key_rows=np.full((R, t), S, np.int64))),
+        (ValueError, "key_rows", dict(impl="rows", key_rows=np.full((R, t), -1, np.int64))),
+    ]
+    for exc, name, kw in bad:
+        with pytest.raises(exc, match=name):
+            ff._C._attention_forward_views(out, lse, q, k_all, v_all, **kw)
+
+
 def test_rows_is_the_default_for_few_queries():
     q, k, v, dout, mask, causal = inputs((3, 2, ops.ATTENTION_ROWS_MAX_TQ, 40, 32, True, True))
     got = ops.attention_forward(q, k, v, mask, causal)

@@ -51,10 +51,14 @@ int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const 
                                const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
                                const uint8_t *key_padding_mask, const ff_attn_dims_t *d);
 
-/* The same forward contract, one query row at a time (dropout_p must be 0). */
+/* The same forward contract, one query row at a time (dropout_p must be 0).
+ * key_rows (B, Tk; row stride key_rows_ld) or NULL: key j of batch b is in
+ * batch key_rows[b*ld + j] of k and v (which may then hold any number of
+ * batches: a cache whose rows are reordered by index, not copied). */
 int ff_attention_rows_forward(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
                               const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
-                              const uint8_t *key_padding_mask, const ff_attn_dims_t *d);
+                              const uint8_t *key_padding_mask, const int64_t *key_rows, size_t key_rows_ld,
+                              const ff_attn_dims_t *d);
 
 /* dq like q, dk like k, dv like v (overwritten); dout and out are
  * (B, H, Tq, dk), lse (B, H, Tq) from the forward. */

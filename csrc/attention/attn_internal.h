@@ -56,10 +56,10 @@ typedef struct {
                        uint32_t thr, float keep, uint64_t seed, uint64_t step, uint64_t site);
     /* dst (cols, rows; ldd) = src^T where src is (rows, cols) with row stride lds. */
     void (*transpose)(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t cols);
-    /* s[j] = scale * dot(q, k + j*ldk, dk) for j < n, each summed as `dot` sums it. */
-    void (*scores)(float *s, const float *q, const float *k, size_t ldk, size_t n, size_t dk, float scale);
-    /* o[c] = sum_j p[j] * v[j*ldv + c] for c < dk, over j < n in order. */
-    void (*weighted_sum)(float *o, const float *p, const float *v, size_t ldv, size_t n, size_t dk);
+    /* s[j] = scale * dot(q, keys[j], dk) for j < n, each summed as `dot` sums it. */
+    void (*scores)(float *s, const float *q, const float *const *keys, size_t n, size_t dk, float scale);
+    /* o[c] = sum_j p[j] * values[j][c] for c < dk, over j < n in order. */
+    void (*weighted_sum)(float *o, const float *p, const float *const *values, size_t n, size_t dk);
 } ff_attn_leaves_t;
 
 extern const ff_attn_leaves_t ff_attn_leaves_generic;
@@ -71,8 +71,8 @@ extern const ff_attn_leaves_t ff_attn_leaves_avx512;
 /* The AVX2 row leaves, which the AVX-512 table shares (memory-bound: wider
  * vectors buy nothing there). */
 #if defined(__x86_64__) || defined(_M_X64)
-void ff_attn_scores_avx2(float *s, const float *q, const float *k, size_t ldk, size_t n, size_t dk, float scale);
-void ff_attn_weighted_sum_avx2(float *o, const float *p, const float *v, size_t ldv, size_t n, size_t dk);
+void ff_attn_scores_avx2(float *s, const float *q, const float *const *keys, size_t n, size_t dk, float scale);
+void ff_attn_weighted_sum_avx2(float *o, const float *p, const float *const *values, size_t n, size_t dk);
 #endif
 
 /* The leaves of the active instruction set. */

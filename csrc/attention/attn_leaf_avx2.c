@@ -189,12 +189,12 @@ static float dot_avx2(const float *a, const float *b, size_t n) {
 
 /* Four keys at a time (four independent chains keep the loads in flight),
  * each summed exactly as dot_avx2 sums it. */
-void ff_attn_scores_avx2(float *s, const float *q, const float *k, size_t ldk, size_t n, size_t dk, float scale) {
+void ff_attn_scores_avx2(float *s, const float *q, const float *const *keys, size_t n, size_t dk, float scale) {
     const size_t full = dk & ~(size_t)7;
     const __m256i t = ff_tailmask256(dk > full ? dk - full : 8);
     size_t j = 0;
     for (; j + 4 <= n; j += 4) {
-        const float *k0 = k + j * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+        const float *k0 = keys[j], *k1 = keys[j + 1], *k2 = keys[j + 2], *k3 = keys[j + 3];
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         size_t c = 0;
         for (; c < full; c += 8) {
@@ -214,18 +214,18 @@ void ff_attn_scores_avx2(float *s, const float *q, const float *k, size_t ldk, s
         s[j] = scale * ff_hsum256(a0), s[j + 1] = scale * ff_hsum256(a1);
         s[j + 2] = scale * ff_hsum256(a2), s[j + 3] = scale * ff_hsum256(a3);
     }
-    for (; j < n; j++) s[j] = scale * dot_avx2(q, k + j * ldk, dk);
+    for (; j < n; j++) s[j] = scale * dot_avx2(q, keys[j], dk);
 }
 
 /* Up to 64 columns of o in registers (NV vectors, the last partial when
  * TAIL), every element one chain over j in order. */
-AI void weighted_sum_block(float *o, const float *p, const float *v, size_t ldv, size_t n, const int NV,
+AI void weighted_sum_block(float *o, const float *p, const float *const *values, size_t c0, size_t n, const int NV,
                            const int TAIL, __m256i tm) {
     __m256 acc[8];
     for (int u = 0; u < NV; u++) acc[u] = _mm256_setzero_ps();
     for (size_t j = 0; j < n; j++) {
         const __m256 pj = _mm256_broadcast_ss(p + j);
-        const float *vr = v + j * ldv;
+        const float *vr = values[j] + c0;
         for (int u = 0; u < NV; u++)
             acc[u] = _mm256_fmadd_ps(pj, (TAIL && u == NV - 1) ? _mm256_maskload_ps(vr + 8 * u, tm)
                                                                : _mm256_loadu_ps(vr + 8 * u), acc[u]);
@@ -238,10 +238,11 @@ AI void weighted_sum_block(float *o, const float *p, const float *v, size_t ldv,
     }
 }
 
-typedef void (*wsum_fn)(float *, const float *, const float *, size_t, size_t, __m256i);
+typedef void (*wsum_fn)(float *, const float *, const float *const *, size_t, size_t, __m256i);
 #define WSUM(NV, T)                                                                                     \
-    static void wsum_##NV##_##T(float *o, const float *p, const float *v, size_t ldv, size_t n, __m256i tm) { \
-        weighted_sum_block(o, p, v, ldv, n, NV, T, tm);                                                 \
+    static void wsum_##NV##_##T(float *o, const float *p, const float *const *v, size_t c0, size_t n,    \
+                                __m256i tm) {                                                           \
+        weighted_sum_block(o, p, v, c0, n, NV, T, tm);                                                  \
     }
 #define WSUMS(NV) WSUM(NV, 0) WSUM(NV, 1)
 WSUMS(1)
@@ -257,10 +258,10 @@ static const wsum_fn g_wsums[8][2] = {{wsum_1_0, wsum_1_1}, {wsum_2_0, wsum_2_1}
                                       {wsum_4_0, wsum_4_1}, {wsum_5_0, wsum_5_1}, {wsum_6_0, wsum_6_1},
                                       {wsum_7_0, wsum_7_1}, {wsum_8_0, wsum_8_1}};
 
-void ff_attn_weighted_sum_avx2(float *o, const float *p, const float *v, size_t ldv, size_t n, size_t dk) {
+void ff_attn_weighted_sum_avx2(float *o, const float *p, const float *const *values, size_t n, size_t dk) {
     for (size_t c = 0; c < dk; c += 64) {
         const size_t w = dk - c < 64 ? dk - c : 64, rem = w % 8;
-        g_wsums[(w + 7) / 8 - 1][rem != 0](o + c, p, v + c, ldv, n, ff_tailmask256(rem ? rem : 8));
+        g_wsums[(w + 7) / 8 - 1][rem != 0](o + c, p, values, c, n, ff_tailmask256(rem ? rem : 8));
     }
 }
 

@@ -87,14 +87,14 @@ static float dot_generic(const float *a, const float *b, size_t n) {
     return s;
 }
 
-static void scores_generic(float *s, const float *q, const float *k, size_t ldk, size_t n, size_t dk, float scale) {
-    for (size_t j = 0; j < n; j++) s[j] = scale * dot_generic(q, k + j * ldk, dk);
+static void scores_generic(float *s, const float *q, const float *const *keys, size_t n, size_t dk, float scale) {
+    for (size_t j = 0; j < n; j++) s[j] = scale * dot_generic(q, keys[j], dk);
 }
 
-static void weighted_sum_generic(float *o, const float *p, const float *v, size_t ldv, size_t n, size_t dk) {
+static void weighted_sum_generic(float *o, const float *p, const float *const *values, size_t n, size_t dk) {
     for (size_t c = 0; c < dk; c++) o[c] = 0.0f;
     for (size_t j = 0; j < n; j++)
-        for (size_t c = 0; c < dk; c++) o[c] += p[j] * v[j * ldv + c];
+        for (size_t c = 0; c < dk; c++) o[c] += p[j] * values[j][c];
 }
 
 const ff_attn_leaves_t ff_attn_leaves_generic = {

@@ -30,7 +30,8 @@ cdef extern from "attention/attention.h" nogil:
                                           ff_attn_view_t sv, const uint8_t *key_padding_mask, const ff_attn_dims_t *d)
     int ff_attention_rows_forward(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
                                   const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
-                                  const uint8_t *key_padding_mask, const ff_attn_dims_t *d)
+                                  const uint8_t *key_padding_mask, const int64_t *key_rows, size_t key_rows_ld,
+                                  const ff_attn_dims_t *d)
     int ff_attention_materialized_backward(float *dq, ff_attn_view_t sdq, float *dk, ff_attn_view_t sdk, float *dv,
                                            ff_attn_view_t sdv, const float *dout, ff_attn_view_t sdo, const float *q,
                                            ff_attn_view_t sq, const float *k, ff_attn_view_t sk, const float *v,
@@ -76,9 +77,10 @@ cdef int _attn_impl(object impl, const ff_attn_dims_t *d, bint forward) except -
 
 cdef int _attn_run_forward(int impl, float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
                            const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
-                           const uint8_t *mask, const ff_attn_dims_t *d) noexcept nogil:
+                           const uint8_t *mask, const ff_attn_dims_t *d, const int64_t *key_rows=NULL,
+                           size_t key_rows_ld=0) noexcept nogil:
     if impl == _ATTN_ROWS:
-        return ff_attention_rows_forward(out, so, lse, q, sq, k, sk, v, sv, mask, d)
+        return ff_attention_rows_forward(out, so, lse, q, sq, k, sk, v, sv, mask, key_rows, key_rows_ld, d)
     if impl == _ATTN_MATERIALIZED:
         return ff_attention_materialized_forward(out, so, lse, q, sq, k, sk, v, sv, mask, d)
     return ff_attention_flash_forward(out, so, lse, q, sq, k, sk, v, sv, mask, d)
@@ -237,20 +239,40 @@ cdef float *_attn_ptr(object a):
 
 
 def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0,
-                             site=0, impl="flash"):
+                             site=0, impl="flash", key_rows=None):
     """The forward (flash unless impl says otherwise) on strided views (e.g.
     q, k, v = qkv.reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4) of a packed
     projection), writing into out (a view of any layout with a contiguous last
-    axis) and lse ((B, h, Tq), contiguous). Outputs must not overlap the inputs."""
+    axis) and lse ((B, h, Tq), contiguous). Outputs must not overlap the inputs.
+    key_rows (impl="rows" only): (B, Tk) int64 with a contiguous last axis; key
+    j of batch b is then k[key_rows[b, j], :, j] (k and v may hold any number
+    of batches: a cache reordered by index)."""
     if not isinstance(q, np.ndarray) or q.ndim != 4:
         raise ValueError("q must be a 4-D numpy.ndarray (B, h, Tq, dk)")
     if not isinstance(k, np.ndarray) or k.ndim != 4:
         raise ValueError("k must be a 4-D numpy.ndarray (B, h, Tk, dk)")
     B, H, Tq, dk = q.shape
     Tk = k.shape[2]
+    Bk = B if key_rows is None else k.shape[0]
     cdef ff_attn_view_t vq = _attn_view("q", q, (B, H, Tq, dk), False)
-    cdef ff_attn_view_t vk = _attn_view("k", k, (B, H, Tk, dk), False)
-    cdef ff_attn_view_t vv = _attn_view("v", v, (B, H, Tk, dk), False)
+    cdef ff_attn_view_t vk = _attn_view("k", k, (Bk, H, Tk, dk), False)
+    cdef ff_attn_view_t vv = _attn_view("v", v, (Bk, H, Tk, dk), False)
+    cdef const int64_t *pkr = NULL
+    cdef size_t kr_ld = 0
+    if key_rows is not None:
+        if impl != "rows":
+            raise ValueError(f"key_rows needs impl='rows', got impl={impl!r}")
+        if not isinstance(key_rows, np.ndarray) or key_rows.dtype != _INT64:
+            raise TypeError("key_rows must be a numpy.ndarray of int64")
+        if key_rows.shape != (B, Tk) or (Tk > 1 and key_rows.strides[1] != 8) or key_rows.strides[0] < 0 \
+                or key_rows.strides[0] % 8:
+            raise ValueError(f"key_rows must have shape {(B, Tk)} with a contiguous last axis, got shape "
+                             f"{key_rows.shape}, strides {key_rows.strides}")
+        if key_rows.size and (key_rows.min() < 0 or key_rows.max() >= Bk):
+            raise ValueError(f"key_rows must be in [0, {Bk}) (the batches of k and v)")
+        if key_rows.size:
+            pkr = <const int64_t *><size_t>key_rows.__array_interface__["data"][0]
+            kr_ld = key_rows.strides[0] // 8
     cdef ff_attn_view_t vo = _attn_view("out", out, (B, H, Tq, dk), True)
     check_float32("lse", lse, 3, True)
     if lse.shape != (B, H, Tq):
@@ -268,7 +290,7 @@ def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=Fa
     cdef const uint8_t *pm = _u8p(mask) if mask is not None else NULL
     cdef int rc
     with nogil:
-        rc = _attn_run_forward(which, po, vo, pl, pq, vq, pk, vk, pv, vv, pm, &d)
+        rc = _attn_run_forward(which, po, vo, pl, pq, vq, pk, vk, pv, vv, pm, &d, pkr, kr_ld)
     if rc != 0:
         raise MemoryError("attention_forward: could not allocate its workspace")
     return out, lse

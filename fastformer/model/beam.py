@@ -8,8 +8,9 @@ every step's work done for all sentences at once:
   parents) is array arithmetic over the (sentences, 2K) candidates;
 - a sentence that is done leaves the batch: its rows leave the decoder's
   cache and its memory leaves cross-attention, so later steps cost less;
-- the decoder's cache is reordered in place, moving only the rows whose
-  parent is another row (`CachedDecoder.select`).
+- the decoder's cache is reordered by index: each row's list of the cache
+  slots holding its history is replaced by its parent's, and no key or
+  value moves (`CachedDecoder.select`).
 
 Scores are float32 sums (the reference's are float64), so they agree to
 rounding; tokens agree unless rounding flips a near tie.

@@ -17,7 +17,7 @@ import numpy as np
 from fastformer import _C
 from fastformer.decoding import check_generate_args
 from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN
-from fastformer.ops import (embedding_forward, gather_rows, gelu_forward, layer_norm_forward, matmul,
+from fastformer.ops import (embedding_forward, gelu_forward, layer_norm_forward, matmul,
                             matmul_packed, pack_matrix)
 
 _attention_forward = _C._attention_forward_views
@@ -46,10 +46,12 @@ class CachedDecoder:
 
     memory: (B, S, d) encoder output; beam: rows per sentence (row r decodes
     sentence r // beam); src_mask: (B, S) bool or None; max_len: steps at most.
-    Self-attention cache per decoder layer: (R, 2h, max_len, dk), keys of
-    the h heads then their values, each head's positions contiguous (so
-    attention streams them); step t writes its K, V at [:, :, t]; a beam
-    reorder moves only the rows that change (`ops.gather_rows`).
+    Self-attention cache per decoder layer: (R, 2h, max_len, dk) slots, keys
+    of the h heads then their values, each head's positions contiguous (so
+    attention streams them); at step t row r writes its K, V into slot r at
+    [r, :, t]. `key_rows` (R, max_len), shared by the layers, says in which
+    slot each row's history keeps position t' (attention's `key_rows`), so a
+    beam reorder or a finished sentence moves an index row, never a key.
     Cross-attention keys and values, (2, B, h, S, dk), are projected once per
     sentence, not per beam: a sentence's beams are `beam` queries against its
     own memory. Weights are packed once per decoder (`_DecodeWeights`).
@@ -71,6 +73,8 @@ class CachedDecoder:
                 self.mem_kv.append(np.ascontiguousarray(kv.reshape(B, S, 2, h, dk).transpose(2, 0, 3, 1, 4)))
             elif sub.kind == SELF_ATTN:
                 self.cache.append(np.empty((self.R, 2 * h, max_len, dk), dtype=np.float32))
+        self.key_rows = np.zeros((self.R, max_len), dtype=np.int64)
+        self.slots = np.arange(self.R, dtype=np.int64)
         self.layers = [_DecodeWeights(sub) for sub in m._dec]
         self.gen = pack_matrix(m._gen.w, trans_b=True)
 
@@ -83,8 +87,7 @@ class CachedDecoder:
         `sentences` (B_new,), the kept sentences' indices (rows must be theirs,
         beam rows each, in the same order): the others leave the batch."""
         rows = np.asarray(rows, dtype=np.int64)
-        for c in self.cache:
-            gather_rows(c[:self.R], rows, self.t)
+        self.key_rows[:len(rows), :self.t] = self.key_rows[rows, :self.t]
         if sentences is not None and len(sentences) != self.B:
             self.mem_kv = [kv[:, sentences] for kv in self.mem_kv]
             if self.src_mask is not None:
@@ -97,6 +100,7 @@ class CachedDecoder:
         m, t, R, B, K, d = self.m, self.t, self.R, self.B, self.beam, self.m.d_model
         h, dk = m.nhead, d // m.nhead
         x = embedding_forward(tokens.reshape(R, 1), m._tgt_emb.data, m.positions[t:t + 1]).reshape(R, -1)
+        self.key_rows[:R, t] = self.slots[:R]  # row r writes position t into slot r
         self_i = cross_i = 0
         for w in self.layers:
             n = w.norm
@@ -110,14 +114,14 @@ class CachedDecoder:
             else:
                 ctx = np.empty((R, d), dtype=np.float32)
                 if w.kind == SELF_ATTN:
-                    cache = self.cache[self_i][:R]
+                    cache = self.cache[self_i]
                     self_i += 1
                     qkv = matmul_packed(inp, w.w_in, bias=w.b_in)
-                    cache[:, :, t] = qkv[:, d:].reshape(R, 2 * h, dk)
-                    k, v = cache[:, :h, :t + 1], cache[:, h:, :t + 1]  # (R, h, t+1, dk) views
+                    cache[:R, :, t] = qkv[:, d:].reshape(R, 2 * h, dk)
+                    k, v = cache[:, :h, :t + 1], cache[:, h:, :t + 1]  # (slots, h, t+1, dk) views
                     lse = np.empty((R, h, 1), dtype=np.float32)
                     _attention_forward(ctx.reshape(R, h, 1, dk), lse, qkv[:, :d].reshape(R, h, 1, dk), k, v, None,
-                                       False, impl="rows")
+                                       False, impl="rows", key_rows=self.key_rows[:R, :t + 1])
                 else:
                     q = matmul_packed(inp, w.w_in, bias=w.b_in)
                     k, v = self.mem_kv[cross_i]  # (B, h, S, dk) each; queries (B*K, d) -> (B, h, K, dk)
