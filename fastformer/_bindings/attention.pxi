@@ -61,11 +61,10 @@ cdef enum:
 cdef int _attn_impl(object impl, const ff_attn_dims_t *d, bint forward) except -1:
     """The implementation to run: impl checked, or picked when None."""
     names = _ATTN_IMPLS if forward else _ATTN_IMPLS[:3]
-    expected = ", ".join(repr(n) for n in names)
     if impl is not None and not isinstance(impl, str):
-        raise TypeError(f"impl must be one of {expected}, got {type(impl).__name__}")
+        raise TypeError(f"impl must be one of {', '.join(map(repr, names))}, got {type(impl).__name__}")
     if impl not in names:
-        raise ValueError(f"impl must be one of {expected}, got {impl!r}")
+        raise ValueError(f"impl must be one of {', '.join(map(repr, names))}, got {impl!r}")
     if impl is None:
         if forward and d.dropout_p == 0.0 and d.Tq <= ATTENTION_ROWS_MAX_TQ:
             return _ATTN_ROWS
@@ -217,8 +216,34 @@ def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=Fa
     return dq, dk, dv
 
 
+cdef bint _attn_view_fast(object a, tuple shape, bint writeable, ff_attn_view_t *out):
+    """The common case of _attn_view in one buffer request; False sends the
+    caller to the checks that name what is wrong."""
+    if type(a) is not _NDARRAY:
+        return False
+    cdef Py_buffer v
+    try:
+        PyObject_GetBuffer(a, &v, PyBUF_FORMAT | PyBUF_STRIDES | (PyBUF_WRITABLE if writeable else 0))
+    except Exception:
+        return False
+    cdef bint ok = (v.itemsize == 4 and v.format != NULL and v.format[0] == b'f' and v.format[1] == 0
+                    and v.ndim == 4 and (<size_t>v.buf) % 4 == 0)
+    cdef int i
+    if ok:
+        for i in range(4):
+            ok = ok and v.shape[i] == <Py_ssize_t>shape[i] and v.strides[i] >= 0 and v.strides[i] % 4 == 0
+        ok = ok and (v.shape[3] <= 1 or v.strides[3] == 4)
+    if ok:
+        out.batch, out.head, out.row = v.strides[0] // 4, v.strides[1] // 4, v.strides[2] // 4
+    PyBuffer_Release(&v)
+    return ok
+
+
 cdef ff_attn_view_t _attn_view(str name, object a, tuple shape, bint writeable) except *:
     """Strides of a (B, h, T, dk) float32 view whose last axis is contiguous."""
+    cdef ff_attn_view_t fast = ff_attn_contiguous(0, 0, 0)
+    if _attn_view_fast(a, shape, writeable, &fast):
+        return fast
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray of float32, got {type(a).__name__}")
     if a.dtype != _FLOAT32:
@@ -234,8 +259,23 @@ cdef ff_attn_view_t _attn_view(str name, object a, tuple shape, bint writeable) 
     return v
 
 
-cdef float *_attn_ptr(object a):
-    return <float *><size_t>a.__array_interface__["data"][0]
+cdef float *_attn_ptr(object a) except? NULL:
+    """The first element of a checked view (any strides)."""
+    cdef Py_buffer v
+    PyObject_GetBuffer(a, &v, PyBUF_STRIDES)
+    cdef float *p = <float *>v.buf
+    PyBuffer_Release(&v)
+    return p
+
+
+cdef bint _rows_within(const int64_t *p, size_t ld, size_t B, size_t T, size_t n):
+    """Every entry of the (B, T) rows (row stride ld) in [0, n)."""
+    cdef size_t b, j
+    for b in range(B):
+        for j in range(T):
+            if p[b * ld + j] < 0 or <size_t>p[b * ld + j] >= n:
+                return False
+    return True
 
 
 def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0,
@@ -268,11 +308,11 @@ def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=Fa
                 or key_rows.strides[0] % 8:
             raise ValueError(f"key_rows must have shape {(B, Tk)} with a contiguous last axis, got shape "
                              f"{key_rows.shape}, strides {key_rows.strides}")
-        if key_rows.size and (key_rows.min() < 0 or key_rows.max() >= Bk):
-            raise ValueError(f"key_rows must be in [0, {Bk}) (the batches of k and v)")
         if key_rows.size:
             pkr = <const int64_t *><size_t>key_rows.__array_interface__["data"][0]
             kr_ld = key_rows.strides[0] // 8
+            if not _rows_within(pkr, kr_ld, B, Tk, Bk):
+                raise ValueError(f"key_rows must be in [0, {Bk}) (the batches of k and v)")
     cdef ff_attn_view_t vo = _attn_view("out", out, (B, H, Tq, dk), True)
     check_float32("lse", lse, 3, True)
     if lse.shape != (B, H, Tq):

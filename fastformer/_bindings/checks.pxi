@@ -4,7 +4,11 @@ import os
 
 import numpy as np
 
+from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_STRIDES, PyBUF_WRITABLE, PyBuffer_IsContiguous,
+                             PyBuffer_Release, PyObject_GetBuffer)
+
 cdef object _FLOAT32 = np.dtype(np.float32)
+cdef object _NDARRAY = np.ndarray
 
 
 def _physical_memory():
@@ -21,7 +25,7 @@ cdef object new_array(str name, tuple shape, object dtype=_FLOAT32):
     """np.empty(shape, dtype), refused with MemoryError when it could not fit
     this machine's memory: a lazily committed giant array that the kernel then
     writes would be killed by the OS instead of raising."""
-    cdef object nbytes = np.dtype(dtype).itemsize
+    cdef object nbytes = 4 if dtype is _FLOAT32 else np.dtype(dtype).itemsize
     for n in shape:
         nbytes *= n
     if _MEMORY_BYTES is not None and nbytes > _MEMORY_BYTES:
@@ -30,8 +34,30 @@ cdef object new_array(str name, tuple shape, object dtype=_FLOAT32):
     return np.empty(shape, dtype=dtype)
 
 
+cdef bint _is_float32_c(object a, int ndim, bint writeable):
+    """Whether a is a C-contiguous, aligned, native float32 ndarray of rank ndim
+    (any if -1), writeable if asked: the common case in one buffer request
+    (attribute by attribute it cost microseconds per argument, which decoding
+    pays on every step). Anything else takes check_float32's slow path."""
+    if type(a) is not _NDARRAY:
+        return False
+    cdef Py_buffer v
+    cdef int flags = PyBUF_FORMAT | PyBUF_STRIDES | (PyBUF_WRITABLE if writeable else 0)
+    try:
+        PyObject_GetBuffer(a, &v, flags)
+    except Exception:
+        return False
+    cdef bint ok = (v.itemsize == 4 and v.format != NULL and v.format[0] == b'f' and v.format[1] == 0
+                    and (ndim < 0 or v.ndim == ndim) and PyBuffer_IsContiguous(&v, b'C')
+                    and (<size_t>v.buf) % 4 == 0)
+    PyBuffer_Release(&v)
+    return ok
+
+
 cdef object check_float32(str name, object a, int ndim=-1, bint writeable=False):
     """Return `a` if it is a C-contiguous float32 ndarray of rank `ndim` (any rank if -1)."""
+    if _is_float32_c(a, ndim, writeable):
+        return a
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray of float32, got {type(a).__name__}")
     if a.dtype != _FLOAT32:
