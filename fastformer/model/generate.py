@@ -12,6 +12,8 @@ ranking and bookkeeping vectorised over all sentences, finished sentences
 dropped from the batch); sampling is the reference's. Both drive a
 `CachedDecoder` through its step/reorder protocol.
 """
+from types import SimpleNamespace
+
 import numpy as np
 
 from fastformer import _C
@@ -77,6 +79,12 @@ class CachedDecoder:
         self.slots = np.arange(self.R, dtype=np.int64)
         self.layers = [_DecodeWeights(sub) for sub in m._dec]
         self.gen = pack_matrix(m._gen.w, trans_b=True)
+        # every step's activations, for the R rows of the first step (later steps use prefixes)
+        R, f = self.R, m.dim_feedforward
+        empty = lambda *shape: np.empty(shape, dtype=np.float32)  # noqa: E731
+        self.buf = SimpleNamespace(x=empty(R, d), y=empty(R, d), inp=empty(R, d), ctx=empty(R, d), q=empty(R, d),
+                                   qkv=empty(R, 3 * d), hidden=empty(R, f), lse=empty(R * h), mean=empty(R),
+                                   rstd=empty(R))
 
     def reorder(self, rows):
         """Row r continues row rows[r]'s history (the step-decoder protocol)."""
@@ -98,45 +106,52 @@ class CachedDecoder:
     def step(self, tokens):
         """tokens (R,) -> logits (R, V) of the next token."""
         m, t, R, B, K, d = self.m, self.t, self.R, self.B, self.beam, self.m.d_model
-        h, dk = m.nhead, d // m.nhead
-        x = embedding_forward(tokens.reshape(R, 1), m._tgt_emb.data, m.positions[t:t + 1]).reshape(R, -1)
+        h, dk, eps, buf = m.nhead, d // m.nhead, m.layer_norm_eps, self.buf
+        x, y, inp, ctx = buf.x[:R], buf.y[:R], buf.inp[:R], buf.ctx[:R]
+        embedding_forward(tokens.reshape(R, 1), m._tgt_emb.data, m.positions[t:t + 1], out=x.reshape(R, 1, d))
         self.key_rows[:R, t] = self.slots[:R]  # row r writes position t into slot r
         self_i = cross_i = 0
         for w in self.layers:
             n = w.norm
-            inp = layer_norm_forward(x, n.w, n.b, m.layer_norm_eps)[0] if m.norm_first else x
-            if w.kind == FFN:
-                if m.activation == "relu":
-                    hidden = matmul_packed(inp, w.w1, bias=w.b1, activation="relu")
-                else:
-                    hidden = gelu_forward(matmul_packed(inp, w.w1, bias=w.b1))
-                body = matmul_packed(hidden, w.w2, bias=w.b2)
+            if m.norm_first:
+                layer_norm_forward(x, n.w, n.b, eps, out=inp, out_mean=buf.mean[:R], out_rstd=buf.rstd[:R])
             else:
-                ctx = np.empty((R, d), dtype=np.float32)
+                inp = x
+            if w.kind == FFN:
+                hidden = buf.hidden[:R]
+                if m.activation == "relu":
+                    matmul_packed(inp, w.w1, bias=w.b1, activation="relu", out=hidden)
+                else:
+                    gelu_forward(matmul_packed(inp, w.w1, bias=w.b1, out=hidden), out=hidden)
+                a, w_out, b_out = hidden, w.w2, w.b2
+            else:
                 if w.kind == SELF_ATTN:
                     cache = self.cache[self_i]
                     self_i += 1
-                    qkv = matmul_packed(inp, w.w_in, bias=w.b_in)
+                    qkv = matmul_packed(inp, w.w_in, bias=w.b_in, out=buf.qkv[:R])
                     cache[:R, :, t] = qkv[:, d:].reshape(R, 2 * h, dk)
                     k, v = cache[:, :h, :t + 1], cache[:, h:, :t + 1]  # (slots, h, t+1, dk) views
-                    lse = np.empty((R, h, 1), dtype=np.float32)
-                    _attention_forward(ctx.reshape(R, h, 1, dk), lse, qkv[:, :d].reshape(R, h, 1, dk), k, v, None,
-                                       False, impl="rows", key_rows=self.key_rows[:R, :t + 1])
+                    _attention_forward(ctx.reshape(R, h, 1, dk), buf.lse[:R * h].reshape(R, h, 1),
+                                       qkv[:, :d].reshape(R, h, 1, dk), k, v, None, False, impl="rows",
+                                       key_rows=self.key_rows[:R, :t + 1])
                 else:
-                    q = matmul_packed(inp, w.w_in, bias=w.b_in)
+                    q = matmul_packed(inp, w.w_in, bias=w.b_in, out=buf.q[:R])
                     k, v = self.mem_kv[cross_i]  # (B, h, S, dk) each; queries (B*K, d) -> (B, h, K, dk)
                     cross_i += 1
-                    lse = np.empty((B, h, K), dtype=np.float32)
-                    _attention_forward(ctx.reshape(B, K, h, dk).transpose(0, 2, 1, 3), lse,
-                                       q.reshape(B, K, h, dk).transpose(0, 2, 1, 3), k, v, self.src_mask, False,
-                                       impl="rows")
-                body = matmul_packed(ctx, w.w_out, bias=w.b_out)
-            if m.norm_first:
-                x = x + body
+                    _attention_forward(ctx.reshape(B, K, h, dk).transpose(0, 2, 1, 3),
+                                       buf.lse[:R * h].reshape(B, h, K), q.reshape(B, K, h, dk).transpose(0, 2, 1, 3),
+                                       k, v, self.src_mask, False, impl="rows")
+                a, w_out, b_out = ctx, w.w_out, w.b_out
+            if m.norm_first:  # x += the sublayer's output, in the product's epilogue
+                matmul_packed(a, w_out, bias=b_out, beta=1.0, out=x)
             else:
-                x = layer_norm_forward(body, n.w, n.b, m.layer_norm_eps, residual=x)[0]
+                matmul_packed(a, w_out, bias=b_out, out=y)
+                layer_norm_forward(y, n.w, n.b, eps, residual=x, out=buf.inp[:R], out_mean=buf.mean[:R],
+                                   out_rstd=buf.rstd[:R])
+                x[:] = buf.inp[:R]
         if m.final_norm:
-            x = layer_norm_forward(x, m._dec_norm.w, m._dec_norm.b, m.layer_norm_eps)[0]
+            x = layer_norm_forward(x, m._dec_norm.w, m._dec_norm.b, eps, out=buf.inp[:R], out_mean=buf.mean[:R],
+                                   out_rstd=buf.rstd[:R])[0]
         self.t += 1
         return matmul_packed(x, self.gen, bias=m._gen.b)
 
