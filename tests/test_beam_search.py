@@ -1,5 +1,5 @@
-"""Beam search and sampling: the step kernels (`ops.beam_topk`,
-`ops.gather_rows`) against their NumPy twins, the compiled search against
+"""Beam search and sampling: the step kernel (`ops.beam_topk`) against its
+NumPy twin, the compiled search against
 the NumPy reference search token for token and score for score on a model
 trained here (a few seconds, on reversing digit strings), sampling's
 determinism, and the options' checks."""
@@ -49,35 +49,6 @@ def test_beam_topk_bad_arguments():
         ff.ops.beam_topk(logits, scores, 0)
     with pytest.raises(ValueError, match="blocked"):
         ff.ops.beam_topk(logits, scores, 2, blocked=5)
-
-
-@pytest.mark.parametrize("shape,rows,length", [((5, 6, 4, 3), [3, 3, 0, 1], 2), ((8, 16, 9, 17), [7, 6, 5, 4, 3, 2, 1, 0], 9),
-                                              ((4, 3, 5), [0, 1, 2], 4), ((6, 5, 4), [4, 0], 0),
-                                              ((6, 2, 7, 8), [5, 5, 5, 0, 1, 2], 7)])
-def test_gather_rows_matches_twin(threads, shape, rows, length):
-    rng = np.random.default_rng(len(rows))
-    base = rng.standard_normal(shape).astype(np.float32)
-    want = base.copy()
-    R.gather_rows(want, rows, length)
-    for n_threads in (1, 2, 3):
-        threads(n_threads)
-        got = base.copy()
-        ff.ops.gather_rows(got, np.array(rows), length)
-        np.testing.assert_array_equal(got, want)
-
-
-def test_gather_rows_bad_arguments():
-    cache = np.zeros((3, 2, 4, 2), np.float32)
-    with pytest.raises(ValueError, match="rows"):
-        ff.ops.gather_rows(cache, np.array([0, 3]), 2)
-    with pytest.raises(ValueError, match="rows"):
-        ff.ops.gather_rows(cache, np.array([0, 1, 2, 0]), 2)
-    with pytest.raises(ValueError, match="length"):
-        ff.ops.gather_rows(cache, np.array([0]), 5)
-    with pytest.raises(ValueError, match="cache"):
-        ff.ops.gather_rows(cache[:, :, ::2], np.array([0]), 2)
-    with pytest.raises(ValueError, match="cache"):
-        ff.ops.gather_rows(np.zeros((3, 4), np.float32), np.array([0]), 2)
 
 
 # ----- a small trained model --------------------------------------------------------------

@@ -4,10 +4,6 @@ cdef extern from "decode/beam_topk.h" nogil:
     int ff_beam_topk(int64_t *out_index, float *out_score, const float *logits, const float *beam_score,
                      size_t B, size_t K, size_t V, size_t N, int64_t blocked)
 
-cdef extern from "decode/gather_rows.h" nogil:
-    int ff_gather_rows(float *buf, size_t row_stride, size_t P, size_t part_stride, size_t len, const int64_t *rows,
-                       size_t R_new)
-
 
 def beam_topk(logits, beam_scores, n, blocked=-1):
     """beam_topk(logits, beam_scores, n, blocked=-1) -> (index, score)
@@ -47,35 +43,3 @@ def beam_topk(logits, beam_scores, n, blocked=-1):
     if rc != 0:
         raise MemoryError("beam_topk: could not allocate its workspace")
     return index, score
-
-
-def gather_rows(cache, rows, length):
-    """gather_rows(cache, rows, length) -> None
-
-    In place, for a row-major cache (R, P, T, ...) float32 C-contiguous: for
-    r < len(rows) <= R, cache[r, :, :length] becomes cache[rows[r], :, :length]
-    (rows in [0, R)), copying only the rows that change. The beam reorder of
-    a key/value cache of R rows, P parts (keys and values per head) and T
-    positions."""
-    check_float32("cache", cache, -1, True)
-    if cache.ndim < 3:
-        raise ValueError(f"cache must have shape (R, P, T, ...), got {cache.shape}")
-    cdef size_t R = cache.shape[0], P = cache.shape[1], T = cache.shape[2]
-    cdef int64_t L = check_int("length", length)
-    if not 0 <= L <= <int64_t>T:
-        raise ValueError(f"length must be in [0, {T}], got {L}")
-    rows = check_ids("rows", rows, R)
-    if rows.ndim != 1 or rows.shape[0] > R:
-        raise ValueError(f"rows must be 1-D with at most {R} entries, got shape {rows.shape}")
-    cdef size_t W = cache.size // (R * P * T) if R * P * T else 0
-    if rows.shape[0] == 0 or L == 0 or W == 0:
-        return None
-    cdef float *pc = _f32p(cache)
-    cdef const int64_t *pr = _i64p(rows)
-    cdef size_t Rn = rows.shape[0]
-    cdef int rc
-    with nogil:
-        rc = ff_gather_rows(pc, P * T * W, P, T * W, <size_t>L * W, pr, Rn)
-    if rc != 0:
-        raise MemoryError("gather_rows: could not allocate its workspace")
-    return None

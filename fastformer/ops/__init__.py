@@ -19,7 +19,7 @@ from fastformer._C import (
     # vector kernels (csrc/vector)
     dot,
     # beam-search steps (csrc/decode)
-    beam_topk, gather_rows,
+    beam_topk,
 )
 
 __all__ = [
@@ -32,5 +32,5 @@ __all__ = [
     "cross_entropy",
     "adam_step", "sgd_step", "grad_norm", "clip_grad_norm",
     "dot",
-    "beam_topk", "gather_rows",
+    "beam_topk",
 ]

@@ -7,7 +7,7 @@ from fastformer.reference.activations import (
     erf, erfc, gelu_backward, gelu_forward, relu_backward, relu_forward)
 from fastformer.reference.attention import (
     attention_backward, attention_forward, mha_backward, mha_forward)
-from fastformer.reference.decode import beam_topk, gather_rows
+from fastformer.reference.decode import beam_topk
 from fastformer.reference.dropout import (
     dropout_apply, dropout_backward, dropout_forward, dropout_mask, dropout_site, philox4x32)
 from fastformer.reference.embedding import (
@@ -31,6 +31,6 @@ __all__ = [
     "philox4x32", "dropout_mask", "dropout_apply", "dropout_forward", "dropout_backward", "dropout_site",
     "sinusoidal_positions", "embedding_forward", "embedding_backward", "cross_entropy",
     "adam_step", "sgd_step", "grad_norm", "clip_grad_norm",
-    "beam_topk", "gather_rows",
+    "beam_topk",
     "Parameter", "Transformer",
 ]

@@ -1,5 +1,5 @@
-"""NumPy twins of the beam-search step kernels (`fastformer.ops.beam_topk`,
-`fastformer.ops.gather_rows`), float64 arithmetic for the oracle."""
+"""NumPy twin of the beam-search step kernel (`fastformer.ops.beam_topk`),
+float64 arithmetic for the oracle."""
 import numpy as np
 
 
@@ -24,9 +24,3 @@ def beam_topk(logits, beam_scores, n, blocked=-1):
         index = np.concatenate([index, np.full((B, pad), -1)], axis=1)
         score = np.concatenate([score, np.full((B, pad), -np.inf)], axis=1)
     return index.astype(np.int64), score
-
-
-def gather_rows(cache, rows, length):
-    """In place: cache[:len(rows), :, :length] = cache[rows, :, :length]."""
-    rows = np.asarray(rows, dtype=np.int64)
-    cache[:len(rows), :, :length] = cache[rows, :, :length]
