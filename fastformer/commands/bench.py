@@ -7,7 +7,8 @@ import argparse
 
 def add_parser(subparsers):
     p = subparsers.add_parser("bench", add_help=False,
-                              help="benchmarks: gemm, ops, step, generate, all (see `fastformer bench --help`)")
+                              help="benchmarks: gemm, ops, ops_attention, step, generate, distributed, all "
+                                   "(see `fastformer bench --help`)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=lambda args: forward(args.bench_args))
     return p
