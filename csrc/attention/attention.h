@@ -7,8 +7,8 @@
  *   materialized the (Tq, Tk) score matrix of every head through ff_sgemm,
  *                a row softmax and a second GEMM; faster for very short T.
  *   rows         forward only, no dropout: per head, each query's scores by
- *                dot products, a row softmax, one P V product; for a few
- *                queries per head (cached decoding).
+ *                dot products, a row softmax and its weighted sum of values;
+ *                for a few queries per head (cached decoding).
  *
  * Masks: key j is hidden from query i when key_padding_mask[b, j] != 0 or,
  * with causal, when j > i. A query that sees no key gets out 0, lse -inf and
