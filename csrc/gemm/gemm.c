@@ -171,11 +171,6 @@ typedef struct {
     size_t next_c; /* compute pieces taken so far in this step */
 } team_sync_t;
 
-static inline size_t take(size_t *counter, int nth) {
-    if (nth == 1) return (*counter)++;
-    return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
-}
-
 static inline void team_barrier(int nth) {
 #if FF_HAVE_OPENMP
     if (nth > 1) {
@@ -210,7 +205,7 @@ static void gemm_team(const ff_gemm_arch_t *ar, const problem_t *P, int tid, int
 
         for (size_t pc = 0; pc < k; pc += KC) {
             const size_t kc = min_sz(KC, k - pc);
-            for (size_t g; (g = take(&sync->next_b, nth)) < cdiv(npan, B_GROUP);)
+            for (size_t g; (g = ff_gemm_take(&sync->next_b, nth)) < cdiv(npan, B_GROUP);)
                 pack_b_group(ar, P, jc, nc, g * B_GROUP, pc, kc, bpack);
             team_barrier(nth);
             if (tid == 0) __atomic_store_n(&sync->next_b, 0, __ATOMIC_RELAXED); /* unused until the next step */
@@ -219,7 +214,7 @@ static void gemm_team(const ff_gemm_arch_t *ar, const problem_t *P, int tid, int
             ff_gemm_epi_t epi = {P->alpha, pc == 0 ? P->beta : 1.0f, pc > 0 || P->beta != 0.0f,
                                  last ? P->act : FF_ACT_NONE, NULL};
             size_t packed_ic = (size_t)-1;
-            for (size_t u; (u = take(&sync->next_c, nth)) < nic * nch;) {
+            for (size_t u; (u = ff_gemm_take(&sync->next_c, nth)) < nic * nch;) {
                 const size_t ic = u / nch * MC, ch = u % nch, mc = min_sz(MC, m - ic);
                 if (ic != packed_ic) pack_a(ar, P, ic, mc, pc, kc, apack), packed_ic = ic;
                 for (size_t q = npan * ch / nch; q < npan * (ch + 1) / nch; q++) {
@@ -316,7 +311,7 @@ int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
             if (by_item) {
                 /* Whole items to whoever is free: an item's bits do not depend on who runs it. */
                 team_sync_t own = {0, 0};
-                for (size_t b; (b = take(&next_item, team)) < batch;) {
+                for (size_t b; (b = ff_gemm_take(&next_item, team)) < batch;) {
                     problem_t P = P0;
                     P.A = A + b * stride_a, P.B = B + b * stride_b, P.C = C + b * stride_c;
                     gemm_team(ar, &P, 0, 1, &own, bpack, apack);

@@ -50,6 +50,13 @@ ff_gemm_arch_t *ff_gemm_arch(void);
 size_t ff_gemm_k_block(const ff_gemm_arch_t *ar, size_t k);
 size_t ff_gemm_m_block(const ff_gemm_arch_t *ar, size_t m);
 
+/* The next piece from a counter shared by a team of nth threads (who takes
+ * a piece never changes its bits). */
+static inline size_t ff_gemm_take(size_t *counter, int nth) {
+    if (nth == 1) return (*counter)++;
+    return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
+
 /* Micro-kernels, one file per instruction set; the driver (gemm.c) pairs
  * each with its blocking. The SIMD ones exist only on x86-64. */
 void ff_gemm_kernel_generic(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr, size_t nr,

@@ -64,11 +64,6 @@ static void pack_a_rows(const ff_gemm_arch_t *ar, const float *A, size_t lda, si
     }
 }
 
-static inline size_t take(size_t *counter, int nth) {
-    if (nth == 1) return (*counter)++;
-    return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
-}
-
 int ff_sgemm_packed(size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda, const float *Bp,
                     float beta, float *C, size_t ldc, const float *bias, ff_activation_t act) {
     if (m == 0 || n == 0) return 0;
@@ -95,7 +90,7 @@ int ff_sgemm_packed(size_t m, size_t n, size_t k, float alpha, const float *A, s
             failed = 1;
         }
         size_t packed_ic = (size_t)-1;
-        for (size_t u; apack && (u = take(&next, nth)) < pieces;) {
+        for (size_t u; apack && (u = ff_gemm_take(&next, nth)) < pieces;) {
             const size_t ic = u / nch * MC, ch = u % nch, mc = min_sz(MC, m - ic), mcr = cdiv(mc, MR) * MR;
             if (ic != packed_ic) pack_a_rows(ar, A, lda, ic, mc, k, KC, apack), packed_ic = ic;
             for (size_t pc = 0; pc < k; pc += KC) {
