@@ -32,13 +32,18 @@
  *   the cap: m is cut into equal blocks of at most MC rows (m_block).
  * - NC = 4096: the shared B block (8 MiB) stays in L3; 1024..4096 measured the same.
  * AVX2 6x16: KC 256..512 within 2% of each other (~93% of the AVX2 FMA peak). */
-static ff_gemm_arch_t g_arch_generic = {"generic", FF_GEMM_GENERIC_MR, FF_GEMM_GENERIC_NR, 144, 256, 4096,
-                                        ff_gemm_kernel_generic, ff_gemm_pack_rows, ff_gemm_pack_cols};
+static ff_gemm_arch_t g_arch_generic = {.name = "generic", .kpack = 1, .mr = FF_GEMM_GENERIC_MR,
+                                        .nr = FF_GEMM_GENERIC_NR, .mc = 144, .kc = 256, .nc = 4096,
+                                        .kernel = ff_gemm_kernel_generic, .pack_rows = ff_gemm_pack_rows,
+                                        .pack_cols = ff_gemm_pack_cols};
 #if FF_X86
-static ff_gemm_arch_t g_arch_avx2 = {"avx2", FF_GEMM_AVX2_MR, FF_GEMM_AVX2_NR, 144, 512, 4080, ff_gemm_kernel_avx2,
-                                     ff_gemm_pack_rows_avx2, ff_gemm_pack_cols_avx2};
-static ff_gemm_arch_t g_arch_avx512 = {"avx512", FF_GEMM_AVX512_MR, FF_GEMM_AVX512_NR, 144, 512, 4096,
-                                       ff_gemm_kernel_avx512, ff_gemm_pack_rows_avx512, ff_gemm_pack_cols_avx512};
+static ff_gemm_arch_t g_arch_avx2 = {.name = "avx2", .kpack = 1, .mr = FF_GEMM_AVX2_MR, .nr = FF_GEMM_AVX2_NR,
+                                     .mc = 144, .kc = 512, .nc = 4080, .kernel = ff_gemm_kernel_avx2,
+                                     .pack_rows = ff_gemm_pack_rows_avx2, .pack_cols = ff_gemm_pack_cols_avx2};
+static ff_gemm_arch_t g_arch_avx512 = {.name = "avx512", .kpack = 1, .mr = FF_GEMM_AVX512_MR,
+                                       .nr = FF_GEMM_AVX512_NR, .mc = 144, .kc = 512, .nc = 4096,
+                                       .kernel = ff_gemm_kernel_avx512, .pack_rows = ff_gemm_pack_rows_avx512,
+                                       .pack_cols = ff_gemm_pack_cols_avx512};
 #endif
 
 ff_gemm_arch_t *ff_gemm_arch(void) {
@@ -119,8 +124,9 @@ size_t ff_gemm_m_block(const ff_gemm_arch_t *ar, size_t m) {
  * m, n = 256..1024 that was 10-20% of the product's time. */
 static void pack_cols_block(const ff_gemm_arch_t *ar, float *dst, const float *src, size_t ld, size_t kc,
                             size_t width, size_t W) {
+    const size_t ks = ff_gemm_slots(ar, kc); /* a panel's slots along k */
     if (ld < 256) { /* rows < 1 KiB apart: the prefetchers keep up, and short steps only cost calls */
-        for (size_t j = 0; j < width; j += W) ar->pack_cols(dst + j * kc, src + j, ld, kc, min_sz(W, width - j), W);
+        for (size_t j = 0; j < width; j += W) ar->pack_cols(dst + j * ks, src + j, ld, kc, min_sz(W, width - j), W);
         return;
     }
     for (size_t p = 0; p < kc; p += PACK_KT) {
@@ -131,7 +137,7 @@ static void pack_cols_block(const ff_gemm_arch_t *ar, float *dst, const float *s
             __builtin_prefetch(s + width - 1);
         }
         for (size_t j = 0; j < width; j += W)
-            ar->pack_cols(dst + j * kc + p * W, src + p * ld + j, ld, kk, min_sz(W, width - j), W);
+            ar->pack_cols(dst + j * ks + p / ar->kpack * W, src + p * ld + j, ld, kk, min_sz(W, width - j), W);
     }
 }
 
@@ -144,7 +150,8 @@ static void pack_a(const ff_gemm_arch_t *ar, const problem_t *P, size_t i0, size
         return;
     }
     for (size_t ir = 0; ir < mc; ir += MR) /* A is (m,k): row i at A + i*lda */
-        ar->pack_rows(dst + ir * kc, P->A + (i0 + ir) * P->lda + p0, P->lda, kc, min_sz(MR, mc - ir), MR);
+        ar->pack_rows(dst + ir * ff_gemm_slots(ar, kc), P->A + (i0 + ir) * P->lda + p0, P->lda, kc,
+                      min_sz(MR, mc - ir), MR);
 }
 
 /* B panels packed per take: a row of the group is a few whole cache lines. */
@@ -154,13 +161,14 @@ static void pack_a(const ff_gemm_arch_t *ar, const problem_t *P, size_t i0, size
 static void pack_b_group(const ff_gemm_arch_t *ar, const problem_t *P, size_t jc, size_t nc, size_t q0, size_t p0,
                          size_t kc, float *bpack) {
     const size_t NR = ar->nr, j0 = q0 * NR, width = min_sz(B_GROUP * NR, nc - j0);
-    float *dst = bpack + j0 * kc;
+    const size_t ks = ff_gemm_slots(ar, kc);
+    float *dst = bpack + j0 * ks;
     if (!P->tb) { /* B is (k,n) */
         pack_cols_block(ar, dst, P->B + p0 * P->ldb + jc + j0, P->ldb, kc, width, NR);
         return;
     }
     for (size_t j = 0; j < width; j += NR) /* B is (n,k): op(B)(p,j) = B[j*ldb + p] */
-        ar->pack_rows(dst + j * kc, P->B + (jc + j0 + j) * P->ldb + p0, P->ldb, kc, min_sz(NR, width - j), NR);
+        ar->pack_rows(dst + j * ks, P->B + (jc + j0 + j) * P->ldb + p0, P->ldb, kc, min_sz(NR, width - j), NR);
 }
 
 /* Work handed out by shared counters, so a thread slowed by another process
@@ -204,7 +212,7 @@ static void gemm_team(const ff_gemm_arch_t *ar, const problem_t *P, int tid, int
         while (nth > 1 && nic * nch < (size_t)(4 * nth) && nch * 2 <= npan) nch *= 2;
 
         for (size_t pc = 0; pc < k; pc += KC) {
-            const size_t kc = min_sz(KC, k - pc);
+            const size_t kc = min_sz(KC, k - pc), ks = ff_gemm_slots(ar, kc);
             for (size_t g; (g = ff_gemm_take(&sync->next_b, nth)) < cdiv(npan, B_GROUP);)
                 pack_b_group(ar, P, jc, nc, g * B_GROUP, pc, kc, bpack);
             team_barrier(nth);
@@ -219,10 +227,10 @@ static void gemm_team(const ff_gemm_arch_t *ar, const problem_t *P, int tid, int
                 if (ic != packed_ic) pack_a(ar, P, ic, mc, pc, kc, apack), packed_ic = ic;
                 for (size_t q = npan * ch / nch; q < npan * (ch + 1) / nch; q++) {
                     const size_t j = jc + q * NR, nr = min_sz(NR, nc - q * NR);
-                    const float *bp = bpack + q * NR * kc;
+                    const float *bp = bpack + q * NR * ks;
                     epi.bias = last && P->bias ? P->bias + j : NULL;
                     for (size_t ir = 0; ir < mc; ir += MR)
-                        ar->kernel(kc, apack + ir * kc, bp, P->C + (ic + ir) * P->ldc + j, P->ldc,
+                        ar->kernel(kc, apack + ir * ks, bp, P->C + (ic + ir) * P->ldc + j, P->ldc,
                                    min_sz(MR, mc - ir), nr, &epi);
                 }
             }
@@ -256,9 +264,10 @@ static size_t bpack_floats(const ff_gemm_arch_t *ar, const problem_t *P) {
  * costs ~6 us, and measured on Zen 5 two threads win from ~150^3 on. */
 #define GEMM_GRAIN ((size_t)3 << 19)
 
-int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
-                     size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
-                     size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch) {
+int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                         float alpha, const float *A, size_t lda, size_t stride_a, const float *B, size_t ldb,
+                         size_t stride_b, float beta, float *C, size_t ldc, size_t stride_c, const float *bias,
+                         ff_activation_t act, size_t batch) {
     if (m == 0 || n == 0 || batch == 0) return 0;
     problem_t P0 = {trans_a != 0, trans_b != 0, m, n, k, alpha, beta, A, B, lda, ldb, ldc, C, bias, (int)act};
     if (k == 0) {
@@ -269,7 +278,6 @@ int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
         }
         return 0;
     }
-    const ff_gemm_arch_t *ar = ff_gemm_arch();
     const size_t macs = m * n * k;
     int nth = ff_threads_for(macs * batch, GEMM_GRAIN);
     /* Many items: each thread runs whole products (no barriers, no sharing).
@@ -326,6 +334,13 @@ int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
         }
     }
     return failed ? -1 : 0;
+}
+
+int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
+                     size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
+                     size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch) {
+    return ff_gemm_batched_arch(ff_gemm_arch(), trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b,
+                                beta, C, ldc, stride_c, bias, act, batch);
 }
 
 int ff_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,

@@ -37,6 +37,18 @@ int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
                      size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
                      size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch);
 
+/* The same with bf16 inputs (gemm_bf16.c): every element of op(A) and op(B)
+ * rounded to bfloat16 (nearest even), products summed in fp32; bitwise the
+ * same for any thread count. ff_bf16_path() names the path it takes on this
+ * CPU under the active SIMD level: "avx512_bf16" or "emulated". */
+int ff_bgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
+                     size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
+                     size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch);
+const char *ff_bf16_path(void);
+int ff_cpu_has_avx512_bf16(void);
+/* x rounded to the nearest bfloat16, as a float. */
+float ff_bf16_round(float x);
+
 /* op(B) (k, n) packed once for many products (gemm_packed.c): the layout
  * depends on the active kernel and on k only. ff_gemm_packed_floats(n, k)
  * floats at dst, 64-byte aligned; ff_gemm_packed_layout(k) names the layout,

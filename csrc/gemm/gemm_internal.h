@@ -37,6 +37,7 @@ typedef void (*ff_gemm_pack_fn)(float *dst, const float *src, size_t ld, size_t 
  * and the problem shape only, never on the thread count. */
 typedef struct {
     const char *name;
+    int kpack;         /* k values per 32-bit panel slot: 1 (fp32), 2 (bf16 pairs, see gemm_bf16.c) */
     int mr, nr;        /* register tile */
     size_t mc, kc, nc; /* A block mc x kc (L2), B panel kc x nr (L1), B block kc x nc (L3) */
     ff_gemm_kernel_fn kernel;
@@ -45,6 +46,18 @@ typedef struct {
 
 /* The active instruction set's kernel and blocking (gemm.c). */
 ff_gemm_arch_t *ff_gemm_arch(void);
+/* The same for bf16 products (gemm_bf16.c): rounded inputs, fp32 sums. */
+const ff_gemm_arch_t *ff_gemm_arch_bf16(void);
+/* C = act(alpha op(A) op(B) + beta C + bias) for `batch` products with arch
+ * ar: ff_sgemm_batched's driver, shared with the bf16 products (gemm.c). */
+int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                         float alpha, const float *A, size_t lda, size_t stride_a, const float *B, size_t ldb,
+                         size_t stride_b, float beta, float *C, size_t ldc, size_t stride_c, const float *bias,
+                         ff_activation_t act, size_t batch);
+/* Panel slots holding kc values of k. */
+static inline size_t ff_gemm_slots(const ff_gemm_arch_t *ar, size_t kc) {
+    return (kc + (size_t)ar->kpack - 1) / (size_t)ar->kpack;
+}
 /* KC for a depth k: near-equal blocks of at most ar->kc, a function of k only
  * (k = 300 runs 150 + 150); MC likewise for m rows, a multiple of MR. */
 size_t ff_gemm_k_block(const ff_gemm_arch_t *ar, size_t k);
@@ -65,6 +78,9 @@ void ff_gemm_kernel_avx2(size_t kc, const float *a, const float *b, float *c, si
                          const ff_gemm_epi_t *epi);
 void ff_gemm_kernel_avx512(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr, size_t nr,
                            const ff_gemm_epi_t *epi);
+/* bf16 pairs (gemm_bf16.c), the AVX-512 tile: a and b hold pair slots. */
+void ff_gemm_kernel_avx512bf16(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr,
+                               size_t nr, const ff_gemm_epi_t *epi);
 #define FF_GEMM_GENERIC_MR 6
 #define FF_GEMM_GENERIC_NR 8
 #define FF_GEMM_AVX2_MR 6
@@ -88,6 +104,21 @@ void ff_gemm_pack_rows_avx2(float *dst, const float *src, size_t ld, size_t kc, 
 void ff_gemm_pack_cols_avx2(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
 void ff_gemm_pack_rows_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
 void ff_gemm_pack_cols_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+
+/* The AVX-512 kernel's epilogue (kernel_avx512.c) on a finished MR x NR tile
+ * t (64-byte aligned, [MR][NR] for the 12x32 tile) into the (mr, nr) corner
+ * of C: kernels of other number formats share it. */
+void ff_gemm_store_avx512(const float *t, float *c, size_t ldc, size_t mr, size_t nr, const ff_gemm_epi_t *epi);
+
+/* bf16 pair panels (gemm_bf16.c, and with AVX-512 pack_avx512.c): slot
+ * (s, r) of a W-wide panel, 32 bits, holds elements k = 2s (low half) and
+ * 2s + 1 (high half) of vector r, each rounded to bf16 (nearest even);
+ * missing vectors and a missing last odd element are zeros. Same arguments
+ * as the fp32 packers, same bits from every version. */
+void ff_gemm_pack_rows_pairs(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+void ff_gemm_pack_cols_pairs(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+void ff_gemm_pack_rows_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+void ff_gemm_pack_cols_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
 
 /* Epilogue helpers (epilogue.c), scalar and portable. */
 /* tile (mr x nr, leading dimension ldt) holds acc; applies the epilogue into c. */

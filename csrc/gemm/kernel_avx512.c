@@ -133,6 +133,10 @@ void ff_gemm_kernel_avx512(size_t kc, const float *restrict a, const float *rest
     store_tile_part(t, c, ldc, mr, nr, epi);
 }
 
+void ff_gemm_store_avx512(const float *t, float *c, size_t ldc, size_t mr, size_t nr, const ff_gemm_epi_t *epi) {
+    store_tile_part(t, c, ldc, mr, nr, epi);
+}
+
 FF_TARGET_END
 
 #endif

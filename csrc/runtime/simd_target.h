@@ -27,11 +27,16 @@
     _Pragma("clang attribute push (__attribute__((target(\"avx2,fma\"))), apply_to = function)")
 #define FF_TARGET_AVX512_BEGIN \
     _Pragma("clang attribute push (__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx2,fma\"))), apply_to = function)")
+#define FF_TARGET_AVX512BF16_BEGIN \
+    _Pragma("clang attribute push (__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma\"))), apply_to = function)")
 #define FF_TARGET_END _Pragma("clang attribute pop")
 #elif defined(__GNUC__)
 #define FF_TARGET_AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
 #define FF_TARGET_AVX512_BEGIN \
     _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx2,fma\")")
+#define FF_TARGET_AVX512BF16_BEGIN                 \
+    _Pragma("GCC push_options")                    \
+    _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma\")")
 #define FF_TARGET_END _Pragma("GCC pop_options")
 #else
 #error "fastformer needs GCC or Clang"

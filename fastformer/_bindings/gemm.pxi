@@ -9,6 +9,11 @@ cdef extern from "gemm/gemm.h" nogil:
                          size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta,
                          float *C, size_t ldc, size_t stride_c, const float *bias, ff_activation_t act,
                          size_t batch)
+    int ff_bgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
+                         size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta,
+                         float *C, size_t ldc, size_t stride_c, const float *bias, ff_activation_t act,
+                         size_t batch)
+    const char *ff_bf16_path()
     size_t ff_gemm_packed_floats(size_t n, size_t k)
     size_t ff_gemm_packed_layout(size_t k)
     void ff_gemm_pack_b(int trans_b, size_t n, size_t k, const float *B, size_t ldb, float *dst)
@@ -51,9 +56,25 @@ cdef ff_activation_t _check_activation(object activation) except *:
     return _ACTIVATIONS[activation]
 
 
+cdef bint _check_compute_dtype(object compute_dtype) except -1:
+    """True for "bfloat16", False for "float32" (the GEMM's input rounding)."""
+    if not isinstance(compute_dtype, str):
+        raise TypeError(f"compute_dtype must be 'float32' or 'bfloat16', got {type(compute_dtype).__name__}")
+    if compute_dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
+    return compute_dtype == "bfloat16"
+
+
+def bf16_path():
+    """The path bf16 products take on this CPU under the active SIMD level:
+    'avx512_bf16' (vdpbf16ps) or 'emulated' (fp32 kernels on bf16-rounded values)."""
+    return ff_bf16_path().decode()
+
+
 cdef object _gemm(str fname, object a, object b, bint batched, object trans_a, object trans_b, object alpha,
-                  object beta, object out, object bias, object activation):
+                  object beta, object out, object bias, object activation, object compute_dtype):
     cdef int nd = 3 if batched else 2
+    cdef bint bf16 = _check_compute_dtype(compute_dtype)
     check_float32("a", a, nd)
     check_float32("b", b, nd)
     cdef bint ta = _check_flag("trans_a", trans_a)
@@ -117,8 +138,12 @@ cdef object _gemm(str fname, object a, object b, bint batched, object trans_a, o
     cdef size_t stride_a = sa[0] * sa[1], stride_b = sb[0] * sb[1], stride_c = m * n
     cdef int rc
     with nogil:
-        rc = ff_sgemm_batched(ta, tb, m, n, k, falpha, pa, lda, stride_a, pb, ldb, stride_b, fbeta,
-                              &cv[0], n, stride_c, pbias, act, batch)
+        if bf16:
+            rc = ff_bgemm_batched(ta, tb, m, n, k, falpha, pa, lda, stride_a, pb, ldb, stride_b, fbeta,
+                                  &cv[0], n, stride_c, pbias, act, batch)
+        else:
+            rc = ff_sgemm_batched(ta, tb, m, n, k, falpha, pa, lda, stride_a, pb, ldb, stride_b, fbeta,
+                                  &cv[0], n, stride_c, pbias, act, batch)
     if rc != 0:
         raise MemoryError(f"{fname}: could not allocate GEMM pack buffers")
     return out
@@ -128,23 +153,30 @@ def _op_shape(s, t):
     return (s[1], s[0]) if t else (s[0], s[1])
 
 
-def matmul(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None):
-    """matmul(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None)
+def matmul(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None, *,
+           compute_dtype="float32"):
+    """matmul(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None, *,
+    compute_dtype="float32")
 
     out = act(alpha * op(a) @ op(b) + beta * out + bias) for 2-D float32 arrays,
     op(x) = x.T when trans_x. op(a) is (m,k), op(b) is (k,n), bias (n,), out (m,n).
     beta != 0 needs out; beta == 0 never reads out. activation: None, 'relu',
-    'gelu' (exact erf form). Returns out. Bitwise identical for any thread count."""
-    return _gemm("matmul", a, b, False, trans_a, trans_b, alpha, beta, out, bias, activation)
+    'gelu' (exact erf form). compute_dtype="bfloat16" rounds every element of
+    op(a) and op(b) to bfloat16 (nearest even) and sums the products in
+    float32 (bf16_path() says how). Returns out. Bitwise identical for any
+    thread count."""
+    return _gemm("matmul", a, b, False, trans_a, trans_b, alpha, beta, out, bias, activation, compute_dtype)
 
 
-def bmm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None):
-    """bmm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None)
+def bmm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None, *,
+        compute_dtype="float32"):
+    """bmm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None, *,
+    compute_dtype="float32")
 
     matmul over axis 0 of 3-D float32 arrays: out[i] = act(alpha * op(a[i]) @ op(b[i])
     + beta * out[i] + bias); a (batch, ...), b (batch, ...), bias (n,), out (batch, m, n).
-    One parallel region over the batch and tiles. Returns out."""
-    return _gemm("bmm", a, b, True, trans_a, trans_b, alpha, beta, out, bias, activation)
+    One parallel region over the batch and tiles; compute_dtype as matmul's. Returns out."""
+    return _gemm("bmm", a, b, True, trans_a, trans_b, alpha, beta, out, bias, activation, compute_dtype)
 
 
 cdef class PackedMatrix:

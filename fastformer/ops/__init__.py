@@ -3,8 +3,9 @@ signature in `fastformer.reference`. Arguments are checked with the GIL held
 (TypeError/ValueError naming the argument); the C work runs without it."""
 from fastformer._C import (
     # matrix products (csrc/gemm) and the measured FMA peak the benchmarks divide by;
-    # a right operand packed once for many products (decoding's weights)
-    matmul, bmm, fma_peak, PackedMatrix, pack_matrix, matmul_packed,
+    # a right operand packed once for many products (decoding's weights); which
+    # path bf16 products (compute_dtype="bfloat16") take on this CPU
+    matmul, bmm, fma_peak, PackedMatrix, pack_matrix, matmul_packed, bf16_path,
     # attention (csrc/attention): flash, materialised (impl="materialized"), or query
     # by query for a few queries per head (impl="rows")
     ATTENTION_MATERIALIZED_MAX_TK, ATTENTION_ROWS_MAX_TQ, attention_forward, attention_backward,
@@ -23,7 +24,7 @@ from fastformer._C import (
 )
 
 __all__ = [
-    "matmul", "bmm", "fma_peak", "PackedMatrix", "pack_matrix", "matmul_packed",
+    "matmul", "bmm", "fma_peak", "PackedMatrix", "pack_matrix", "matmul_packed", "bf16_path",
     "attention_forward", "attention_backward",
     "linear_forward", "linear_backward", "column_sum", "ffn_forward", "ffn_backward",
     "relu_forward", "relu_backward", "gelu_forward", "gelu_backward",

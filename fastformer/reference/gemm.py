@@ -3,7 +3,9 @@
     out = act(alpha * op(a) @ op(b) + beta * out + bias),  op(x) = x^T if trans_x
 
 float32 or float64 (the result has the inputs' dtype). beta == 0 never reads
-out, as in the compiled kernel (out may hold NaN garbage)."""
+out, as in the compiled kernel (out may hold NaN garbage). compute_dtype=
+"bfloat16" rounds op(a) and op(b) to bfloat16 first (round_bf16), as the
+compiled bf16 products do; the sums stay in the inputs' precision."""
 import numpy as np
 
 from fastformer.reference.activations import gelu_forward, relu_forward
@@ -11,7 +13,18 @@ from fastformer.reference.activations import gelu_forward, relu_forward
 _ACTIVATIONS = {None: None, "none": None, "relu": relu_forward, "gelu": gelu_forward}
 
 
-def _gemm(a, b, ndim, trans_a, trans_b, alpha, beta, out, bias, activation):
+def round_bf16(x):
+    """x (float32 values) rounded to the nearest bfloat16, ties to even, in
+    x's dtype; NaN and infinities stay what they are."""
+    x = np.asarray(x)
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16).astype(np.uint32).view(np.float32)
+    return np.where(np.isnan(x), x, rounded).astype(x.dtype, copy=False)
+
+
+def _gemm(a, b, ndim, trans_a, trans_b, alpha, beta, out, bias, activation, compute_dtype="float32"):
+    if compute_dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
     a = np.asarray(a)
     b = np.asarray(b)
     if a.ndim != ndim or b.ndim != ndim:
@@ -23,6 +36,8 @@ def _gemm(a, b, ndim, trans_a, trans_b, alpha, beta, out, bias, activation):
     op_a = np.swapaxes(a, -1, -2) if trans_a else a  # (..., m, k)
     op_b = np.swapaxes(b, -1, -2) if trans_b else b  # (..., k, n)
     dtype = np.result_type(a, b)
+    if compute_dtype == "bfloat16":
+        op_a, op_b = round_bf16(op_a), round_bf16(op_b)
     y = np.matmul(op_a, op_b).astype(dtype, copy=False) * dtype.type(alpha)
     if beta != 0:
         y = y + dtype.type(beta) * out
@@ -37,16 +52,18 @@ def _gemm(a, b, ndim, trans_a, trans_b, alpha, beta, out, bias, activation):
     return out
 
 
-def matmul(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None):
+def matmul(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None, *,
+           compute_dtype="float32"):
     """act(alpha * op(a) @ op(b) + beta * out + bias) for 2-D a, b; op(a) is (m,k),
     op(b) is (k,n), bias (n,), out (m,n). Returns out (or a new array)."""
-    return _gemm(a, b, 2, trans_a, trans_b, alpha, beta, out, bias, activation)
+    return _gemm(a, b, 2, trans_a, trans_b, alpha, beta, out, bias, activation, compute_dtype)
 
 
-def bmm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None):
+def bmm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None, activation=None, *,
+        compute_dtype="float32"):
     """matmul over axis 0 of 3-D a (batch, ...) and b (batch, ...); bias (n,),
     out (batch, m, n). Returns out (or a new array)."""
-    return _gemm(a, b, 3, trans_a, trans_b, alpha, beta, out, bias, activation)
+    return _gemm(a, b, 3, trans_a, trans_b, alpha, beta, out, bias, activation, compute_dtype)
 
 
 def pack_matrix(b, trans_b=False):

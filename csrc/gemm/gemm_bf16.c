@@ -1,0 +1,136 @@
+/* bf16 products: C = act(alpha * op(A) @ op(B) + beta * C + bias) with every
+ * element of op(A) and op(B) rounded to bfloat16 (round to nearest even) and
+ * the products summed in fp32, through the fp32 driver (gemm.c) with its
+ * blocking and thread split: the bits do not depend on the thread count.
+ *
+ * Two paths, chosen once per call:
+ * - avx512_bf16 (the CPU has AVX512-BF16 and FASTFORMER_SIMD allows
+ *   AVX-512): panels hold bf16 pairs, element (k = 2s, 2s + 1) of a row or
+ *   column in one 32-bit slot (low half even), and the kernel
+ *   (kernel_avx512bf16.c) multiplies them with vdpbf16ps.
+ * - emulated (every other CPU): the fp32 kernel of the active instruction
+ *   set on panels whose values are rounded to bf16 as they are packed; the
+ *   products of two bf16 values are exact in fp32, so only the sums round.
+ * The two differ only in the order each pair of products is summed (and in
+ * vdpbf16ps flushing subnormals): both are held to the same float64 twin. */
+#include <stdint.h>
+#include <string.h>
+
+#include "gemm/gemm_internal.h"
+#include "runtime/runtime.h"
+#include "runtime/simd_target.h"
+
+/* Round to nearest even; NaN stays a (quiet) NaN, infinities stay. */
+static inline uint32_t bf16_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+float ff_bf16_round(float x) {
+    const uint32_t u = bf16_bits(x) << 16;
+    float y;
+    memcpy(&y, &u, sizeof y);
+    return y;
+}
+
+static void round_inplace(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = ff_bf16_round(x[i]);
+}
+
+/* ---- emulated: the fp32 packers, then rounding ------------------------- */
+
+#define ROUNDING_PACKER(name, packer)                                                              \
+    static void name(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {    \
+        packer(dst, src, ld, kc, w, W);                                                            \
+        round_inplace(dst, kc * W);                                                                \
+    }
+ROUNDING_PACKER(rows_generic, ff_gemm_pack_rows)
+ROUNDING_PACKER(cols_generic, ff_gemm_pack_cols)
+#if FF_X86
+ROUNDING_PACKER(rows_avx2, ff_gemm_pack_rows_avx2)
+ROUNDING_PACKER(cols_avx2, ff_gemm_pack_cols_avx2)
+ROUNDING_PACKER(rows_avx512, ff_gemm_pack_rows_avx512)
+ROUNDING_PACKER(cols_avx512, ff_gemm_pack_cols_avx512)
+#endif
+
+/* ---- avx512_bf16: pair packers (portable; pack_avx512.c has the vector ones) -- */
+
+void ff_gemm_pack_rows_pairs(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
+    uint32_t *d = (uint32_t *)dst;
+    for (size_t s = 0; s < (kc + 1) / 2; s++) {
+        const size_t p = 2 * s;
+        size_t r = 0;
+        for (; r < w; r++) {
+            const float *v = src + r * ld + p;
+            d[s * W + r] = bf16_bits(v[0]) | (p + 1 < kc ? bf16_bits(v[1]) << 16 : 0u);
+        }
+        for (; r < W; r++) d[s * W + r] = 0;
+    }
+}
+
+void ff_gemm_pack_cols_pairs(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
+    uint32_t *d = (uint32_t *)dst;
+    for (size_t s = 0; s < (kc + 1) / 2; s++) {
+        const float *v0 = src + 2 * s * ld, *v1 = v0 + ld;
+        const int odd = 2 * s + 1 < kc;
+        size_t j = 0;
+        for (; j < w; j++) d[s * W + j] = bf16_bits(v0[j]) | (odd ? bf16_bits(v1[j]) << 16 : 0u);
+        for (; j < W; j++) d[s * W + j] = 0;
+    }
+}
+
+/* ---- the tables -------------------------------------------------------- */
+
+/* Blocking as the fp32 kernel of the same width: the panels are half the
+ * bytes, so they fit where fp32's do. */
+static ff_gemm_arch_t g_emulated_generic = {.name = "bf16-emulated-generic", .kpack = 1,
+                                            .mr = FF_GEMM_GENERIC_MR, .nr = FF_GEMM_GENERIC_NR, .mc = 144,
+                                            .kc = 256, .nc = 4096, .kernel = ff_gemm_kernel_generic,
+                                            .pack_rows = rows_generic, .pack_cols = cols_generic};
+#if FF_X86
+static ff_gemm_arch_t g_emulated_avx2 = {.name = "bf16-emulated-avx2", .kpack = 1, .mr = FF_GEMM_AVX2_MR,
+                                         .nr = FF_GEMM_AVX2_NR, .mc = 144, .kc = 512, .nc = 4080,
+                                         .kernel = ff_gemm_kernel_avx2, .pack_rows = rows_avx2,
+                                         .pack_cols = cols_avx2};
+static ff_gemm_arch_t g_emulated_avx512 = {.name = "bf16-emulated-avx512", .kpack = 1, .mr = FF_GEMM_AVX512_MR,
+                                           .nr = FF_GEMM_AVX512_NR, .mc = 144, .kc = 512, .nc = 4096,
+                                           .kernel = ff_gemm_kernel_avx512, .pack_rows = rows_avx512,
+                                           .pack_cols = cols_avx512};
+static ff_gemm_arch_t g_avx512_bf16 = {.name = "avx512_bf16", .kpack = 2, .mr = FF_GEMM_AVX512_MR,
+                                       .nr = FF_GEMM_AVX512_NR, .mc = 144, .kc = 1024, .nc = 4096,
+                                       .kernel = ff_gemm_kernel_avx512bf16, .pack_rows = ff_gemm_pack_rows_pairs_avx512,
+                                       .pack_cols = ff_gemm_pack_cols_pairs_avx512};
+#endif
+
+int ff_cpu_has_avx512_bf16(void) {
+#if FF_X86
+    static int has = -1;
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = ff_simd_detected() >= FF_SIMD_AVX512 && __builtin_cpu_supports("avx512bf16");
+    }
+    return has;
+#else
+    return 0;
+#endif
+}
+
+const ff_gemm_arch_t *ff_gemm_arch_bf16(void) {
+#if FF_X86
+    const ff_simd_t s = ff_simd_active();
+    if (s >= FF_SIMD_AVX512) return ff_cpu_has_avx512_bf16() ? &g_avx512_bf16 : &g_emulated_avx512;
+    if (s >= FF_SIMD_AVX2) return &g_emulated_avx2;
+#endif
+    return &g_emulated_generic;
+}
+
+const char *ff_bf16_path(void) { return ff_gemm_arch_bf16()->kpack == 2 ? "avx512_bf16" : "emulated"; }
+
+int ff_bgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
+                     size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
+                     size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch) {
+    return ff_gemm_batched_arch(ff_gemm_arch_bf16(), trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb,
+                                stride_b, beta, C, ldc, stride_c, bias, act, batch);
+}

@@ -1,0 +1,148 @@
+"""bf16 products (matmul/bmm with compute_dtype="bfloat16", csrc/gemm/gemm_bf16.c)
+against the float64 twin that rounds its inputs the same way, on every SIMD
+path this CPU has: AVX512-BF16's vdpbf16ps kernel where the CPU has it, the
+emulated path (fp32 kernels on rounded panels) everywhere."""
+import numpy as np
+import pytest
+
+import fastformer as ff
+from fastformer import ops
+from fastformer import reference as ref
+
+SHAPES = [(1, 1, 1), (45, 53, 77), (13, 70, 3), (64, 64, 1025), (130, 33, 512), (7, 200, 1)]
+
+
+def _cpu_has_avx512_bf16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " avx512_bf16" in line for line in f)
+    except OSError:
+        return False
+
+
+def _operands(rng, m, n, k, ta, tb, batch=()):
+    a = rng.standard_normal(batch + ((k, m) if ta else (m, k)), dtype=np.float32)
+    b = rng.standard_normal(batch + ((n, k) if tb else (k, n)), dtype=np.float32)
+    return a, b
+
+
+def _bound(a, b, ta, tb, alpha, beta, c, bias, k):
+    """What fp32 sums of k exact products may be off by: k ulps of the sum of
+    magnitudes, plus the epilogue's few roundings."""
+    abs_prod = ref.matmul(np.abs(ref.round_bf16(a)).astype(np.float64), np.abs(ref.round_bf16(b)).astype(np.float64),
+                          ta, tb)
+    scale = abs(alpha) * abs_prod + (abs(beta) * np.abs(c) if c is not None else 0) + (
+        np.abs(bias) if bias is not None else 0)
+    return (k + 4) * 2.0 ** -23 * scale * 1.2 + 1e-30
+
+
+def test_round_bf16_twin_is_round_to_nearest_even(torch):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(10000).astype(np.float32) * 10.0 ** rng.integers(-40, 38, 10000),
+                        np.array([0.0, -0.0, np.inf, -np.inf, 1.0 + 2 ** -8, 1.0 + 3 * 2 ** -8, 3.4e38,
+                                  1e-40, -1e-45], np.float32)]).astype(np.float32)
+    expected = torch.from_numpy(x).to(torch.bfloat16).to(torch.float32).numpy()
+    np.testing.assert_array_equal(ref.round_bf16(x), expected)
+    assert np.isnan(ref.round_bf16(np.array([np.nan], np.float32)))[0]
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES)
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_matmul_bf16_matches_its_twin(simd, m, n, k, ta, tb):
+    rng = np.random.default_rng(m * 7919 + n * 31 + k + 2 * ta + tb)
+    a, b = _operands(rng, m, n, k, ta, tb)
+    got = ops.matmul(a, b, ta, tb, compute_dtype="bfloat16")
+    want = ref.matmul(a.astype(np.float64), b.astype(np.float64), ta, tb, compute_dtype="bfloat16")
+    assert np.all(np.abs(got - want) <= _bound(a, b, ta, tb, 1.0, 0.0, None, None, k))
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "gelu"])
+def test_matmul_bf16_epilogue(simd, activation):
+    rng = np.random.default_rng(3)
+    m, n, k = 37, 45, 300
+    a, b = _operands(rng, m, n, k, False, True)
+    c, bias = rng.standard_normal((m, n), dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
+    got = ops.matmul(a, b, False, True, 0.5, 0.75, out=c.copy(), bias=bias, activation=activation,
+                     compute_dtype="bfloat16")
+    want = ref.matmul(a.astype(np.float64), b.astype(np.float64), False, True, 0.5, 0.75, out=c.astype(np.float64),
+                      bias=bias.astype(np.float64), activation=activation, compute_dtype="bfloat16")
+    # C and bias are not rounded: only the product's inputs are
+    np.testing.assert_array_less(np.abs(got - want), _bound(a, b, False, True, 0.5, 0.75, c, bias, k) + 1e-6)
+
+
+def test_matmul_bf16_is_not_fp32():
+    rng = np.random.default_rng(4)
+    a, b = _operands(rng, 64, 64, 256, False, False)
+    fp32 = ref.matmul(a.astype(np.float64), b.astype(np.float64))
+    err = np.abs(ops.matmul(a, b, compute_dtype="bfloat16") - fp32).max() / np.abs(fp32).max()
+    assert 1e-4 < err < 2e-2  # bf16 inputs: ~3 significant digits, never fp32's 7
+
+
+def test_bmm_bf16_matches_its_twin(simd):
+    rng = np.random.default_rng(5)
+    a, b = _operands(rng, 19, 24, 64, False, True, batch=(6,))
+    got = ops.bmm(a, b, False, True, compute_dtype="bfloat16")
+    want = ref.bmm(a.astype(np.float64), b.astype(np.float64), False, True, compute_dtype="bfloat16")
+    for i in range(6):
+        assert np.all(np.abs(got[i] - want[i]) <= _bound(a[i], b[i], False, True, 1.0, 0.0, None, None, 64))
+
+
+@pytest.mark.parametrize("m,n,k,ta,tb", [(300, 257, 1100, False, True), (130, 520, 77, True, False)])
+def test_matmul_bf16_bits_do_not_depend_on_threads(simd, threads, m, n, k, ta, tb):
+    rng = np.random.default_rng(6)
+    a, b = _operands(rng, m, n, k, ta, tb)
+    results = []
+    for t in (1, 2, 3):
+        threads(t)
+        results.append(ops.matmul(a, b, ta, tb, compute_dtype="bfloat16"))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_empty_and_k0_bf16():
+    out = np.ones((3, 4), np.float32)
+    ops.matmul(np.zeros((3, 0), np.float32), np.zeros((0, 4), np.float32), beta=2.0, out=out,
+               compute_dtype="bfloat16")
+    np.testing.assert_array_equal(out, 2.0)
+    assert ops.matmul(np.zeros((0, 5), np.float32), np.zeros((5, 4), np.float32),
+                      compute_dtype="bfloat16").shape == (0, 4)
+
+
+def test_bf16_path_follows_the_cpu_and_the_simd_level(simd):
+    expected = "avx512_bf16" if simd == "avx512" and _cpu_has_avx512_bf16() else "emulated"
+    assert ops.bf16_path() == expected
+    assert ff.build_info()["bf16"] == expected
+
+
+@pytest.mark.parametrize("bad,error", [("bf16", ValueError), ("float64", ValueError), (None, TypeError),
+                                       (np.float32, TypeError)])
+def test_bad_compute_dtype(bad, error):
+    a = np.ones((2, 2), np.float32)
+    with pytest.raises(error, match="compute_dtype"):
+        ops.matmul(a, a, compute_dtype=bad)
+    with pytest.raises(error, match="compute_dtype"):
+        ops.bmm(a[None], a[None], compute_dtype=bad)
+    with pytest.raises((ValueError, TypeError), match="compute_dtype"):
+        ref.matmul(a, a, compute_dtype=bad if isinstance(bad, str) else "x")
+
+
+@pytest.mark.parametrize("tb", [False, True])
+def test_bf16_rows_and_columns_alone_give_the_same_bits(simd, tb):
+    """A full panel and an edge panel are packed by different code (vector
+    and portable): every element must come out the same either way."""
+    rng = np.random.default_rng(7)
+    a, b = _operands(rng, 24, 64, 131, False, tb)
+    whole = ops.matmul(a, b, False, tb, compute_dtype="bfloat16")
+    for i in (0, 13, 23):
+        np.testing.assert_array_equal(ops.matmul(a[i:i + 1], b, False, tb, compute_dtype="bfloat16")[0], whole[i])
+    col = b[5:6] if tb else b[:, 5:6]
+    np.testing.assert_array_equal(ops.matmul(a, np.ascontiguousarray(col), False, tb, compute_dtype="bfloat16")[:, 0],
+                                  whole[:, 5])
+
+
+def test_bf16_non_finite_inputs_propagate(simd):
+    a = np.ones((3, 40), np.float32)
+    b = np.ones((40, 5), np.float32)
+    a[0, 7], a[1, 8], a[2, 9] = np.nan, np.inf, -np.inf
+    got = ops.matmul(a, b, compute_dtype="bfloat16")
+    assert np.isnan(got[0]).all() and (got[1] == np.inf).all() and (got[2] == -np.inf).all()
