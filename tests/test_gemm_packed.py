@@ -89,3 +89,33 @@ def test_bad_input_names_the_argument():
     for exc, name, fn in bad:
         with pytest.raises(exc, match=name):
             fn()
+
+
+@pytest.mark.parametrize("trans_b", [True, False])
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_bf16_bitwise_matmul_bf16(simd, m, n, k, trans_b):
+    """Packed with compute_dtype="bfloat16": bitwise matmul(..., compute_dtype="bfloat16"),
+    the bf16 twin's answer, and not the fp32 products'."""
+    rng = np.random.default_rng(m * 5 + n + k)
+    a, bias, c = rand(rng, (m, k)), rand(rng, n), rand(rng, (m, n))
+    b = rand(rng, (n, k) if trans_b else (k, n))
+    p = ops.pack_matrix(b, trans_b=trans_b, compute_dtype="bfloat16")
+    assert p.shape == (k, n) and p.compute_dtype == "bfloat16"
+    for kw in (dict(), dict(bias=bias, activation="gelu"), dict(alpha=-2.0, beta=0.25, bias=bias)):
+        want = ops.matmul(a, b, trans_b=trans_b, out=c.copy() if "beta" in kw else None, compute_dtype="bfloat16",
+                          **kw)
+        got = ops.matmul_packed(a, p, out=c.copy() if "beta" in kw else None, **kw)
+        assert np.array_equal(got, want), kw
+    twin = ref.matmul_packed(a.astype(np.float64), ref.pack_matrix(b.astype(np.float64), trans_b,
+                                                                   compute_dtype="bfloat16"))
+    np.testing.assert_allclose(ops.matmul_packed(a, p), twin, rtol=1e-5, atol=1e-5 * (1 + k ** 0.5))
+
+
+def test_bf16_and_fp32_packings_are_told_apart():
+    b = np.random.default_rng(2).standard_normal((64, 40)).astype(np.float32)
+    fp32, bf16 = ops.pack_matrix(b), ops.pack_matrix(b, compute_dtype="bfloat16")
+    assert fp32.layout != bf16.layout and fp32.compute_dtype == "float32"
+    with pytest.raises(ValueError, match="compute_dtype"):
+        ops.pack_matrix(b, compute_dtype="half")
+    with pytest.raises(TypeError, match="compute_dtype"):
+        ops.pack_matrix(b, compute_dtype=None)

@@ -50,17 +50,18 @@ int ff_cpu_has_avx512_bf16(void);
 float ff_bf16_round(float x);
 
 /* op(B) (k, n) packed once for many products (gemm_packed.c): the layout
- * depends on the active kernel and on k only. ff_gemm_packed_floats(n, k)
- * floats at dst, 64-byte aligned; ff_gemm_packed_layout(k) names the layout,
- * so a caller can tell that a packed B no longer fits the active kernel. */
-size_t ff_gemm_packed_floats(size_t n, size_t k);
-size_t ff_gemm_packed_layout(size_t k);
-void ff_gemm_pack_b(int trans_b, size_t n, size_t k, const float *B, size_t ldb, float *dst);
+ * depends on the active kernel, on k and on the number format only (bf16 != 0:
+ * ff_bgemm_batched's inputs). ff_gemm_packed_floats(bf16, n, k) floats at dst,
+ * 64-byte aligned; ff_gemm_packed_layout(bf16, k) names the layout, so a caller
+ * can tell that a packed B no longer fits the active kernel. */
+size_t ff_gemm_packed_floats(int bf16, size_t n, size_t k);
+size_t ff_gemm_packed_layout(int bf16, size_t k);
+void ff_gemm_pack_b(int bf16, int trans_b, size_t n, size_t k, const float *B, size_t ldb, float *dst);
 
 /* C = act(alpha * A @ op(B) + beta * C + bias) with A (m, k) row-major and
- * Bp packed by ff_gemm_pack_b under the same layout: bitwise ff_sgemm's
- * result, without packing B. */
-int ff_sgemm_packed(size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda, const float *Bp,
-                    float beta, float *C, size_t ldc, const float *bias, ff_activation_t act);
+ * Bp packed by ff_gemm_pack_b with the same bf16 under the same layout:
+ * bitwise ff_sgemm's (bf16: ff_bgemm_batched's) result, without packing B. */
+int ff_gemm_packed(int bf16, size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
+                   const float *Bp, float beta, float *C, size_t ldc, const float *bias, ff_activation_t act);
 
 #endif

@@ -14,11 +14,11 @@ cdef extern from "gemm/gemm.h" nogil:
                          float *C, size_t ldc, size_t stride_c, const float *bias, ff_activation_t act,
                          size_t batch)
     const char *ff_bf16_path()
-    size_t ff_gemm_packed_floats(size_t n, size_t k)
-    size_t ff_gemm_packed_layout(size_t k)
-    void ff_gemm_pack_b(int trans_b, size_t n, size_t k, const float *B, size_t ldb, float *dst)
-    int ff_sgemm_packed(size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda, const float *Bp,
-                        float beta, float *C, size_t ldc, const float *bias, ff_activation_t act)
+    size_t ff_gemm_packed_floats(int bf16, size_t n, size_t k)
+    size_t ff_gemm_packed_layout(int bf16, size_t k)
+    void ff_gemm_pack_b(int bf16, int trans_b, size_t n, size_t k, const float *B, size_t ldb, float *dst)
+    int ff_gemm_packed(int bf16, size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
+                       const float *Bp, float beta, float *C, size_t ldc, const float *bias, ff_activation_t act)
 
 cdef extern from "gemm/gemm_internal.h" nogil:
     void ff_gemm_set_blocking(size_t mc, size_t kc, size_t nc)
@@ -184,9 +184,13 @@ cdef class PackedMatrix:
     pack_matrix for many matmul_packed calls (decoding: each weight matrix,
     every step). Holds its own copy: later changes to b are not seen. The
     layout belongs to the kernel active when it was packed; matmul_packed
-    refuses it after a change of SIMD level or blocking."""
+    refuses it after a change of SIMD level or blocking. compute_dtype is
+    the products' ("bfloat16": stored already rounded, in the bf16 kernel's
+    panels, for matmul(..., compute_dtype="bfloat16")'s bits)."""
     cdef readonly object data
     cdef readonly size_t n, k, layout
+    cdef readonly str compute_dtype
+    cdef bint bf16
     cdef const float *ptr
 
     @property
@@ -195,15 +199,18 @@ cdef class PackedMatrix:
         return (self.k, self.n)
 
 
-def pack_matrix(b, trans_b=False):
-    """pack_matrix(b, trans_b=False) -> PackedMatrix of op(b), a 2-D float32
-    array (op(b) = b.T when trans_b): the right operand of matmul_packed."""
+def pack_matrix(b, trans_b=False, *, compute_dtype="float32"):
+    """pack_matrix(b, trans_b=False, *, compute_dtype="float32") -> PackedMatrix
+    of op(b), a 2-D float32 array (op(b) = b.T when trans_b): the right operand
+    of matmul_packed, whose products then run in compute_dtype."""
     check_float32("b", b, 2)
     cdef bint tb = _check_flag("trans_b", trans_b)
+    cdef bint bf16 = _check_compute_dtype(compute_dtype)
     cdef PackedMatrix p = PackedMatrix.__new__(PackedMatrix)
+    p.bf16, p.compute_dtype = bf16, compute_dtype
     p.k, p.n = (b.shape[1], b.shape[0]) if tb else (b.shape[0], b.shape[1])
-    p.layout = ff_gemm_packed_layout(p.k)
-    cdef size_t nfl = ff_gemm_packed_floats(p.n, p.k)
+    p.layout = ff_gemm_packed_layout(bf16, p.k)
+    cdef size_t nfl = ff_gemm_packed_floats(bf16, p.n, p.k)
     buf = new_array("packed matrix", (nfl + 16,))
     cdef size_t skip = (-(<size_t>_f32p(buf)) % 64) // 4  # the kernel loads B panels 64-byte aligned
     p.data = buf[skip:skip + nfl]
@@ -213,7 +220,7 @@ def pack_matrix(b, trans_b=False):
     cdef size_t ldb = b.shape[1]
     if nfl:
         with nogil:
-            ff_gemm_pack_b(tb, p.n, p.k, pb, ldb, dst)
+            ff_gemm_pack_b(bf16, tb, p.n, p.k, pb, ldb, dst)
     return p
 
 
@@ -221,11 +228,11 @@ def matmul_packed(a, PackedMatrix b, alpha=1.0, beta=0.0, out=None, bias=None, a
     """matmul_packed(a, b, alpha=1.0, beta=0.0, out=None, bias=None, activation=None)
 
     matmul(a, op(b0), ...) for b = pack_matrix(b0, trans_b): out = act(alpha *
-    a @ op(b0) + beta * out + bias), a (m, k), out (m, n), bit for bit; B is not
-    packed again. Returns out."""
+    a @ op(b0) + beta * out + bias), a (m, k), out (m, n), bit for bit, in b's
+    compute_dtype; B is not packed again. Returns out."""
     if b is None:
         raise TypeError("b must be a PackedMatrix (from pack_matrix), got None")
-    if b.layout != ff_gemm_packed_layout(b.k):
+    if b.layout != ff_gemm_packed_layout(b.bf16, b.k):
         raise ValueError("b was packed for another GEMM kernel or blocking (the SIMD level changed): "
                          "pack it again with pack_matrix")
     check_float32("a", a, 2)
@@ -257,7 +264,7 @@ def matmul_packed(a, PackedMatrix b, alpha=1.0, beta=0.0, out=None, bias=None, a
     cdef float *pc = _f32p(out)
     cdef int rc
     with nogil:
-        rc = ff_sgemm_packed(m, n, k, falpha, pa, k, b.ptr, fbeta, pc, n, pbias, act)
+        rc = ff_gemm_packed(b.bf16, m, n, k, falpha, pa, k, b.ptr, fbeta, pc, n, pbias, act)
     if rc != 0:
         raise MemoryError("matmul_packed: could not allocate its pack buffer")
     return out

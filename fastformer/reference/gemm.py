@@ -66,13 +66,28 @@ def bmm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=
     return _gemm(a, b, 3, trans_a, trans_b, alpha, beta, out, bias, activation, compute_dtype)
 
 
-def pack_matrix(b, trans_b=False):
+class PackedMatrix:
+    """The twin's packed right operand: op(b) as a contiguous array (`data`,
+    rounded to bf16 for compute_dtype="bfloat16") and the products' compute_dtype."""
+
+    def __init__(self, data, compute_dtype):
+        self.data, self.compute_dtype = data, compute_dtype
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+
+def pack_matrix(b, trans_b=False, *, compute_dtype="float32"):
     """op(b) (k, n) as a contiguous copy: the twin of the compiled pack_matrix,
     whose panel layout is the kernel's business (only matmul_packed reads it)."""
+    if compute_dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
     b = np.asarray(b)
-    return np.ascontiguousarray(b.T if trans_b else b)
+    data = np.ascontiguousarray(b.T if trans_b else b)
+    return PackedMatrix(round_bf16(data) if compute_dtype == "bfloat16" else data, compute_dtype)
 
 
 def matmul_packed(a, b, alpha=1.0, beta=0.0, out=None, bias=None, activation=None):
-    """matmul(a, op(b0), ...) for b = pack_matrix(b0, trans_b)."""
-    return matmul(a, b, False, False, alpha, beta, out, bias, activation)
+    """matmul(a, op(b0), ..., compute_dtype=b.compute_dtype) for b = pack_matrix(b0, trans_b)."""
+    return matmul(a, b.data, False, False, alpha, beta, out, bias, activation, compute_dtype=b.compute_dtype)
