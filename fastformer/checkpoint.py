@@ -140,6 +140,7 @@ def save_checkpoint(directory, model, optimizer=None, *, step=0, schedule=None, 
         "step": step,
         "model": {"class": f"{type(model).__module__}.{type(model).__qualname__}",
                   "config": model_config(model), "dtype": model_dtype(model).name,
+                  "compute_dtype": getattr(model, "compute_dtype", "float32"),
                   "rng_step": int(model.rng_step)},
         "optimizer": optimizer_meta,
         "schedule": schedule.config() if schedule is not None else None,
@@ -347,11 +348,13 @@ def load_checkpoint(source, model, optimizer=None, strict_config=True):
     return ckpt
 
 
-def model_from_checkpoint(directory, model_class):
+def model_from_checkpoint(directory, model_class, compute_dtype=None):
     """Build a `model_class` from a checkpoint's saved config and load its
-    weights; returns (model, Checkpoint)."""
+    weights; returns (model, Checkpoint). compute_dtype: "float32" or
+    "bfloat16", or None for the one the checkpoint was trained in."""
     ckpt = read_checkpoint(directory)
     kwargs = dict(ckpt.model_config)
+    kwargs["compute_dtype"] = compute_dtype or ckpt.manifest["model"].get("compute_dtype", "float32")
     if ckpt.manifest["model"]["dtype"] != "float32":  # only the reference model takes a dtype
         kwargs["dtype"] = np.dtype(ckpt.manifest["model"]["dtype"])
     try:

@@ -23,6 +23,12 @@ CONFIG_KEYS = ("src_vocab_size", "tgt_vocab_size", "d_model", "nhead", "num_enco
 
 ACTIVATIONS = ("relu", "gelu")
 
+# What the matrix products of a model multiply in (`compute_dtype`): float32, or
+# bfloat16 inputs summed in float32 (mixed precision; weights, gradients and
+# optimizer state stay in the model's dtype). Not a CONFIG_KEY: the same weights
+# run in either, so a checkpoint does not record it.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
 
 class Parameter:
     """One named tensor: `data` and `grad` are views into the model's flat buffers."""
@@ -93,6 +99,15 @@ def check_mask(name, mask, shape):
 
 SEED_LIMIT = 2 ** 64 - 1  # numpy.random.default_rng's seed range (and Philox's key)
 BOOL_KEYS = ("norm_first", "final_norm", "tie_embeddings")
+
+
+def check_compute_dtype(compute_dtype):
+    """compute_dtype -> itself, or TypeError/ValueError naming the argument."""
+    if not isinstance(compute_dtype, str):
+        raise TypeError(f"compute_dtype must be 'float32' or 'bfloat16', got {type(compute_dtype).__name__}")
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
+    return compute_dtype
 
 
 def check_config(config):
@@ -240,7 +255,8 @@ class TransformerBase:
     def __init__(self, src_vocab_size, tgt_vocab_size, d_model=512, nhead=8,
                  num_encoder_layers=6, num_decoder_layers=6, dim_feedforward=2048,
                  dropout=0.1, activation="relu", norm_first=False, layer_norm_eps=1e-5,
-                 final_norm=True, tie_embeddings=False, max_len=1024, seed=0, dtype=np.float32):
+                 final_norm=True, tie_embeddings=False, max_len=1024, seed=0, dtype=np.float32,
+                 compute_dtype="float32"):
         config = dict(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, d_model=d_model,
                       nhead=nhead, num_encoder_layers=num_encoder_layers,
                       num_decoder_layers=num_decoder_layers, dim_feedforward=dim_feedforward,
@@ -248,6 +264,7 @@ class TransformerBase:
                       layer_norm_eps=layer_norm_eps, final_norm=final_norm,
                       tie_embeddings=tie_embeddings, max_len=max_len, seed=seed)
         check_config(config)
+        self.compute_dtype = check_compute_dtype(compute_dtype)
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")

@@ -54,6 +54,29 @@ def test_step_thread_scaling_through_the_cli(tmp_path, capsys):
     assert scaling["from_threads"] == 1 and scaling["to_threads"] == 2 and scaling["speedup"] > 0
 
 
+@pytest.mark.filterwarnings("ignore:compute_dtype='bfloat16' runs on emulated")
+def test_step_bf16_sides(tmp_path, capsys, torch):
+    """--precision bf16: fastformer's bf16 model and PyTorch bf16 autocast beside
+    the fp32 sides, the speedups those of the bf16 model."""
+    path = tmp_path / "bf16.json"
+    argv = ["step", *FAST, "--impl", "compiled,torch", "--precision", "bf16", "--threads", "1", "--no-memory",
+            "--json", str(path)]
+    assert bench_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "fastformer bf16 step is" in out and "PyTorch bf16 autocast" in out
+    data = json.loads(path.read_text())
+    rows = {r["impl"]: r for r in data["results"]}
+    assert list(rows) == ["compiled-bf16", "compiled", "torch-bf16", "torch"]
+    assert "compute_dtype=bfloat16" in rows["compiled-bf16"]["model"] and "autocast" in rows["torch-bf16"]["model"]
+    (speedup,) = data["speedups"]
+    assert set(speedup) == {"config", "threads", "compiled_vs_compiled", "compiled_vs_torch-bf16",
+                            "compiled_vs_torch"}
+    assert rows["compiled-bf16"]["compiled_speedup"] == 1.0
+    # same weights, batch and dropout masks: bf16 changes the first loss by its rounding only
+    assert rows["compiled"]["first_loss"] == pytest.approx(rows["compiled-bf16"]["first_loss"], rel=1e-2)
+    assert math.isfinite(rows["torch-bf16"]["first_loss"])
+
+
 def test_generate_json(tmp_path, capsys):
     path = tmp_path / "generate.json"
     assert bench_main(["generate", *FAST, "--batch", "3", "--tokens", "5", "--json", str(path)]) == 0

@@ -123,3 +123,33 @@ def test_train_uses_the_compiled_model_by_default(capsys, tmp_path):
     code, out, err = run_main(capsys, ["generate", "--checkpoint", ck, "--input", str(inputs)])
     assert code == 0, err
     assert len(out.splitlines()) == 2
+
+
+@pytest.mark.filterwarnings("ignore:compute_dtype='bfloat16' runs on emulated")
+def test_bf16_training_resumes_and_translates_in_bf16(capsys, tmp_path, monkeypatch):
+    """--precision bf16 trains the bf16 model; the checkpoint records it, so
+    --resume and generate take it unless --precision says otherwise."""
+    import fastformer.commands.translate as translate_command
+
+    ck = str(tmp_path / "ck")
+    small = [a for a in SMALL if a != "--reference"]
+    code, _, err = run_main(capsys, ["train", "--task", "copy", "--steps", "3", "--checkpoint", ck,
+                                     "--precision", "bf16"] + small)
+    assert code == 0, err
+    assert "in bf16 products, fp32 weights" in err
+    assert read_checkpoint(ck).manifest["model"]["compute_dtype"] == "bfloat16"
+    code, _, err = run_main(capsys, ["train", "--resume", "--steps", "4", "--checkpoint", ck, "--no-progress"])
+    assert code == 0 and "in bf16 products" in err, err
+    assert read_checkpoint(ck).manifest["model"]["compute_dtype"] == "bfloat16"
+
+    loaded = []
+    load = translate_command.load_translator
+    monkeypatch.setattr(translate_command, "load_translator", lambda args: loaded.append(load(args)) or loaded[-1])
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("123\n4567\n")
+    for extra, expected in (([], "bfloat16"), (["--precision", "fp32"], "float32")):
+        code, out, err = run_main(capsys, ["generate", "--checkpoint", ck, "--input", str(inputs)] + extra)
+        assert code == 0 and len(out.splitlines()) == 2, err
+        assert loaded[-1][0].compute_dtype == expected
+    code, _, err = run_main(capsys, ["train", "--precision", "fp16", "--checkpoint", ck])
+    assert_one_line_error(code, err, "--precision: invalid choice")

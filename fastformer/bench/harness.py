@@ -21,7 +21,9 @@ from fastformer._atomic import atomic_write_bytes
 from fastformer.bench import machine
 from fastformer.commands.common import nonnegative_int, positive_int
 
-NAMES = {"numpy": "NumPy", "torch": "PyTorch"}  # how a side is named in the speedup lines
+# how a side is named in the speedup lines
+NAMES = {"numpy": "NumPy", "torch": "PyTorch", "torch-bf16": "PyTorch bf16 autocast", "compiled": "fastformer fp32",
+         "compiled-bf16": "fastformer bf16"}
 
 
 # ----- arguments ------------------------------------------------------------------------
@@ -279,32 +281,34 @@ def _memory_child():
 # ----- results --------------------------------------------------------------------------
 
 
-def speedups(rows, time_key, keys=("config", "threads")):
-    """Per group of rows alike in `keys` that has a compiled row: {keys...,
-    "compiled_vs_<impl>"} for every other side, its time over the compiled
-    side's (> 1: compiled is faster). Also sets each row's
-    "compiled_speedup" (None where no compiled row ran)."""
+def speedups(rows, time_key, keys=("config", "threads"), base="compiled"):
+    """Per group of rows alike in `keys` that has a `base` row (the compiled
+    side; "compiled-bf16" for a bf16 run): {keys..., "compiled_vs_<impl>"}
+    for every other side, its time over the base side's (> 1: the base is
+    faster). Also sets each row's "compiled_speedup" (None where no base row ran)."""
     out = []
     for key in dict.fromkeys(tuple(r[k] for k in keys) for r in rows):
         by = {r["impl"]: r for r in rows if tuple(r[k] for k in keys) == key}
-        base = by.get("compiled")
+        ours = by.get(base)
         for r in by.values():
-            r["compiled_speedup"] = r[time_key] / base[time_key] if base else None
-        if base:
+            r["compiled_speedup"] = r[time_key] / ours[time_key] if ours else None
+        if ours:
             entry = dict(zip(keys, key))
-            entry.update({f"compiled_vs_{k}": r[time_key] / base[time_key] for k, r in by.items() if k != "compiled"})
+            entry.update({f"compiled_vs_{k}": r[time_key] / ours[time_key] for k, r in by.items() if k != base})
             out.append(entry)
     return out
 
 
-def format_speedups(entries, what, label):
-    """'<label(entry)>: compiled <what> is 3.10x NumPy, 2.60x PyTorch' lines."""
+def format_speedups(entries, what, label, base="compiled"):
+    """'<label(entry)>: compiled <what> is 3.10x NumPy, 2.60x PyTorch' lines
+    (`base` names the compiled side the ratios are of)."""
     lines = []
+    ours = "compiled" if base == "compiled" else NAMES[base]
     for s in entries:
         parts = [f"{v:.2f}x {NAMES.get(k[len('compiled_vs_'):], k[len('compiled_vs_'):])}"
                  for k, v in s.items() if k.startswith("compiled_vs_")]
         if parts:
-            lines.append(f"{label(s)}: compiled {what} is " + ", ".join(parts))
+            lines.append(f"{label(s)}: {ours} {what} is " + ", ".join(parts))
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ embeddings and generator, see `fastformer.bench.torch_model`), with
 identical weights and batch.
 
     python -m fastformer.bench step [--config tiny,small,base,long] [--threads 1,2]
-        [--impl compiled,numpy,torch] [--repeat 5] [--json PATH] [--plot PATH.png]
+        [--impl compiled,numpy,torch] [--precision fp32|bf16] [--repeat 5] [--json PATH] [--plot PATH.png]
 
 A step is what a training loop does per batch: zero the gradients, forward,
 cross-entropy with label smoothing 0.1 over the non-padding targets, backward,
@@ -17,6 +17,11 @@ AdamW) taken from the NumPy twins (`numpy_kernels`), so it is NumPy
 throughout. PyTorch runs its usual loop with `F.cross_entropy` and
 `torch.optim.AdamW`. All get the same thread count (fastformer, numpy's
 BLAS, torch.set_num_threads).
+
+--precision bf16 adds the mixed-precision sides beside the fp32 ones:
+`compiled-bf16` (fastformer.Transformer(compute_dtype="bfloat16")) and
+`torch-bf16` (the same loop under torch.autocast("cpu", dtype=torch.bfloat16),
+the loss in fp32); the speedups are then those of compiled-bf16.
 
 Timing: after `--warmup` untimed steps each, the sides run alternately, one
 step per turn, each after `--pause` seconds idle; the table gives the median
@@ -70,6 +75,7 @@ from fastformer.trainer import Trainer
 
 HELP = "one training step: compiled model against the NumPy reference and PyTorch"
 IMPLS = ("compiled", "numpy", "torch")
+BF16_SIDES = {"compiled": "compiled-bf16", "torch": "torch-bf16"}  # --precision bf16: the side beside each
 LABEL_SMOOTHING = 0.1
 LR, WEIGHT_DECAY = 1e-3, 0.01
 
@@ -87,8 +93,8 @@ def numpy_kernels():
         _kernels._ops = compiled
 
 
-def _trainer_side(cls, kwargs, state, batch, numpy_only):
-    model = cls(**kwargs)
+def _trainer_side(cls, kwargs, state, batch, numpy_only, compute_dtype="float32"):
+    model = cls(**kwargs, compute_dtype=compute_dtype)
     if state is not None:
         model.load_state_dict(state)
     trainer = Trainer(model, AdamW(model, lr=LR, weight_decay=WEIGHT_DECAY), label_smoothing=LABEL_SMOOTHING,
@@ -99,10 +105,11 @@ def _trainer_side(cls, kwargs, state, batch, numpy_only):
         with kernels():
             return float(trainer.train_step(batch)["loss"])
 
-    return step, f"Trainer.train_step, {cls.__module__}.{cls.__qualname__}"
+    bf16 = f", compute_dtype=bfloat16 ({ff.ops.bf16_path()})" if compute_dtype == "bfloat16" else ""
+    return step, f"Trainer.train_step, {cls.__module__}.{cls.__qualname__}{bf16}"
 
 
-def _torch(torch, kwargs, state, batch):
+def _torch(torch, kwargs, state, batch, autocast_bf16=False):
     import torch.nn.functional as F
 
     from fastformer.bench.torch_model import TorchTwin, twin_of
@@ -115,27 +122,35 @@ def _torch(torch, kwargs, state, batch):
     tgt_mask = torch.from_numpy(batch.tgt_key_padding_mask)
     vocab = kwargs["tgt_vocab_size"]
 
+    def precision():
+        if autocast_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def step():
         opt.zero_grad()
-        logits = model(src, tgt_in, src_mask, tgt_mask)
-        loss = F.cross_entropy(logits.reshape(-1, vocab), tgt_out.reshape(-1), ignore_index=IGNORE_INDEX,
+        with precision():
+            logits = model(src, tgt_in, src_mask, tgt_mask)
+        loss = F.cross_entropy(logits.float().reshape(-1, vocab), tgt_out.reshape(-1), ignore_index=IGNORE_INDEX,
                                label_smoothing=LABEL_SMOOTHING)
         loss.backward()
         opt.step()
         return loss.item()
 
-    return step, f"torch {torch.__version__} nn.Transformer"
+    autocast = ", autocast bf16" if autocast_bf16 else ""
+    return step, f"torch {torch.__version__} nn.Transformer{autocast}"
 
 
 def make_side(impl, config, batch, dropout, state=None, torch=None):
     """(step function -> loss, description) of one implementation; `state`
     (a reference state_dict) gives the weights, None its own initialisation."""
     kwargs = config.model_kwargs(dropout)
-    if impl == "compiled":
-        return _trainer_side(ff.Transformer, kwargs, state, batch, numpy_only=False)
+    if impl in ("compiled", "compiled-bf16"):
+        return _trainer_side(ff.Transformer, kwargs, state, batch, numpy_only=False,
+                             compute_dtype="bfloat16" if impl == "compiled-bf16" else "float32")
     if impl == "numpy":
         return _trainer_side(ref.Transformer, kwargs, state, batch, numpy_only=True)
-    return _torch(torch, kwargs, state, batch)
+    return _torch(torch, kwargs, state, batch, autocast_bf16=impl == "torch-bf16")
 
 
 def memory_probe(spec):
@@ -145,7 +160,7 @@ def memory_probe(spec):
     configuration's memory; then two steps of the configuration, from just
     before its model is built (the second is the steady state: optimizer
     state exists)."""
-    torch = harness.import_torch() if spec["impl"] == "torch" else None
+    torch = harness.import_torch() if spec["impl"].startswith("torch") else None
     machine.set_all_threads(spec["threads"], torch)
     warm, _ = make_side(spec["impl"], CONFIGS["micro"], synthetic_batch(CONFIGS["micro"]), spec["dropout"],
                         torch=torch)
@@ -169,6 +184,9 @@ def add_arguments(p):
     p.add_argument("--impl", type=harness.impl_list(IMPLS), default=list(IMPLS),
                    help="comma-separated sides from compiled,numpy,torch (default: all; torch when installed)")
     harness.add_arguments(p, repeat=5, warmup=2, pause=0.2, what="steps")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: add fastformer's bf16 model and PyTorch bf16 autocast beside the fp32 sides "
+                        "(the speedups are then fastformer bf16's; default fp32)")
     p.add_argument("--dropout", type=unit_float, default=0.1, help="dropout probability (default 0.1)")
     p.add_argument("--no-padding", action="store_true",
                    help="full-length rows (default: lengths from 3/4 to all of S and T, with padding masks)")
@@ -226,27 +244,39 @@ def _bench_config(config, threads, impls, args, torch):
     return rows
 
 
-def _speedup(r):
-    return "-" if r["compiled_speedup"] is None or r["impl"] == "compiled" else f"{r['compiled_speedup']:.2f}x"
+def _speedup_column(base):
+    def cell(r):
+        return "-" if r["compiled_speedup"] is None or r["impl"] == base else f"{r['compiled_speedup']:.2f}x"
+    return Column("speedup", 8, cell)
 
 
-COLUMNS = [
-    column("config", "config", width=7, left=True), column("thr", "threads", width=3),
-    column("impl", "impl", width=9, left=True), column("ms/step", "ms_per_step", ".1f", 9),
-    column("tok/s", "tokens_per_s", ".0f", 9), column("GFLOP/s", "gflops", ".1f", 8),
-    Column("%peak", 6, lambda r: f"{100 * r['fraction_of_peak']:.1f}%"),
-    Column("peak MiB", 9, lambda r: "-" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 2**20:.1f}"),
-    Column("speedup", 8, _speedup), column("loss", "first_loss", ".3f", 7),
-]
+def _columns(base):
+    return [
+        column("config", "config", width=7, left=True), column("thr", "threads", width=3),
+        column("impl", "impl", width=13, left=True), column("ms/step", "ms_per_step", ".1f", 9),
+        column("tok/s", "tokens_per_s", ".0f", 9), column("GFLOP/s", "gflops", ".1f", 8),
+        Column("%peak", 6, lambda r: f"{100 * r['fraction_of_peak']:.1f}%"),
+        Column("peak MiB", 9,
+               lambda r: "-" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 2**20:.1f}"),
+        _speedup_column(base), column("loss", "first_loss", ".3f", 7),
+    ]
 
 
-def format_table(rows):
-    return harness.format_table(COLUMNS, rows)
+def format_table(rows, base="compiled"):
+    return harness.format_table(_columns(base), rows)
 
 
-def summarize(rows):
-    """Speedups per (config, threads), and thread scaling per (config, impl)."""
-    speedups, scaling = harness.speedups(rows, "ms_per_step"), []
+def with_precision(impls, precision):
+    """The sides of a run: `impls`, and with precision "bf16" the bf16 side of
+    each that has one, before it (the first is the speedup base)."""
+    if precision != "bf16":
+        return list(impls)
+    return [name for impl in impls for name in ((BF16_SIDES[impl],) if impl in BF16_SIDES else ()) + (impl,)]
+
+
+def summarize(rows, base="compiled"):
+    """Speedups per (config, threads) of the `base` side, and thread scaling per (config, impl)."""
+    speedups, scaling = harness.speedups(rows, "ms_per_step", base=base), []
     for key in dict.fromkeys((r["config"], r["impl"]) for r in rows):
         by = {r["threads"]: r["ms_per_step"] for r in rows if (r["config"], r["impl"]) == key}
         if len(by) > 1:
@@ -284,6 +314,8 @@ def run(args):
     if not check_plot_available(args.plot):
         return 2
     impls, torch = harness.sides(args.impl)
+    impls = with_precision(impls, args.precision)
+    base = impls[0] if impls[0].startswith("compiled") else "compiled"
     threads_list = harness.thread_counts(args)
     header = harness.start(args, threads_list, torch, dropout=args.dropout, label_smoothing=LABEL_SMOOTHING,
                            padding=not args.no_padding)
@@ -302,13 +334,13 @@ def run(args):
         print(f"{config}: {CONFIGS[config].describe()}, {step_flops(CONFIGS[config]) / 1e9:.1f} GFLOP/step")
     for row in rows:  # against the best peak seen: a busy moment only lowers a measurement
         row["fraction_of_peak"] = row["gflops"] / header["fma_peak_gflops"][str(row["threads"])]
-    speedups, scaling = summarize(rows)
+    speedups, scaling = summarize(rows, base)
     print()
-    print(format_table(rows))
+    print(format_table(rows, base))
     print("%peak against the fp32 FMA peak, best of the measurements before each configuration: " +
           ", ".join(f"{p:.1f} GFLOP/s ({t} thr)" for t, p in header["fma_peak_gflops"].items()))
     print()
-    print(harness.format_speedups(speedups, "step", lambda s: f"{s['config']} x{s['threads']}"))
+    print(harness.format_speedups(speedups, "step", lambda s: f"{s['config']} x{s['threads']}", base))
     for s in scaling:
         print(f"{s['config']} {s['impl']}: {s['from_threads']} -> {s['to_threads']} threads {s['speedup']:.2f}x")
     configs = {c: CONFIGS[c]._asdict() for c in dict.fromkeys(r["config"] for r in rows)}

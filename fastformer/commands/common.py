@@ -27,6 +27,22 @@ positive_float = _argument_type(float, lambda v: 0 < v < float("inf"), "a positi
 unit_float = _argument_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+# --precision: the name on the command line -> the model's compute_dtype
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
+
+
+def add_precision_argument(group, default_help):
+    """--precision fp32|bf16 (the model's compute_dtype; see `compute_dtype_of`)."""
+    group.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
+                       help="bf16: matrix products on bf16-rounded inputs summed in fp32 (mixed precision; "
+                            f"weights, gradients and optimizer state stay fp32); default {default_help}")
+
+
+def compute_dtype_of(args, default="float32"):
+    """The compute_dtype --precision asks for, or `default` when it is not given."""
+    return default if args.precision is None else PRECISIONS[args.precision]
+
+
 def model_class(use_reference):
     """The Transformer class to run: the compiled `fastformer.Transformer`
     (the default), or the NumPy reference when `use_reference`."""

@@ -6,7 +6,8 @@ import time
 from fastformer import distributed
 from fastformer.checkpoint import has_checkpoint, read_checkpoint
 from fastformer.commands.common import (
-    CLIError, model_class, nonnegative_int, positive_float, positive_int, set_threads, unit_float)
+    PRECISIONS, CLIError, add_precision_argument, compute_dtype_of, model_class, nonnegative_int, positive_float,
+    positive_int, set_threads, unit_float)
 from fastformer.commands.ranks import spawn, without_option
 from fastformer.data import TASKS, DataFileError, SyntheticTask, TextPairsData, Vocabulary
 from fastformer.data.corpus import CorpusFiles, iter_pairs
@@ -84,6 +85,7 @@ def add_parser(subparsers):
                        help="dropout probability (default %(default)s)")
     model.add_argument("--reference", action="store_true",
                        help="use the NumPy reference model instead of the compiled one")
+    add_precision_argument(model, "fp32 (on --resume, the checkpoint's)")
     train = p.add_argument_group("training")
     train.add_argument("--steps", type=positive_int, default=DEFAULTS["steps"],
                        help="optimizer steps in all (default %(default)s)")
@@ -136,7 +138,8 @@ def build_model(args, tokenizer, max_len):
     cls = model_class(args.reference)
     return cls(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, d_model=args.d_model, nhead=args.nhead,
                num_encoder_layers=args.layers, num_decoder_layers=args.layers,
-               dim_feedforward=args.ff, dropout=args.dropout, max_len=max_len, seed=args.seed)
+               dim_feedforward=args.ff, dropout=args.dropout, max_len=max_len, seed=args.seed,
+               compute_dtype=compute_dtype_of(args))
 
 
 def _corpus_files(args):
@@ -231,6 +234,12 @@ def _apply_saved_settings(args, manifest):
     args.d_model, args.nhead = config["d_model"], config["nhead"]
     args.layers, args.ff = config["num_encoder_layers"], config["dim_feedforward"]
     args.dropout, args.seed = config["dropout"], config["seed"]
+    if args.precision is None:
+        saved = manifest["model"].get("compute_dtype", "float32")
+        names = {dtype: name for name, dtype in PRECISIONS.items()}
+        if saved not in names:
+            raise CLIError(f"{args.checkpoint}: the checkpoint names an unknown compute_dtype {saved!r}")
+        args.precision = names[saved]
     trainer = manifest.get("trainer") or {}
     if args.micro_batch_size is None:
         args.micro_batch_size = trainer.get("micro_batch_size")
@@ -306,8 +315,9 @@ def _describe(say, args, model, data, world):
     ranks = f" on {world.size} ranks" if world.size > 1 else ""
     micro = f" (micro-batches of {args.micro_batch_size})" if args.micro_batch_size else ""
     accum = f" x {args.accum} accumulated" if args.accum > 1 else ""
+    precision = "bf16 products, fp32 weights" if model.compute_dtype == "bfloat16" else "fp32"
     say(f"fastformer train: {type(model).__module__}.{type(model).__name__}, "
-        f"{sum(p.data.size for _, p in model.named_parameters()):,} parameters; {where}; "
+        f"{sum(p.data.size for _, p in model.named_parameters()):,} parameters in {precision}; {where}; "
         f"{args.steps} steps of {batches}{accum}{micro}{ranks}", file=sys.stderr)
     if isinstance(data, TranslationData):
         say(data.describe(), file=sys.stderr)

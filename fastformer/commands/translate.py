@@ -5,7 +5,8 @@ import sys
 
 from fastformer._atomic import atomic_write_bytes
 from fastformer.checkpoint import model_from_checkpoint
-from fastformer.commands.common import CLIError, _argument_type, model_class, positive_int, set_threads
+from fastformer.commands.common import (
+    CLIError, _argument_type, add_precision_argument, compute_dtype_of, model_class, positive_int, set_threads)
 from fastformer.data.tokenizers import tokenizer_from_manifest
 from fastformer.translate import translate
 
@@ -37,6 +38,7 @@ def add_arguments(p, beam=4):
     p.add_argument("--threads", type=positive_int, default=None, help="threads for the compiled kernels")
     p.add_argument("--reference", action="store_true",
                    help="use the NumPy reference model instead of the compiled one")
+    add_precision_argument(p, "the precision the checkpoint was trained in")
 
 
 def add_parser(subparsers):
@@ -80,7 +82,8 @@ def read_lines(path):
 def load_translator(args):
     """(model, tokenizer) from --checkpoint; CLIError when it has no tokenizer."""
     set_threads(args.threads)
-    model, ckpt = model_from_checkpoint(args.checkpoint, model_class(args.reference))
+    model, ckpt = model_from_checkpoint(args.checkpoint, model_class(args.reference),
+                                        compute_dtype=compute_dtype_of(args, default=None))
     tokenizer = tokenizer_from_manifest(ckpt.manifest, args.checkpoint)
     if tokenizer is None:
         raise CLIError(f"{args.checkpoint}: the checkpoint has no tokenizer to translate with "

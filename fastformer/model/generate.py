@@ -19,8 +19,7 @@ import numpy as np
 from fastformer import _C
 from fastformer.decoding import check_generate_args
 from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN
-from fastformer.ops import (embedding_forward, gelu_forward, layer_norm_forward, matmul,
-                            matmul_packed, pack_matrix)
+from fastformer.ops import embedding_forward, gelu_forward, layer_norm_forward, matmul_packed, pack_matrix
 
 _attention_forward = _C._attention_forward_views
 
@@ -28,19 +27,25 @@ _attention_forward = _C._attention_forward_views
 class _DecodeWeights:
     """A decoder sublayer's weights for cached decoding: each matrix packed
     once (`ops.pack_matrix`) for the few-row products of every step, which
-    are bitwise those of `matmul` on the unpacked weights."""
+    are bitwise those of the model's `matmul` on the unpacked weights
+    (bf16 panels for a compute_dtype="bfloat16" model)."""
 
-    def __init__(self, sub):
+    def __init__(self, sub, compute_dtype):
         w = sub.w
         self.kind, self.norm = sub.kind, sub.norm
+        pack = _weight_packer(compute_dtype)
         if sub.kind == FFN:
-            self.w1, self.b1 = pack_matrix(w.w1, trans_b=True), w.b1
-            self.w2, self.b2 = pack_matrix(w.w2, trans_b=True), w.b2
+            self.w1, self.b1 = pack(w.w1), w.b1
+            self.w2, self.b2 = pack(w.w2), w.b2
             return
         # self-attention: Q, K, V in one product; cross-attention: Q only (K, V come from memory)
-        self.w_in, self.b_in = ((pack_matrix(w.w_in, trans_b=True), w.b_in) if sub.kind == SELF_ATTN
-                                else (pack_matrix(w.w_q, trans_b=True), w.b_q))
-        self.w_out, self.b_out = pack_matrix(w.w_out, trans_b=True), w.b_out
+        self.w_in, self.b_in = (pack(w.w_in), w.b_in) if sub.kind == SELF_ATTN else (pack(w.w_q), w.b_q)
+        self.w_out, self.b_out = pack(w.w_out), w.b_out
+
+
+def _weight_packer(compute_dtype):
+    """weight (out, in) -> its W^T packed for x W^T products in compute_dtype."""
+    return lambda weight: pack_matrix(weight, trans_b=True, compute_dtype=compute_dtype)
 
 
 class CachedDecoder:
@@ -71,14 +76,14 @@ class CachedDecoder:
         self.cache = []
         for sub in m._dec:
             if sub.kind == CROSS_ATTN:
-                kv = matmul(mem2d, sub.w.w_kv, trans_b=True, bias=sub.w.b_kv)
+                kv = m._matmul(mem2d, sub.w.w_kv, trans_b=True, bias=sub.w.b_kv)
                 self.mem_kv.append(np.ascontiguousarray(kv.reshape(B, S, 2, h, dk).transpose(2, 0, 3, 1, 4)))
             elif sub.kind == SELF_ATTN:
                 self.cache.append(np.empty((self.R, 2 * h, max_len, dk), dtype=np.float32))
         self.key_rows = np.zeros((self.R, max_len), dtype=np.int64)
         self.slots = np.arange(self.R, dtype=np.int64)
-        self.layers = [_DecodeWeights(sub) for sub in m._dec]
-        self.gen = pack_matrix(m._gen.w, trans_b=True)
+        self.layers = [_DecodeWeights(sub, m.compute_dtype) for sub in m._dec]
+        self.gen = _weight_packer(m.compute_dtype)(m._gen.w)
         # every step's activations, for the R rows of the first step (later steps use prefixes)
         R, f = self.R, m.dim_feedforward
         empty = lambda *shape: np.empty(shape, dtype=np.float32)  # noqa: E731

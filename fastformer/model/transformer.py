@@ -19,10 +19,13 @@ How a step stays cheap:
 - post-norm sublayers fuse the residual into LayerNorm, and the body's input
   gradient is accumulated (beta=1) into the LayerNorm's gradient buffer.
 """
+import functools
+
 import numpy as np
 
 from fastformer import _C
 from fastformer.layout import TransformerBase, synchronized
+from fastformer.model.precision import warn_if_bf16_emulated
 from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN, build_plan, plan_specs
 from fastformer.model.workspace import Workspace
 from fastformer.ops import (
@@ -72,6 +75,10 @@ class Transformer(TransformerBase):
     """Encoder-decoder Transformer on the compiled kernels, float32.
 
     Constructor as `fastformer.reference.Transformer` (without dtype).
+    compute_dtype="bfloat16" runs every linear layer's products (forward and
+    backward) on bf16-rounded inputs summed in float32 (`ops.bf16_path()`
+    names the kernel); weights, gradients, LayerNorm, softmax, attention and
+    the loss stay float32.
     forward(src (B, S), tgt_in (B, T), src_key_padding_mask=None,
     tgt_key_padding_mask=None) -> logits (B, T, V_tgt) float32;
     backward(dlogits) accumulates into every parameter's grad;
@@ -81,10 +88,14 @@ class Transformer(TransformerBase):
     def __init__(self, src_vocab_size, tgt_vocab_size, d_model=512, nhead=8,
                  num_encoder_layers=6, num_decoder_layers=6, dim_feedforward=2048,
                  dropout=0.1, activation="relu", norm_first=False, layer_norm_eps=1e-5,
-                 final_norm=True, tie_embeddings=False, max_len=1024, seed=0):
+                 final_norm=True, tie_embeddings=False, max_len=1024, seed=0, compute_dtype="float32"):
         super().__init__(src_vocab_size, tgt_vocab_size, d_model, nhead, num_encoder_layers,
                          num_decoder_layers, dim_feedforward, dropout, activation, norm_first,
-                         layer_norm_eps, final_norm, tie_embeddings, max_len, seed, np.float32)
+                         layer_norm_eps, final_norm, tie_embeddings, max_len, seed, np.float32,
+                         compute_dtype)
+        if compute_dtype == "bfloat16":
+            warn_if_bf16_emulated()
+        self._matmul = functools.partial(matmul, compute_dtype=self.compute_dtype)
         self.positions = sinusoidal_positions(self.max_len, self.d_model, np.float32)
         self._workspace = Workspace()
         self._run = None
@@ -175,7 +186,7 @@ class Transformer(TransformerBase):
             layer_norm_forward(y, n.w, n.b, self.layer_norm_eps, out=plan.dec_out,
                                out_mean=plan.dec_out_mean, out_rstd=plan.dec_out_rstd)
         logits = np.empty((B, T, self.tgt_vocab_size), dtype=np.float32)
-        matmul(plan.dec_out, self._gen.w, trans_b=True, bias=self._gen.b, out=logits.reshape(B * T, -1))
+        self._matmul(plan.dec_out, self._gen.w, trans_b=True, bias=self._gen.b, out=logits.reshape(B * T, -1))
         run.logits_shape = logits.shape
         self._run = run
         return logits
@@ -219,22 +230,22 @@ class Transformer(TransformerBase):
         w = sub.w
         if sub.kind == FFN:
             if self.activation == "relu":  # relu in the GEMM epilogue; its backward reads hact
-                matmul(h, w.w1, trans_b=True, bias=w.b1, activation="relu", out=buf.hact)
+                self._matmul(h, w.w1, trans_b=True, bias=w.b1, activation="relu", out=buf.hact)
             else:
-                matmul(h, w.w1, trans_b=True, bias=w.b1, out=buf.hpre)
+                self._matmul(h, w.w1, trans_b=True, bias=w.b1, out=buf.hpre)
                 gelu_forward(buf.hpre, out=buf.hact)
-            matmul(buf.hact, w.w2, trans_b=True, bias=w.b2, out=buf.body)
+            self._matmul(buf.hact, w.w2, trans_b=True, bias=w.b2, out=buf.body)
         else:
             if sub.kind == SELF_ATTN:
-                matmul(h, w.w_in, trans_b=True, bias=w.b_in, out=buf.qkv)
+                self._matmul(h, w.w_in, trans_b=True, bias=w.b_in, out=buf.qkv)
                 q = buf.q
             else:
-                matmul(h, w.w_q, trans_b=True, bias=w.b_q, out=buf.q)
-                matmul(run.plan.memory, w.w_kv, trans_b=True, bias=w.b_kv, out=buf.kv)
+                self._matmul(h, w.w_q, trans_b=True, bias=w.b_q, out=buf.q)
+                self._matmul(run.plan.memory, w.w_kv, trans_b=True, bias=w.b_kv, out=buf.kv)
                 q = buf.q_h
             _attention_forward(buf.ctx_h, buf.lse, q, buf.k, buf.v, mask, sub.causal, run.p, self.seed,
                                run.step, sub.site_probs)
-            matmul(buf.ctx, w.w_out, trans_b=True, bias=w.b_out, out=buf.body)
+            self._matmul(buf.ctx, w.w_out, trans_b=True, bias=w.b_out, out=buf.body)
         if run.p:
             dropout_forward(buf.body, run.p, self.seed, run.step, sub.site_out, out=buf.body)
         if self.norm_first:
@@ -262,14 +273,14 @@ class Transformer(TransformerBase):
 
         # generator: logits = dec_out Wg^T + bg
         g = self._gen
-        matmul(dl, plan.dec_out, trans_a=True, beta=1.0, out=g.gw)
+        self._matmul(dl, plan.dec_out, trans_a=True, beta=1.0, out=g.gw)
         column_sum(dl, out=g.gb, accumulate=True)
         if self.final_norm:
-            matmul(dl, g.w, out=gd.g2)
+            self._matmul(dl, g.w, out=gd.g2)
             self._norm_backward(self._dec_norm, gd.g2, plan.dec_last, plan.dec_out_mean, plan.dec_out_rstd,
                                 out=gd.g1)
         else:
-            matmul(dl, g.w, out=gd.g1)
+            self._matmul(dl, g.w, out=gd.g1)
         cur, spare = gd.g1, gd.g2
         mem_beta = 0.0  # the first cross-attention gradient sets genc.mem, later ones add
         for sub, buf in zip(reversed(self._dec), reversed(plan.dec)):
@@ -328,36 +339,36 @@ class Transformer(TransformerBase):
         gradient. dbody is read before dx is written (they may alias)."""
         w = sub.w
         if sub.kind == FFN:
-            matmul(dbody, buf.hact, trans_a=True, beta=1.0, out=w.gw2)
+            self._matmul(dbody, buf.hact, trans_a=True, beta=1.0, out=w.gw2)
             column_sum(dbody, out=w.gb2, accumulate=True)
-            matmul(dbody, w.w2, out=gs.h)
+            self._matmul(dbody, w.w2, out=gs.h)
             if self.activation == "relu":
                 relu_backward(gs.h, buf.hact, out=gs.h)  # hact > 0 exactly where hpre > 0
             else:
                 gelu_backward(gs.h, buf.hpre, out=gs.h)
-            matmul(gs.h, h, trans_a=True, beta=1.0, out=w.gw1)
+            self._matmul(gs.h, h, trans_a=True, beta=1.0, out=w.gw1)
             column_sum(gs.h, out=w.gb1, accumulate=True)
-            matmul(gs.h, w.w1, beta=dx_beta, out=dx)
+            self._matmul(gs.h, w.w1, beta=dx_beta, out=dx)
             return
-        matmul(dbody, buf.ctx, trans_a=True, beta=1.0, out=w.gw_out)
+        self._matmul(dbody, buf.ctx, trans_a=True, beta=1.0, out=w.gw_out)
         column_sum(dbody, out=w.gb_out, accumulate=True)
-        matmul(dbody, w.w_out, out=gs.ctx)
+        self._matmul(dbody, w.w_out, out=gs.ctx)
         if sub.kind == SELF_ATTN:
             _attention_backward(*gs.qkv_h, gs.ctx_h, buf.q, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
                                 sub.causal, run.p, self.seed, run.step, sub.site_probs)
-            matmul(gs.qkv, h, trans_a=True, beta=1.0, out=w.gw_in)
+            self._matmul(gs.qkv, h, trans_a=True, beta=1.0, out=w.gw_in)
             column_sum(gs.qkv, out=w.gb_in, accumulate=True)
-            matmul(gs.qkv, w.w_in, beta=dx_beta, out=dx)
+            self._matmul(gs.qkv, w.w_in, beta=dx_beta, out=dx)
             return
         ge, memory = run.plan.genc, run.plan.memory
         _attention_backward(gs.q_h, *ge.kv_h, gs.ctx_h, buf.q_h, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
                             False, run.p, self.seed, run.step, sub.site_probs)
-        matmul(ge.kv, memory, trans_a=True, beta=1.0, out=w.gw_kv)
+        self._matmul(ge.kv, memory, trans_a=True, beta=1.0, out=w.gw_kv)
         column_sum(ge.kv, out=w.gb_kv, accumulate=True)
-        matmul(ge.kv, w.w_kv, beta=mem_beta, out=ge.mem)
-        matmul(gs.q, h, trans_a=True, beta=1.0, out=w.gw_q)
+        self._matmul(ge.kv, w.w_kv, beta=mem_beta, out=ge.mem)
+        self._matmul(gs.q, h, trans_a=True, beta=1.0, out=w.gw_q)
         column_sum(gs.q, out=w.gb_q, accumulate=True)
-        matmul(gs.q, w.w_q, beta=dx_beta, out=dx)
+        self._matmul(gs.q, w.w_q, beta=dx_beta, out=dx)
 
     # ----- decoding -----------------------------------------------------------------------
 

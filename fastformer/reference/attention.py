@@ -95,13 +95,15 @@ def _merge_heads(t):
 
 def mha_forward(x_q, x_kv, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias,
                 nhead, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0,
-                site=0):
+                site=0, *, compute_dtype="float32"):
     """Multi-head attention, PyTorch layout.
 
     x_q: (B, Tq, d); x_kv: (B, Tk, d), or x_q itself for self-attention (Q, K, V
     then come from one (3d, d) projection); in_proj_weight: (3d, d) rows
     [Wq; Wk; Wv]; in_proj_bias: (3d,); out_proj_weight: (d, d); out_proj_bias:
     (d,); key_padding_mask: (B, Tk) bool or None. Returns (y (B, Tq, d), cache).
+    compute_dtype (as in `fastformer.reference.linear`) is that of the projections;
+    attention itself runs in the inputs' precision.
     """
     B, Tq, d = x_q.shape
     if nhead < 1 or d % nhead:
@@ -109,21 +111,21 @@ def mha_forward(x_q, x_kv, in_proj_weight, in_proj_bias, out_proj_weight, out_pr
     dk = d // nhead
     self_attn = x_kv is x_q
     if self_attn:
-        qkv = linear_forward(x_q, in_proj_weight, in_proj_bias)
+        qkv = linear_forward(x_q, in_proj_weight, in_proj_bias, compute_dtype=compute_dtype)
         # (B, T, 3, h, dk) -> (3, B, h, T, dk): heads by a transpose, no loop.
         q, k, v = qkv.reshape(B, Tq, 3, nhead, dk).transpose(2, 0, 3, 1, 4)
     else:
-        q = linear_forward(x_q, in_proj_weight[:d], in_proj_bias[:d])
+        q = linear_forward(x_q, in_proj_weight[:d], in_proj_bias[:d], compute_dtype=compute_dtype)
         q = q.reshape(B, Tq, nhead, dk).transpose(0, 2, 1, 3)
-        kv = linear_forward(x_kv, in_proj_weight[d:], in_proj_bias[d:])
+        kv = linear_forward(x_kv, in_proj_weight[d:], in_proj_bias[d:], compute_dtype=compute_dtype)
         k, v = kv.reshape(B, x_kv.shape[1], 2, nhead, dk).transpose(2, 0, 3, 1, 4)
     out, lse = attention_forward(q, k, v, key_padding_mask, causal, dropout_p, seed, step, site)
     ctx = _merge_heads(out)
-    y = linear_forward(ctx, out_proj_weight, out_proj_bias)
+    y = linear_forward(ctx, out_proj_weight, out_proj_bias, compute_dtype=compute_dtype)
     cache = dict(x_q=x_q, x_kv=None if self_attn else x_kv, q=q, k=k, v=v, out=out, lse=lse,
                  ctx=ctx, in_proj_weight=in_proj_weight, out_proj_weight=out_proj_weight,
                  nhead=nhead, key_padding_mask=key_padding_mask, causal=causal,
-                 dropout_p=dropout_p, seed=seed, step=step, site=site)
+                 dropout_p=dropout_p, seed=seed, step=step, site=site, compute_dtype=compute_dtype)
     return y, cache
 
 
@@ -134,9 +136,9 @@ def mha_backward(dy, cache):
     For self-attention dx_q is the whole gradient of the input and dx_kv is None.
     """
     c = cache
-    x_q, x_kv, w_in = c["x_q"], c["x_kv"], c["in_proj_weight"]
+    x_q, x_kv, w_in, cd = c["x_q"], c["x_kv"], c["in_proj_weight"], c["compute_dtype"]
     B, Tq, d = x_q.shape
-    dctx, d_out_w, d_out_b = linear_backward(dy, c["ctx"], c["out_proj_weight"])
+    dctx, d_out_w, d_out_b = linear_backward(dy, c["ctx"], c["out_proj_weight"], compute_dtype=cd)
     dout = dctx.reshape(B, Tq, c["nhead"], d // c["nhead"]).transpose(0, 2, 1, 3)
     dq, dk, dv = attention_backward(dout, c["q"], c["k"], c["v"], c["out"], c["lse"],
                                     c["key_padding_mask"], c["causal"], c["dropout_p"],
@@ -144,10 +146,10 @@ def mha_backward(dy, cache):
     if x_kv is None:
         # (B, h, 3, T, dk) -> (B, T, 3, h, dk): the layout of the fused projection's output.
         dqkv = np.stack([dq, dk, dv], axis=2).transpose(0, 3, 2, 1, 4).reshape(B, Tq, 3 * d)
-        dx_q, d_in_w, d_in_b = linear_backward(dqkv, x_q, w_in)
+        dx_q, d_in_w, d_in_b = linear_backward(dqkv, x_q, w_in, compute_dtype=cd)
         return dx_q, None, d_in_w, d_in_b, d_out_w, d_out_b
-    dx_q, dwq, dbq = linear_backward(_merge_heads(dq), x_q, w_in[:d])
+    dx_q, dwq, dbq = linear_backward(_merge_heads(dq), x_q, w_in[:d], compute_dtype=cd)
     dkv = np.concatenate([_merge_heads(dk), _merge_heads(dv)], axis=-1)
-    dx_kv, dwkv, dbkv = linear_backward(dkv, x_kv, w_in[d:])
+    dx_kv, dwkv, dbkv = linear_backward(dkv, x_kv, w_in[d:], compute_dtype=cd)
     return (dx_q, dx_kv, np.concatenate([dwq, dwkv]), np.concatenate([dbq, dbkv]),
             d_out_w, d_out_b)

@@ -27,7 +27,10 @@ class Transformer(TransformerBase):
     """Encoder-decoder Transformer, the NumPy reference of `fastformer.Transformer`.
 
     Same constructor and methods as the compiled model, plus `dtype`
-    (np.float32 or np.float64). Initialisation as torch.nn.Transformer:
+    (np.float32 or np.float64). compute_dtype="bfloat16" rounds the inputs of
+    every linear layer's products (projections, feed-forward, generator) to
+    bfloat16, forward and backward, as the compiled bf16 model does; the rest
+    runs in dtype. Initialisation as torch.nn.Transformer:
     xavier-uniform matrices, zero biases, LayerNorm ones/zeros; embeddings
     normal(0, d_model**-0.5); drawn in SPEC order from default_rng(seed)
     (the layout and its initialisation live in `fastformer.layout`).
@@ -37,10 +40,10 @@ class Transformer(TransformerBase):
                  num_encoder_layers=6, num_decoder_layers=6, dim_feedforward=2048,
                  dropout=0.1, activation="relu", norm_first=False, layer_norm_eps=1e-5,
                  final_norm=True, tie_embeddings=False, max_len=1024, seed=0,
-                 dtype=np.float32):
+                 dtype=np.float32, compute_dtype="float32"):
         super().__init__(src_vocab_size, tgt_vocab_size, d_model, nhead, num_encoder_layers,
                          num_decoder_layers, dim_feedforward, dropout, activation, norm_first,
-                         layer_norm_eps, final_norm, tie_embeddings, max_len, seed, dtype)
+                         layer_norm_eps, final_norm, tie_embeddings, max_len, seed, dtype, compute_dtype)
         self._cache = None
         self.positions = sinusoidal_positions(self.max_len, self.d_model, self.dtype)
 
@@ -79,7 +82,7 @@ class Transformer(TransformerBase):
         return mha_forward(h, kv, self._w(f"{prefix}.in_proj_weight"),
                            self._w(f"{prefix}.in_proj_bias"), self._w(f"{prefix}.out_proj.weight"),
                            self._w(f"{prefix}.out_proj.bias"), self.nhead, mask, causal, p,
-                           self.seed, c["step"], site)
+                           self.seed, c["step"], site, compute_dtype=self.compute_dtype)
 
     def _attn_backward(self, prefix, dy, cache):
         """-> (dh, dkv or None), accumulating the projection gradients."""
@@ -92,13 +95,15 @@ class Transformer(TransformerBase):
         y, hidden_pre = ffn_forward(h, self._w(f"{prefix}.linear1.weight"),
                                     self._w(f"{prefix}.linear1.bias"),
                                     self._w(f"{prefix}.linear2.weight"),
-                                    self._w(f"{prefix}.linear2.bias"), self.activation)
+                                    self._w(f"{prefix}.linear2.bias"), self.activation,
+                                    compute_dtype=self.compute_dtype)
         return y, (h, hidden_pre)
 
     def _ffn_backward(self, prefix, dy, cache):
         h, hidden_pre = cache
         dh, *grads = ffn_backward(dy, h, hidden_pre, self._w(f"{prefix}.linear1.weight"),
-                                  self._w(f"{prefix}.linear2.weight"), self.activation)
+                                  self._w(f"{prefix}.linear2.weight"), self.activation,
+                                  compute_dtype=self.compute_dtype)
         self._accumulate([f"{prefix}.linear1.weight", f"{prefix}.linear1.bias",
                           f"{prefix}.linear2.weight", f"{prefix}.linear2.bias"], grads)
         return dh, None
@@ -230,7 +235,8 @@ class Transformer(TransformerBase):
         else:
             out = y
         c["out"] = out
-        logits = linear_forward(out, self._w(self._generator_weight), self._w("generator.bias"))
+        logits = linear_forward(out, self._w(self._generator_weight), self._w("generator.bias"),
+                                compute_dtype=self.compute_dtype)
         c["logits_shape"] = logits.shape
         return logits
 
@@ -244,7 +250,8 @@ class Transformer(TransformerBase):
             raise RuntimeError("backward needs a forward first (each forward allows one backward)")
         dlogits = self._check_dlogits(dlogits, c["logits_shape"]).astype(self.dtype, copy=False)
 
-        dout, dwg, dbg = linear_backward(dlogits, c["out"], self._w(self._generator_weight))
+        dout, dwg, dbg = linear_backward(dlogits, c["out"], self._w(self._generator_weight),
+                                         compute_dtype=self.compute_dtype)
         self._accumulate([self._generator_weight, "generator.bias"], [dwg, dbg])
         dy = self._norm_backward("decoder.norm", dout, *c["decoder_norm"]) if self.final_norm else dout
         dmemory = None
