@@ -9,10 +9,17 @@ import pytest
 from fastformer.__main__ import main as cli_main
 from fastformer.bench.__main__ import main as bench_main
 from fastformer.bench.configs import CONFIGS, step_flops
-from fastformer.bench import ct2
+from fastformer.bench import ct2, machine, uncapped
 from fastformer.bench.harness import import_torch
 
 FAST = ["--config", "micro", "--repeat", "1", "--warmup", "0", "--pause", "0"]
+
+
+@pytest.fixture(autouse=True)
+def in_process(monkeypatch):
+    """Run the benchmarks in this process even where the machine caps
+    OpenBLAS (test_capped_openblas_is_benchmarked_uncapped checks the rerun)."""
+    monkeypatch.setenv(uncapped.KEEP, "1")
 IMPLS = ["compiled", "numpy"] + (["torch"] if import_torch() is not None else [])
 
 
@@ -89,6 +96,16 @@ def test_generate_json(tmp_path, capsys):
         assert 0 <= r["agreement"] <= 1
     (speedup,) = data["speedups"]
     assert speedup["compiled_vs_numpy"] == pytest.approx(rows["numpy"]["compiled_speedup"])
+
+
+@pytest.mark.filterwarnings("ignore:compute_dtype='bfloat16' runs on emulated")
+def test_generate_bf16_row(tmp_path, capsys):
+    path = tmp_path / "generate.json"
+    assert bench_main(["generate", *FAST, "--batch", "3", "--tokens", "5", "--impl", "compiled,compiled-bf16",
+                       "--json", str(path)]) == 0
+    rows = {r["impl"]: r for r in json.loads(path.read_text())["results"]}
+    assert list(rows) == ["compiled", "compiled-bf16"] and "bfloat16" in rows["compiled-bf16"]["model"]
+    assert rows["compiled-bf16"]["new_tokens"] == 5 and 0 <= rows["compiled-bf16"]["agreement"] <= 1
 
 
 def test_bad_arguments_exit_2(capsys):
@@ -274,3 +291,25 @@ def test_gemm_json(tmp_path, capsys):
         assert r["fastformer_gflops"] > 0 and r["numpy_gflops"] > 0 and r["threads"] == 1
         assert r["ratio"] == pytest.approx(r["fastformer_gflops"] / r["numpy_gflops"])
     assert data["summary"]["min_ratio_per_head"] == min(r["ratio"] for r in data["results"])
+
+
+def test_capped_openblas_is_benchmarked_uncapped(tmp_path, capsys, monkeypatch):
+    """OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE make the bench run again without
+    them (OpenBLAS reads them at load), and the header says so."""
+    monkeypatch.delenv(uncapped.KEEP)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "512")
+    path = tmp_path / "step.json"
+    assert bench_main(["step", *FAST, "--impl", "compiled,numpy", "--threads", "1", "--no-memory",
+                       "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "uncapped: this machine sets OPENBLAS_CORETYPE=Haswell OPENBLAS_L2_SIZE=512" in out
+    numpy_info = json.loads(path.read_text())["header"]["numpy"]
+    assert numpy_info["OPENBLAS_CORETYPE"] is None and numpy_info["OPENBLAS_L2_SIZE"] is None
+    assert numpy_info["unset_for_this_run"] == {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512"}
+
+
+def test_kept_caps_are_named_in_the_header():
+    info = {"OPENBLAS_CORETYPE": "Haswell", "unset_for_this_run": {}}
+    assert machine._describe_caps(info).startswith("CAPPED by OPENBLAS_CORETYPE=Haswell")
+    assert machine._describe_caps({"unset_for_this_run": {}}) == "OPENBLAS_CORETYPE unset"

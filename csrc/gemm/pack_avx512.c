@@ -120,21 +120,19 @@ void ff_gemm_pack_rows_pairs_avx512(float *dst, const float *src, size_t ld, siz
 }
 
 /* Vectors are columns: rows 2s and 2s + 1 of the block interleave into the
- * slots of step s, 16 columns per vector op; missing columns load as zeros. */
+ * slots of step s, 16 columns per vector op (any panel width: the last op
+ * masked); missing columns load as zeros. */
+static inline __mmask16 first_lanes(size_t n) { return (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1); }
+
 void ff_gemm_pack_cols_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
-    if (W != 16 && W != 32) {
-        ff_gemm_pack_cols_pairs(dst, src, ld, kc, w, W);
-        return;
-    }
     for (size_t s = 0; s < (kc + 1) / 2; s++) {
         const float *r0 = src + 2 * s * ld, *r1 = r0 + ld;
         const int odd = 2 * s + 1 < kc;
         for (size_t j = 0; j < W; j += 16) {
-            const size_t left = w > j ? w - j : 0;
-            const __mmask16 m = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1);
+            const __mmask16 m = first_lanes(w > j ? w - j : 0);
             const __m512i lo = bf16_bits16(_mm512_maskz_loadu_ps(m, r0 + j));
             const __m512i hi = odd ? bf16_bits16(_mm512_maskz_loadu_ps(m, r1 + j)) : _mm512_setzero_si512();
-            _mm512_storeu_si512(dst + s * W + j, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+            _mm512_mask_storeu_epi32(dst + s * W + j, first_lanes(W - j), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
         }
     }
 }

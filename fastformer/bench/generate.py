@@ -9,7 +9,7 @@ on the same weights converted exactly (`fastformer.bench.ct2`; the model is
 then pre-norm, the layout CTranslate2 represents).
 
     python -m fastformer.bench generate [--config tiny,small] [--batch 16,64] [--beam 1,4]
-        [--tokens 64] [--threads 1,2] [--impl compiled,numpy,torch,ct2-onednn,ct2-mkl]
+        [--tokens 64] [--threads 1,2] [--impl compiled,compiled-bf16,numpy,torch,ct2-onednn,ct2-mkl]
         [--repeat 5] [--json PATH]
 
 All sides get the same weights and source batch (full length, no padding) in
@@ -19,7 +19,9 @@ eos is pushed far down in the shared weights, so every side decodes exactly
 time per decoding of the whole batch, generated tokens per second, the
 compiled side's speedup (the other side's time over the compiled one's), and
 the fraction of tokens equal to the compiled side's (decoding agrees unless
-rounding flips a near tie).
+rounding flips a near tie). `compiled-bf16` (asked for by --impl, not run by
+default) is the compiled model with compute_dtype="bfloat16": bf16 weight
+panels, half the bytes each step streams; an extra row, not an fp32 result.
 """
 import tempfile
 
@@ -35,7 +37,8 @@ from fastformer.data.vocab import BOS_ID, EOS_ID
 
 HELP = "greedy decoding: KV-cached generate against NumPy and PyTorch loops"
 DEFAULT_CONFIGS = "tiny,small"  # base and long: the reference's re-run forward takes minutes
-IMPLS = ("compiled", "numpy", "torch") + tuple(ct2.BACKENDS)
+IMPLS = ("compiled", "compiled-bf16", "numpy", "torch") + tuple(ct2.BACKENDS)
+DEFAULT_IMPLS = [i for i in IMPLS if i != "compiled-bf16"]
 
 
 def add_arguments(p):
@@ -47,21 +50,23 @@ def add_arguments(p):
     p.add_argument("--beam", type=harness.parse_threads, default=[1],
                    help="comma-separated beam sizes, 1 = greedy (default 1; PyTorch's side is greedy only)")
     p.add_argument("--tokens", type=positive_int, default=64, help="tokens generated per sequence (default 64)")
-    p.add_argument("--impl", type=harness.impl_list(IMPLS), default=list(IMPLS),
-                   help=f"comma-separated sides from {','.join(IMPLS)} (default: all; torch and CTranslate2 "
-                        "when installed)")
+    p.add_argument("--impl", type=harness.impl_list(IMPLS), default=DEFAULT_IMPLS,
+                   help=f"comma-separated sides from {','.join(IMPLS)} (default: all but compiled-bf16; torch "
+                        "and CTranslate2 when installed)")
     harness.add_arguments(p, repeat=5, warmup=1, pause=0.2, what="decodings")
 
 
 def _side(impl, kwargs, state, src, n_tokens, beam, threads, torch, ct2_dir):
     """(decode function -> (B, n_tokens) int64 array, description, cleanup or None)."""
-    if impl in ("compiled", "numpy"):
-        cls = ff.Transformer if impl == "compiled" else ref.Transformer
-        model = cls(**kwargs)
+    if impl in ("compiled", "compiled-bf16", "numpy"):
+        cls = ref.Transformer if impl == "numpy" else ff.Transformer
+        bf16 = impl == "compiled-bf16"
+        model = cls(**kwargs, compute_dtype="bfloat16" if bf16 else "float32")
         model.load_state_dict(state)
         model.eval()
         return (lambda: model.generate(src, n_tokens, BOS_ID, EOS_ID, beam),
-                f"{cls.__module__}.{cls.__qualname__} generate", None)
+                f"{cls.__module__}.{cls.__qualname__} generate" + (", compute_dtype=bfloat16" if bf16 else ""),
+                None)
     if impl in ct2.BACKENDS:
         worker = ct2.Worker(impl, ct2_dir, threads)
         return (lambda: worker.decode(src, beam, n_tokens), f"ctranslate2 {worker.version} fp32 ({impl})",
@@ -130,7 +135,7 @@ def _speedup(r):
 
 COLUMNS = [
     column("config", "config", width=7, left=True), column("thr", "threads", width=3),
-    column("impl", "impl", width=10, left=True), column("batch", "batch", width=5), column("beam", "beam", width=4),
+    column("impl", "impl", width=13, left=True), column("batch", "batch", width=5), column("beam", "beam", width=4),
     column("tokens", "new_tokens", width=6), column("ms", "ms", ".1f", 10), column("tok/s", "tokens_per_s", ".0f", 9),
     Column("speedup", 8, _speedup),
     Column("agree", 6, lambda r: "-" if r["agreement"] is None else f"{100 * r['agreement']:.0f}%"),

@@ -14,6 +14,7 @@ import numpy as np
 
 import fastformer
 from fastformer import ops
+from fastformer.bench import uncapped
 
 # The OpenMP settings that pin threads to cores; none set means the runtime's default.
 BINDING_VARIABLES = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY")
@@ -46,7 +47,9 @@ def thread_binding():
 def blas_info():
     """numpy's BLAS, from numpy.show_config (and threadpoolctl if installed)."""
     info = {"numpy": np.__version__, "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
-            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}
+            "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "unset_for_this_run": uncapped.unset_for_this_run()}
     try:
         cfg = np.show_config(mode="dicts")
         blas = cfg.get("Build Dependencies", {}).get("blas", {})
@@ -121,6 +124,16 @@ def _describe_blas(h):
                      for k in kernel) or "none found by threadpoolctl"
 
 
+def _describe_caps(info):
+    caps = " ".join(f"{k}={info[k]}" for k in uncapped.CAPPING_VARIABLES if info.get(k))
+    unset = " ".join(f"{k}={v}" for k, v in info.get("unset_for_this_run", {}).items())
+    if caps:
+        return f"CAPPED by {caps} (kept: {uncapped.KEEP}=1)"
+    if unset:
+        return f"uncapped: this machine sets {unset}, unset for this run (only numpy's OpenBLAS reads it)"
+    return "OPENBLAS_CORETYPE unset"
+
+
 def print_header(h):
     """The header in four lines, the same for every family."""
     b = h["fastformer"]
@@ -134,7 +147,7 @@ def print_header(h):
           f"malloc keeps freed memory: {h['malloc_keeps_freed_memory']}")
     peaks = ", ".join(f"{p:.1f} ({t} thr)" for t, p in h["fma_peak_gflops"].items())
     print(f"measured fp32 FMA peak ({h['simd']}), GFLOP/s: {peaks}")
-    print(f"numpy BLAS: {_describe_blas(h)}  OPENBLAS_CORETYPE={h['numpy']['OPENBLAS_CORETYPE'] or 'unset'}")
+    print(f"numpy BLAS: {_describe_blas(h)}  {_describe_caps(h['numpy'])}")
 
 
 # ----- one thread count for every library ---------------------------------------------
