@@ -32,6 +32,31 @@ def simd(request):
         ff.set_simd(before)
 
 
+def _bf16_paths():
+    """(SIMD level, hardware allowed) for every bf16 path this CPU can run:
+    each level, plus AVX-512's emulated path where the CPU has AVX512-BF16."""
+    paths = [(level, True) for level in ff.simd_levels()]
+    if "avx512" in ff.simd_levels() and ff.build_info()["bf16"] == "avx512_bf16":
+        paths.append(("avx512", False))
+    return paths
+
+
+@pytest.fixture(params=_bf16_paths(), ids=lambda p: p[0] if p[1] else p[0] + "-emulated")
+def bf16_simd(request):
+    """Run the test once per bf16 path (see _bf16_paths); yields ops.bf16_path()."""
+    from fastformer import _C, ops
+
+    level, hardware = request.param
+    before = ff.get_simd()
+    ff.set_simd(level)
+    _C._bf16_allow_hardware(hardware)
+    try:
+        yield ops.bf16_path()
+    finally:
+        _C._bf16_allow_hardware(True)
+        ff.set_simd(before)
+
+
 @pytest.fixture
 def threads():
     """Call with n to set the thread count; the original count is restored after the test."""

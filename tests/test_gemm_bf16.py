@@ -1,7 +1,8 @@
 """bf16 products (matmul/bmm with compute_dtype="bfloat16", csrc/gemm/gemm_bf16.c)
 against the float64 twin that rounds its inputs the same way, on every SIMD
-path this CPU has: AVX512-BF16's vdpbf16ps kernel where the CPU has it, the
-emulated path (fp32 kernels on rounded panels) everywhere."""
+path this CPU has (the `bf16_simd` fixture): AVX512-BF16's vdpbf16ps kernel
+where the CPU has it, the emulated path (fp32 kernels on rounded panels) at
+every SIMD level, AVX-512's included."""
 import numpy as np
 import pytest
 
@@ -48,7 +49,7 @@ def test_round_bf16_twin_is_round_to_nearest_even(torch):
 
 @pytest.mark.parametrize("m,n,k", SHAPES)
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
-def test_matmul_bf16_matches_its_twin(simd, m, n, k, ta, tb):
+def test_matmul_bf16_matches_its_twin(bf16_simd, m, n, k, ta, tb):
     rng = np.random.default_rng(m * 7919 + n * 31 + k + 2 * ta + tb)
     a, b = _operands(rng, m, n, k, ta, tb)
     got = ops.matmul(a, b, ta, tb, compute_dtype="bfloat16")
@@ -57,7 +58,7 @@ def test_matmul_bf16_matches_its_twin(simd, m, n, k, ta, tb):
 
 
 @pytest.mark.parametrize("activation", [None, "relu", "gelu"])
-def test_matmul_bf16_epilogue(simd, activation):
+def test_matmul_bf16_epilogue(bf16_simd, activation):
     rng = np.random.default_rng(3)
     m, n, k = 37, 45, 300
     a, b = _operands(rng, m, n, k, False, True)
@@ -78,7 +79,7 @@ def test_matmul_bf16_is_not_fp32():
     assert 1e-4 < err < 2e-2  # bf16 inputs: ~3 significant digits, never fp32's 7
 
 
-def test_bmm_bf16_matches_its_twin(simd):
+def test_bmm_bf16_matches_its_twin(bf16_simd):
     rng = np.random.default_rng(5)
     a, b = _operands(rng, 19, 24, 64, False, True, batch=(6,))
     got = ops.bmm(a, b, False, True, compute_dtype="bfloat16")
@@ -88,7 +89,7 @@ def test_bmm_bf16_matches_its_twin(simd):
 
 
 @pytest.mark.parametrize("m,n,k,ta,tb", [(300, 257, 1100, False, True), (130, 520, 77, True, False)])
-def test_matmul_bf16_bits_do_not_depend_on_threads(simd, threads, m, n, k, ta, tb):
+def test_matmul_bf16_bits_do_not_depend_on_threads(bf16_simd, threads, m, n, k, ta, tb):
     rng = np.random.default_rng(6)
     a, b = _operands(rng, m, n, k, ta, tb)
     results = []
@@ -128,7 +129,7 @@ def test_bad_compute_dtype(bad, error):
 
 @pytest.mark.parametrize("ta", [False, True])
 @pytest.mark.parametrize("tb", [False, True])
-def test_bf16_rows_and_columns_alone_give_the_same_bits(simd, ta, tb):
+def test_bf16_rows_and_columns_alone_give_the_same_bits(bf16_simd, ta, tb):
     """A full panel and an edge panel are packed by different code (vector
     and portable, or masked): every element must come out the same either way."""
     rng = np.random.default_rng(7)
@@ -143,9 +144,27 @@ def test_bf16_rows_and_columns_alone_give_the_same_bits(simd, ta, tb):
                                   whole[:, 5])
 
 
-def test_bf16_non_finite_inputs_propagate(simd):
+def test_bf16_non_finite_inputs_propagate(bf16_simd):
     a = np.ones((3, 40), np.float32)
     b = np.ones((40, 5), np.float32)
     a[0, 7], a[1, 8], a[2, 9] = np.nan, np.inf, -np.inf
     got = ops.matmul(a, b, compute_dtype="bfloat16")
     assert np.isnan(got[0]).all() and (got[1] == np.inf).all() and (got[2] == -np.inf).all()
+
+
+def test_bf16_rounding_of_every_path_is_the_twins(bf16_simd):
+    """op(a) @ I is op(a) rounded, exactly: ties, subnormals, signed zeros and
+    magnitudes from 1e-38 to 1e38 round as ref.round_bf16 rounds them, at
+    panel edges too (odd sizes)."""
+    rng = np.random.default_rng(11)
+    m, k = 37, 67
+    a = (rng.standard_normal((m, k)) * 10.0 ** rng.integers(-38, 38, (m, k))).astype(np.float32)
+    ties = np.array([1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -8), 2 ** -130, -0.0, 0.0, 1e-40], np.float32)
+    a.flat[:ties.size] = ties
+    eye = np.eye(k, dtype=np.float32)
+    for ta in (False, True):
+        got = ops.matmul(np.ascontiguousarray(a.T) if ta else a, eye, ta, False, compute_dtype="bfloat16")
+        want = ref.round_bf16(a)
+        if bf16_simd == "avx512_bf16":  # vdpbf16ps flushes subnormal inputs to zero
+            want = np.where(np.abs(want) < np.finfo(np.float32).tiny, 0.0, want)
+        np.testing.assert_array_equal(got, want)

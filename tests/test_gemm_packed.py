@@ -93,7 +93,7 @@ def test_bad_input_names_the_argument():
 
 @pytest.mark.parametrize("trans_b", [True, False])
 @pytest.mark.parametrize("m,n,k", SHAPES)
-def test_bf16_bitwise_matmul_bf16(simd, m, n, k, trans_b):
+def test_bf16_bitwise_matmul_bf16(bf16_simd, m, n, k, trans_b):
     """Packed with compute_dtype="bfloat16": bitwise matmul(..., compute_dtype="bfloat16"),
     the bf16 twin's answer, and not the fp32 products'."""
     rng = np.random.default_rng(m * 5 + n + k)

@@ -74,7 +74,7 @@ def sentence(seed):
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=["post-relu", "pre-gelu", "tied-nofinal", "dropout"])
-def test_bf16_model_matches_its_twin(simd, config):
+def test_bf16_model_matches_its_twin(bf16_simd, config):
     """Both round the same products' inputs, but the inputs themselves differ
     by float32 rounding, so now and then one lies on a bf16 rounding boundary
     and rounds the other way: about one element in 10^5, which a whole model
@@ -135,7 +135,7 @@ def test_bf16_bitwise_identical_for_any_thread_count(threads):
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
-def test_bf16_cached_decoding_equals_uncached(simd, beam_size):
+def test_bf16_cached_decoding_equals_uncached(bf16_simd, beam_size):
     """generate's packed bf16 weights give the bits of the model's own forward."""
     m, _ = models()
     m.eval()

@@ -46,6 +46,8 @@ int ff_bgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
                      size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch);
 const char *ff_bf16_path(void);
 int ff_cpu_has_avx512_bf16(void);
+/* allow = 0: bf16 products take the emulated path even on AVX512-BF16 (for tests). */
+void ff_bf16_allow_hardware(int allow);
 /* x rounded to the nearest bfloat16, as a float. */
 float ff_bf16_round(float x);
 

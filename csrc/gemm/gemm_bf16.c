@@ -35,24 +35,24 @@ float ff_bf16_round(float x) {
     return y;
 }
 
-static void round_inplace(float *x, size_t n) {
+void ff_gemm_round_bf16(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = ff_bf16_round(x[i]);
 }
 
-/* ---- emulated: the fp32 packers, then rounding ------------------------- */
+/* ---- emulated: the fp32 packers, then rounding (vectors in pack_*.c) ---- */
 
-#define ROUNDING_PACKER(name, packer)                                                              \
+#define ROUNDING_PACKER(name, packer, round)                                                       \
     static void name(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {    \
         packer(dst, src, ld, kc, w, W);                                                            \
-        round_inplace(dst, kc * W);                                                                \
+        round(dst, kc * W);                                                                        \
     }
-ROUNDING_PACKER(rows_generic, ff_gemm_pack_rows)
-ROUNDING_PACKER(cols_generic, ff_gemm_pack_cols)
+ROUNDING_PACKER(rows_generic, ff_gemm_pack_rows, ff_gemm_round_bf16)
+ROUNDING_PACKER(cols_generic, ff_gemm_pack_cols, ff_gemm_round_bf16)
 #if FF_X86
-ROUNDING_PACKER(rows_avx2, ff_gemm_pack_rows_avx2)
-ROUNDING_PACKER(cols_avx2, ff_gemm_pack_cols_avx2)
-ROUNDING_PACKER(rows_avx512, ff_gemm_pack_rows_avx512)
-ROUNDING_PACKER(cols_avx512, ff_gemm_pack_cols_avx512)
+ROUNDING_PACKER(rows_avx2, ff_gemm_pack_rows_avx2, ff_gemm_round_bf16_avx2)
+ROUNDING_PACKER(cols_avx2, ff_gemm_pack_cols_avx2, ff_gemm_round_bf16_avx2)
+ROUNDING_PACKER(rows_avx512, ff_gemm_pack_rows_avx512, ff_gemm_round_bf16_avx512)
+ROUNDING_PACKER(cols_avx512, ff_gemm_pack_cols_avx512, ff_gemm_round_bf16_avx512)
 #endif
 
 /* ---- avx512_bf16: pair packers (portable; pack_avx512.c has the vector ones) -- */
@@ -117,10 +117,17 @@ int ff_cpu_has_avx512_bf16(void) {
 #endif
 }
 
+/* 0: the emulated path even where the CPU has AVX512-BF16 (the tests' way
+ * to reach the emulated AVX-512 path, which Skylake-class CPUs take). */
+static int g_bf16_hardware = 1;
+
+void ff_bf16_allow_hardware(int allow) { g_bf16_hardware = allow != 0; }
+
 const ff_gemm_arch_t *ff_gemm_arch_bf16(void) {
 #if FF_X86
     const ff_simd_t s = ff_simd_active();
-    if (s >= FF_SIMD_AVX512) return ff_cpu_has_avx512_bf16() ? &g_avx512_bf16 : &g_emulated_avx512;
+    if (s >= FF_SIMD_AVX512)
+        return g_bf16_hardware && ff_cpu_has_avx512_bf16() ? &g_avx512_bf16 : &g_emulated_avx512;
     if (s >= FF_SIMD_AVX2) return &g_emulated_avx2;
 #endif
     return &g_emulated_generic;

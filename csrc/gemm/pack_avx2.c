@@ -77,6 +77,24 @@ void ff_gemm_pack_cols_avx2(float *dst, const float *src, size_t ld, size_t kc, 
     }
 }
 
+/* x rounded to bf16 in place (ff_bf16_round lane by lane: nearest even, NaN
+ * kept quiet), for the emulated path's packers. */
+void ff_gemm_round_bf16_avx2(float *x, size_t n) {
+    const __m256i one = _mm256_set1_epi32(1), half = _mm256_set1_epi32(0x7fff);
+    const __m256i top = _mm256_set1_epi32((int)0xffff0000u), quiet = _mm256_set1_epi32(0x400000);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256i u = _mm256_castps_si256(v);
+        const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+        const __m256i r = _mm256_and_si256(_mm256_add_epi32(u, _mm256_add_epi32(lsb, half)), top);
+        const __m256i nan = _mm256_or_si256(_mm256_and_si256(u, top), quiet);
+        _mm256_storeu_ps(x + i, _mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(nan),
+                                                 _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+    }
+    ff_gemm_round_bf16(x + i, n - i);
+}
+
 FF_TARGET_END
 
 #endif

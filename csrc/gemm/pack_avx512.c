@@ -119,6 +119,15 @@ void ff_gemm_pack_rows_pairs_avx512(float *dst, const float *src, size_t ld, siz
     if (p < kc) ff_gemm_pack_rows_pairs(dst + p / 2 * W, src + p, ld, kc - p, w, W);
 }
 
+/* x rounded to bf16 in place (still fp32 values): the emulated path's packers. */
+void ff_gemm_round_bf16_avx512(float *x, size_t n) {
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffffu : (__mmask16)((1u << (n - i)) - 1);
+        const __m512i bits = bf16_bits16(_mm512_maskz_loadu_ps(m, x + i));
+        _mm512_mask_storeu_epi32(x + i, m, _mm512_slli_epi32(bits, 16));
+    }
+}
+
 /* Vectors are columns: rows 2s and 2s + 1 of the block interleave into the
  * slots of step s, 16 columns per vector op (any panel width: the last op
  * masked); missing columns load as zeros. */

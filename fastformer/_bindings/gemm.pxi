@@ -14,6 +14,7 @@ cdef extern from "gemm/gemm.h" nogil:
                          float *C, size_t ldc, size_t stride_c, const float *bias, ff_activation_t act,
                          size_t batch)
     const char *ff_bf16_path()
+    void ff_bf16_allow_hardware(int allow)
     size_t ff_gemm_packed_floats(int bf16, size_t n, size_t k)
     size_t ff_gemm_packed_layout(int bf16, size_t k)
     void ff_gemm_pack_b(int bf16, int trans_b, size_t n, size_t k, const float *B, size_t ldb, float *dst)
@@ -69,6 +70,12 @@ def bf16_path():
     """The path bf16 products take on this CPU under the active SIMD level:
     'avx512_bf16' (vdpbf16ps) or 'emulated' (fp32 kernels on bf16-rounded values)."""
     return ff_bf16_path().decode()
+
+
+def _bf16_allow_hardware(allow):
+    """Tests only: False makes bf16 products take the emulated path even on
+    an AVX512-BF16 CPU (the path AVX-512 CPUs without it take); True restores."""
+    ff_bf16_allow_hardware(1 if allow else 0)
 
 
 cdef object _gemm(str fname, object a, object b, bint batched, object trans_a, object trans_b, object alpha,
