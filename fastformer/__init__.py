@@ -3,6 +3,7 @@
 Compiled kernels live in `fastformer.ops`, their pure-NumPy twins in
 `fastformer.reference`.
 """
+from fastformer import _affinity  # noqa: F401  (first: before the OpenMP runtime may pin this thread)
 from fastformer._version import __version__
 from fastformer._runtime import build_info, get_num_threads, get_simd, set_num_threads, set_simd, simd_levels
 from fastformer import ops, reference

@@ -91,3 +91,19 @@ def test_simd_levels_are_ordered():
     levels = ff.simd_levels()
     assert levels[0] == "generic"
     assert levels[-1] == ff.build_info()["simd_detected"]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs to tell a pinned process from a free one")
+def test_children_get_the_cpus_the_process_started_with():
+    """With OMP_PROC_BIND set, the OpenMP runtime pins the main thread to one
+    CPU as it loads; processes fastformer starts (benchmark workers, MPI
+    ranks) get the start-up CPU set back instead of inheriting that one CPU."""
+    code = ("import os, subprocess, sys; import fastformer; from fastformer import _affinity; "
+            "child = subprocess.run([sys.executable, '-c', 'import os; print(len(os.sched_getaffinity(0)))'], "
+            "capture_output=True, text=True, preexec_fn=_affinity.restore).stdout.strip(); "
+            "print(len(_affinity.INITIAL), child)")
+    env = dict(os.environ, OMP_PROC_BIND="close", OMP_PLACES="cores")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    started, child = out.stdout.split()
+    assert int(started) == len(os.sched_getaffinity(0)) and child == started, out.stderr

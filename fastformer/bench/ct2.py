@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from fastformer import _affinity
 from fastformer.data.vocab import BOS_ID, EOS_ID, PAD_ID
 
 BACKENDS = {"ct2-onednn": {"CT2_USE_MKL": "0"}, "ct2-mkl": {}}
@@ -56,7 +57,8 @@ class Worker:
         env = {k: v for k, v in os.environ.items() if k != "CT2_USE_MKL"}
         env.update(BACKENDS[backend])
         self.proc = subprocess.Popen([sys.executable, "-m", "fastformer.bench.ct2", model_dir, str(threads)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+                                     preexec_fn=_affinity.restore)
         self.version = self._ask({"hello": True})["version"]
 
     def _ask(self, request):

@@ -17,6 +17,7 @@ import time
 from typing import Callable, NamedTuple
 
 import fastformer
+from fastformer import _affinity
 from fastformer._atomic import atomic_write_bytes
 from fastformer.bench import machine
 from fastformer.commands.common import nonnegative_int, positive_int
@@ -256,6 +257,7 @@ def peak_memory(family, spec, threads=None):
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     child = "from fastformer.bench.harness import _memory_child; _memory_child()"
     proc = subprocess.run([sys.executable, "-c", child, family, json.dumps(spec)], env=env,
+                          preexec_fn=_affinity.restore,
                           stdout=subprocess.PIPE, stderr=None, text=True)
     if proc.returncode != 0:
         return None

@@ -40,6 +40,7 @@ def rerun(argv):
     is relayed through ours (its stderr, the progress lines, goes straight
     to ours). Returns its exit status."""
     import fastformer
+    from fastformer import _affinity
 
     env = {k: v for k, v in os.environ.items() if k not in CAPPING_VARIABLES}
     env[_UNSET_BY_PARENT] = json.dumps(capping_variables())
@@ -47,7 +48,7 @@ def rerun(argv):
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     sys.stdout.flush()
     with subprocess.Popen([sys.executable, "-m", "fastformer.bench", *argv], env=env, stdout=subprocess.PIPE,
-                          text=True, bufsize=1) as child:
+                          text=True, bufsize=1, preexec_fn=_affinity.restore) as child:
         for line in child.stdout:
             sys.stdout.write(line)
             sys.stdout.flush()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from fastformer import distributed
+from fastformer import _affinity, distributed
 from fastformer.commands.common import CLIError
 
 # How long a rank other than 0 waits before reporting its error and aborting
@@ -44,7 +44,7 @@ def spawn(nproc, argv):
     if mpiexec is None or importlib.util.find_spec("mpi4py") is None:
         raise CLIError('--nproc needs mpi4py and mpiexec: pip install "fastformer[mpi]"')
     command = [mpiexec, "-n", str(nproc), sys.executable, "-m", "fastformer", *argv]
-    return subprocess.run(command).returncode
+    return subprocess.run(command, preexec_fn=_affinity.restore).returncode
 
 
 def fail(message, code):
