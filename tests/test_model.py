@@ -187,9 +187,11 @@ def test_five_adamw_steps_match_torch(torch):
 
 # ----- determinism and the workspace -------------------------------------------------------
 
-def test_bitwise_identical_for_any_thread_count(threads):
+@pytest.mark.filterwarnings("ignore:compute_dtype='bfloat16' runs on emulated")
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_bitwise_identical_for_any_thread_count(threads, compute_dtype):
     config = dict(SIZES, src_vocab_size=50, tgt_vocab_size=60, d_model=64, nhead=4,
-                  dim_feedforward=128, dropout=0.1, max_len=64)
+                  dim_feedforward=128, dropout=0.1, max_len=64, compute_dtype=compute_dtype)
     rng = np.random.default_rng(0)
     src, tgt = rng.integers(0, 50, (4, 40)), rng.integers(0, 60, (4, 33))
     src_mask = np.arange(40)[None, :] >= np.array([40, 30, 7, 21])[:, None]

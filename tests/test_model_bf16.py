@@ -1,8 +1,9 @@
 """The bf16 Transformer (compute_dtype="bfloat16"): against its float64 twin
 that rounds the same product inputs, on every SIMD path (the AVX512-BF16
 kernel where the CPU has it, the emulated path everywhere); against the
-float32 model within the accuracy bf16 promises; bitwise for any thread
-count; cached decoding; learning a built-in task; the argument checks."""
+float32 model within the accuracy bf16 promises; cached decoding; learning
+a built-in task; the argument checks. (Bitwise for any thread count:
+test_model.py's thread test, in both precisions.)"""
 import warnings
 
 import numpy as np
@@ -114,24 +115,6 @@ def test_bf16_is_within_its_accuracy_of_fp32():
     (l16, g16), (l32, g32) = run(bf16, data), run(fp32, data)
     assert rel(l16, l32) < 1e-2
     assert rel(g16, g32) < 3e-2
-
-
-def test_bf16_bitwise_identical_for_any_thread_count(threads):
-    config = dict(SIZES, src_vocab_size=50, tgt_vocab_size=60, d_model=64, dim_feedforward=128, dropout=0.1,
-                  max_len=64)
-    rng = np.random.default_rng(0)
-    src, tgt = rng.integers(0, 50, (4, 40)), rng.integers(0, 60, (4, 33))
-    src_mask = np.arange(40)[None, :] >= np.array([40, 30, 7, 21])[:, None]
-    results = []
-    for n in (1, 2, 3):
-        threads(n)
-        model = ff.Transformer(**config, compute_dtype="bfloat16")
-        logits = model.forward(src, tgt, src_key_padding_mask=src_mask)
-        model.backward(np.cos(logits))
-        results.append((logits, model.flat_parameters()[1].copy()))
-    for logits, grads in results[1:]:
-        np.testing.assert_array_equal(logits, results[0][0])
-        np.testing.assert_array_equal(grads, results[0][1])
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
