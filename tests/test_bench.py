@@ -313,3 +313,15 @@ def test_kept_caps_are_named_in_the_header():
     info = {"OPENBLAS_CORETYPE": "Haswell", "unset_for_this_run": {}}
     assert machine._describe_caps(info).startswith("CAPPED by OPENBLAS_CORETYPE=Haswell")
     assert machine._describe_caps({"unset_for_this_run": {}}) == "OPENBLAS_CORETYPE unset"
+
+
+@pytest.mark.filterwarnings("ignore:compute_dtype='bfloat16' runs on emulated")
+def test_gemm_bf16_against_torch(tmp_path, capsys, torch):
+    path = tmp_path / "gemm.json"
+    assert bench_main(["gemm", "--precision", "bf16", "--sets", "per-head", "--repeat", "1", "--warmup", "0",
+                       "--pause", "0", "--json", str(path)]) == 0
+    assert "torch.matmul on bf16 tensors" in capsys.readouterr().out
+    data = json.loads(path.read_text())
+    assert data["header"]["precision"] == "bf16" and data["header"]["bf16_path"] in ("avx512_bf16", "emulated")
+    for r in data["results"]:
+        assert r["torch_gflops"] > 0 and r["ratio"] == pytest.approx(r["fastformer_gflops"] / r["torch_gflops"])

@@ -3,7 +3,12 @@ side by side in one run (interleaved, after warm-up), as median GFLOP/s, their
 ratio, and the fraction of the measured FMA peak of the instruction set in use
 with the same thread count.
 
-    python -m fastformer.bench gemm [--json PATH] [--threads N] [--repeat R]
+    python -m fastformer.bench gemm [--json PATH] [--threads N] [--repeat R] [--precision bf16]
+
+--precision bf16: fastformer's bf16 products (compute_dtype="bfloat16": fp32
+inputs rounded as they are packed, fp32 results) against torch.matmul on
+bf16 tensors (oneDNN or MKL, AMX where the CPU has it; bf16 results), since
+NumPy has no bf16; %peak is still against the fp32 FMA peak.
 
 `--threads N` sets fastformer's and numpy's BLAS thread count alike (through
 threadpoolctl or OpenBLAS's own setter; a note says when numpy's could not be
@@ -11,6 +16,7 @@ set: then also start with OPENBLAS_NUM_THREADS=N).
 """
 import math
 import platform
+import sys
 
 import numpy as np
 
@@ -47,6 +53,9 @@ def add_arguments(p):
     harness.add_arguments(p, repeat=9, warmup=2, pause=0.25, threads="one", what="samples per shape")
     p.add_argument("--sets", default="square,transformer,per-head",
                    help="comma-separated shape sets (default: square,transformer,per-head)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: fastformer's bf16 products against torch.matmul on bf16 tensors (default fp32: "
+                        "against numpy.matmul)")
 
 
 def _operands(rng, batch, m, n, k, ta, tb):
@@ -65,29 +74,57 @@ def _dims(r):
     return f"{r['m']}x{r['n']}x{r['k']}"
 
 
-COLUMNS = [
-    column("set", "set", width=12, left=True), column("shape", "name", width=26, left=True),
-    Column("m x n x k", 17, _dims), column("op", "op", width=3), column("fastformer", "fastformer_gflops", ".1f", 11),
-    column("numpy", "numpy_gflops", ".1f", 9), column("ratio", "ratio", ".2f", 6),
-    Column("%peak", 6, lambda r: f"{100 * r['fraction_of_peak']:.1f}%"),
-]
+def _columns(other):
+    return [
+        column("set", "set", width=12, left=True), column("shape", "name", width=26, left=True),
+        Column("m x n x k", 17, _dims), column("op", "op", width=3),
+        column("fastformer", "fastformer_gflops", ".1f", 11), column(other, f"{other}_gflops", ".1f", 9),
+        column("ratio", "ratio", ".2f", 6), Column("%peak", 6, lambda r: f"{100 * r['fraction_of_peak']:.1f}%"),
+    ]
+
+
+def _sides(precision, torch, a, b, batch, ta, tb, out):
+    """{name: call} of the two sides for one shape: fastformer's product into
+    `out`, and numpy.matmul (fp32) or torch.matmul on bf16 tensors (bf16)."""
+    f = ops.bmm if batch else ops.matmul
+    compute_dtype = "bfloat16" if precision == "bf16" else "float32"
+    ours = lambda: f(a, b, trans_a=ta, trans_b=tb, out=out, compute_dtype=compute_dtype)  # noqa: E731
+    op_a = np.swapaxes(a, -1, -2) if ta else a
+    op_b = np.swapaxes(b, -1, -2) if tb else b
+    if precision == "bf16":
+        ta_, tb_ = (torch.from_numpy(np.ascontiguousarray(x)).to(torch.bfloat16) for x in (a, b))
+        ta_, tb_ = (ta_.transpose(-1, -2) if ta else ta_), (tb_.transpose(-1, -2) if tb else tb_)
+        return {"fastformer": ours, "torch": lambda: torch.matmul(ta_, tb_)}
+    theirs = np.empty_like(out)
+    return {"fastformer": ours, "numpy": lambda: np.matmul(op_a, op_b, out=theirs)}
 
 
 def run(args):
+    torch = None
+    if args.precision == "bf16":
+        torch = harness.import_torch()
+        if torch is None:
+            print("error: --precision bf16 compares with torch.matmul in bf16: pip install torch", file=sys.stderr)
+            return 2
+    other = "torch" if torch is not None else "numpy"
+    columns = _columns(other)
     (threads,) = harness.thread_counts(args)
-    used = machine.set_all_threads(threads)
+    used = machine.set_all_threads(threads, torch)
     threads = used["fastformer"]
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     blocking = fastformer._C._gemm_blocking()
-    header = harness.start(args, [threads], peak_threads=sorted({threads, 1}), gemm_blocking=blocking,
-                           platform=platform.processor() or platform.machine())
+    header = harness.start(args, [threads], torch, peak_threads=sorted({threads, 1}), gemm_blocking=blocking,
+                           platform=platform.processor() or platform.machine(), precision=args.precision,
+                           bf16_path=ops.bf16_path() if args.precision == "bf16" else None)
     peak = header["fma_peak_gflops"][str(threads)]
     header["fma_peak_1thread_gflops"] = header["fma_peak_gflops"]["1"]
     if used["blas"] is None:
         print(f"note: could not set numpy's BLAS threads to {threads} (it keeps its start-up count)")
     print(f"gemm blocking {blocking}; median of {args.repeat} interleaved samples per side, each after "
           f"{args.pause} s idle and at least 20 ms long\n")
-    print(harness.table_head(COLUMNS))
+    if args.precision == "bf16":
+        print(f"bf16 products: fastformer path {ops.bf16_path()}, torch.matmul on bf16 tensors")
+    print(harness.table_head(columns))
     rng = np.random.default_rng(0)
     rows = []
     for set_name, name, batch, m, n, k, ta, tb in SHAPES:
@@ -95,22 +132,17 @@ def run(args):
             continue
         a, b = _operands(rng, batch, m, n, k, ta, tb)
         out_ff = np.empty(((batch,) if batch else ()) + (m, n), np.float32)
-        out_np = np.empty_like(out_ff)
-        op_a = np.swapaxes(a, -1, -2) if ta else a
-        op_b = np.swapaxes(b, -1, -2) if tb else b
-        f = ops.bmm if batch else ops.matmul
-        samples = harness.interleaved({"fastformer": lambda: f(a, b, trans_a=ta, trans_b=tb, out=out_ff),
-                                       "numpy": lambda: np.matmul(op_a, op_b, out=out_np)},
+        samples = harness.interleaved(_sides(args.precision, torch, a, b, batch, ta, tb, out_ff),
                                       args.repeat, args.warmup, args.pause, min_sample_s=0.02)
-        tf, tn = harness.median(samples["fastformer"]), harness.median(samples["numpy"])
+        tf, tn = harness.median(samples["fastformer"]), harness.median(samples[other])
         flops = 2.0 * (batch or 1) * m * n * k
         gf, gn = flops / tf * 1e-9, flops / tn * 1e-9
         row = {"set": set_name, "name": name, "batch": batch, "m": m, "n": n, "k": k,
                "op": ("T" if ta else "N") + ("T" if tb else "N"), "threads": threads, "fastformer_gflops": gf,
-               "numpy_gflops": gn, "ratio": gf / gn, "fraction_of_peak": gf / peak, "fastformer_s": tf,
-               "numpy_s": tn}
+               f"{other}_gflops": gn, "ratio": gf / gn, "fraction_of_peak": gf / peak, "fastformer_s": tf,
+               f"{other}_s": tn}
         rows.append(row)
-        print(harness.table_line(COLUMNS, row), flush=True)
+        print(harness.table_line(columns, row), flush=True)
     summary = {}
     main_rows = [r for r in rows if r["set"] in ("square", "transformer")]
     if main_rows:
