@@ -215,7 +215,7 @@ class DataParallel:
         model.rng_step = self.rng_base + m  # dropout keyed by the micro-batch, never the rank
         logits = model.forward(part.src, part.tgt_in, src_key_padding_mask=part.src_key_padding_mask,
                                tgt_key_padding_mask=part.tgt_key_padding_mask)
-        loss, dlogits = cross_entropy(logits, part.tgt_out, label_smoothing=label_smoothing)
+        loss, dlogits = cross_entropy(logits, part.tgt_out, label_smoothing=label_smoothing, out=logits)
         n = int((part.tgt_out != IGNORE_INDEX).sum())
         if n != tokens:  # mean over this micro-batch's tokens -> share of the step's mean
             dlogits *= dlogits.dtype.type(n / tokens)

@@ -174,7 +174,8 @@ class Trainer:
         else:
             logits = model.forward(batch.src, batch.tgt_in, src_key_padding_mask=batch.src_key_padding_mask,
                                    tgt_key_padding_mask=batch.tgt_key_padding_mask)
-            loss, dlogits = cross_entropy(logits, batch.tgt_out, label_smoothing=self.label_smoothing)
+            # the gradient overwrites the logits: no second (B, T, V) array per step
+            loss, dlogits = cross_entropy(logits, batch.tgt_out, label_smoothing=self.label_smoothing, out=logits)
             if not math.isfinite(loss):
                 raise NonFiniteLossError(self._stop_message(f"the loss is {loss}"))
             model.backward(dlogits)

@@ -148,6 +148,24 @@ def test_cross_entropy_matches_float64(simd, shape, eps):
     np.testing.assert_allclose(dl, dl64, rtol=1e-5, atol=1e-6 * np.abs(dl64).max())
 
 
+@pytest.mark.parametrize("module", [ops, ref], ids=["compiled", "reference"])
+def test_cross_entropy_in_place_is_bitwise_the_fresh_gradient(simd, module):
+    """out=logits (the trainer's way: no second (B, T, V) array) gives the
+    loss and the bits of a fresh dlogits (every x[j] is read before dl[j] is
+    written, x[t] included); a wrong out is refused."""
+    rng = np.random.default_rng(5)
+    logits = rand(rng, (3, 7, 50), 4.0)
+    targets = rng.integers(0, 50, (3, 7))
+    targets[0, 2] = -100
+    loss, fresh = module.cross_entropy(logits, targets, -100, 0.1)
+    buf = logits.copy()
+    loss2, same = module.cross_entropy(buf, targets, -100, 0.1, out=buf)
+    assert same is buf and loss2 == loss
+    np.testing.assert_array_equal(buf, fresh)
+    with pytest.raises((ValueError, TypeError), match="out"):
+        module.cross_entropy(logits, targets, out=np.empty((3, 7, 49), np.float32))
+
+
 def test_cross_entropy_matches_torch(torch):
     rng = np.random.default_rng(8)
     logits = rand(rng, (37, 11), 3.0)

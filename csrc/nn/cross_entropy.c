@@ -9,20 +9,22 @@
 
 /* Portable leaf: libm expf, sums in double. */
 double ff_ce_row_generic(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n) {
+    const float x_t = x[t];
     float m = x[0];
     for (size_t j = 1; j < V; j++)
         if (x[j] > m) m = x[j];
     double se = 0.0, sx = 0.0;
     for (size_t j = 0; j < V; j++) {
-        float e = expf(x[j] - m);
+        const float xj = x[j];
+        const float e = expf(xj - m);
         dl[j] = e;
         se += e;
-        sx += x[j];
+        sx += xj;
     }
     float e_t = dl[t];
     float c1 = (float)(inv_n / se), c0 = (float)(eps / (double)V * inv_n);
     for (size_t j = 0; j < V; j++) dl[j] = dl[j] * c1 - c0;
-    return ff_ce_row_finish(dl, x, V, t, eps, inv_n, m, se, sx, e_t);
+    return ff_ce_row_finish(dl, V, t, eps, inv_n, m, se, sx, e_t, x_t);
 }
 
 static ff_ce_row_fn pick(void) {

@@ -18,19 +18,21 @@ double ff_cross_entropy(float *dlogits, const float *logits, const int64_t *targ
                         int64_t ignore_index, double label_smoothing);
 
 /* One valid row: writes dl (V,) and returns the row's loss
- * (1 - eps) * (lse - x[t]) + eps * (lse - mean(x)). inv_n = 1 / n_valid. */
+ * (1 - eps) * (lse - x[t]) + eps * (lse - mean(x)). inv_n = 1 / n_valid.
+ * dl may be x (in place): every x[j] is read before dl[j] is written. */
 typedef double (*ff_ce_row_fn)(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n);
 double ff_ce_row_generic(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n);
 double ff_ce_row_avx2(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n);
 double ff_ce_row_avx512(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n);
 
 /* The part every leaf shares once it has the row's max m, sum of exp(x - m)
- * and sum of x: returns the loss, fixes up dl[t] (dl holds e * c1 - c0). */
-static inline double ff_ce_row_finish(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n,
-                                      float m, double sum_e, double sum_x, float e_t) {
+ * and sum of x: returns the loss, fixes up dl[t] (dl holds e * c1 - c0).
+ * x_t is x[t], read by the leaf before it wrote dl (which may be x). */
+static inline double ff_ce_row_finish(float *dl, size_t V, size_t t, double eps, double inv_n, float m,
+                                      double sum_e, double sum_x, float e_t, float x_t) {
     double lse = (double)m + log(sum_e);
     dl[t] = (float)(((double)e_t / sum_e - (1.0 - eps) - eps / (double)V) * inv_n);
-    return (1.0 - eps) * (lse - (double)x[t]) + eps * (lse - sum_x / (double)V);
+    return (1.0 - eps) * (lse - (double)x_t) + eps * (lse - sum_x / (double)V);
 }
 
 #endif

@@ -10,6 +10,7 @@ FF_TARGET_AVX2_BEGIN
 #include "nn/avx2_tail.h"
 
 double ff_ce_row_avx2(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n) {
+    const float x_t = x[t]; /* before dl (which may be x) is written */
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
     __m256 vmax = ninf;
     for (size_t j = 0; j < V; j += 8) {
@@ -37,7 +38,7 @@ double ff_ce_row_avx2(float *dl, const float *x, size_t V, size_t t, double eps,
         __m256i k = FF_AVX2_MASK(len);
         ff_st256(dl + j, len, k, _mm256_fmsub_ps(ff_ld256(dl + j, len, k), c1, c0));
     }
-    return ff_ce_row_finish(dl, x, V, t, eps, inv_n, m, sum_e, sum_x, e_t);
+    return ff_ce_row_finish(dl, V, t, eps, inv_n, m, sum_e, sum_x, e_t, x_t);
 }
 
 FF_TARGET_END

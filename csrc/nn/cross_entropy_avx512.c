@@ -11,6 +11,7 @@ FF_TARGET_AVX512_BEGIN
 #define TAIL(j, n) ((n) - (j) >= 16 ? (__mmask16)0xFFFF : ff_tailmask512((n) - (j)))
 
 double ff_ce_row_avx512(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n) {
+    const float x_t = x[t]; /* before dl (which may be x) is written */
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     for (size_t j = 0; j < V; j += 16) {
         __mmask16 k = TAIL(j, V);
@@ -47,7 +48,7 @@ double ff_ce_row_avx512(float *dl, const float *x, size_t V, size_t t, double ep
         __mmask16 k = TAIL(j, V);
         ff_st512(dl + j, k, _mm512_fmsub_ps(ff_ld512(dl + j, k), c1, c0));
     }
-    return ff_ce_row_finish(dl, x, V, t, eps, inv_n, m, se, sx, e_t);
+    return ff_ce_row_finish(dl, V, t, eps, inv_n, m, se, sx, e_t, x_t);
 }
 
 FF_TARGET_END

@@ -3,7 +3,7 @@
 import numpy as np
 
 
-def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
+def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, *, out=None):
     """logits: (..., V) float, targets: (...) integer -> (loss, dlogits).
 
     loss = mean over targets != ignore_index of
@@ -25,6 +25,9 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
                          f"last axis), got {targets.shape}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    if out is not None and (not isinstance(out, np.ndarray) or out.shape != logits.shape
+                            or out.dtype != logits.dtype):
+        raise ValueError(f"out must be an array of the logits' shape {logits.shape} and dtype {logits.dtype}")
     V = logits.shape[-1]
     x = logits.reshape(-1, V)
     t = targets.reshape(-1).astype(np.int64)
@@ -56,4 +59,7 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
     dlogits[~valid] = 0
     if n:
         dlogits *= dlogits.dtype.type(1.0 / n)
-    return loss, dlogits.reshape(logits.shape)
+    if out is None:
+        return loss, dlogits.reshape(logits.shape)
+    out[...] = dlogits.reshape(logits.shape)
+    return loss, out
