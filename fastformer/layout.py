@@ -26,7 +26,8 @@ ACTIVATIONS = ("relu", "gelu")
 # What the matrix products of a model multiply in (`compute_dtype`): float32, or
 # bfloat16 inputs summed in float32 (mixed precision; weights, gradients and
 # optimizer state stay in the model's dtype). Not a CONFIG_KEY: the same weights
-# run in either, so a checkpoint does not record it.
+# run in either (a checkpoint's manifest records it beside the config, as the
+# precision the run trained in, which --resume and translate default to).
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 

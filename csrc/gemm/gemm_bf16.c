@@ -55,7 +55,8 @@ ROUNDING_PACKER(rows_avx512, ff_gemm_pack_rows_avx512, ff_gemm_round_bf16_avx512
 ROUNDING_PACKER(cols_avx512, ff_gemm_pack_cols_avx512, ff_gemm_round_bf16_avx512)
 #endif
 
-/* ---- avx512_bf16: pair packers (portable; pack_avx512.c has the vector ones) -- */
+/* ---- avx512_bf16: the portable row-pair packer (pack_avx512.c has the vector
+ * ones, and falls back to this one for edge panels) ------------------------ */
 
 void ff_gemm_pack_rows_pairs(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
     uint32_t *d = (uint32_t *)dst;
@@ -67,17 +68,6 @@ void ff_gemm_pack_rows_pairs(float *dst, const float *src, size_t ld, size_t kc,
             d[s * W + r] = bf16_bits(v[0]) | (p + 1 < kc ? bf16_bits(v[1]) << 16 : 0u);
         }
         for (; r < W; r++) d[s * W + r] = 0;
-    }
-}
-
-void ff_gemm_pack_cols_pairs(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
-    uint32_t *d = (uint32_t *)dst;
-    for (size_t s = 0; s < (kc + 1) / 2; s++) {
-        const float *v0 = src + 2 * s * ld, *v1 = v0 + ld;
-        const int odd = 2 * s + 1 < kc;
-        size_t j = 0;
-        for (; j < w; j++) d[s * W + j] = bf16_bits(v0[j]) | (odd ? bf16_bits(v1[j]) << 16 : 0u);
-        for (; j < W; j++) d[s * W + j] = 0;
     }
 }
 

@@ -110,17 +110,17 @@ void ff_gemm_pack_cols_avx512(float *dst, const float *src, size_t ld, size_t kc
  * of C: kernels of other number formats share it. */
 void ff_gemm_store_avx512(const float *t, float *c, size_t ldc, size_t mr, size_t nr, const ff_gemm_epi_t *epi);
 
+/* x[i] = x[i] rounded to bf16 (ff_bf16_round), i < n: the emulated path's packers. */
+void ff_gemm_round_bf16(float *x, size_t n);
+void ff_gemm_round_bf16_avx2(float *x, size_t n);
+void ff_gemm_round_bf16_avx512(float *x, size_t n);
+
 /* bf16 pair panels (gemm_bf16.c, and with AVX-512 pack_avx512.c): slot
  * (s, r) of a W-wide panel, 32 bits, holds elements k = 2s (low half) and
  * 2s + 1 (high half) of vector r, each rounded to bf16 (nearest even);
  * missing vectors and a missing last odd element are zeros. Same arguments
  * as the fp32 packers, same bits from every version. */
-/* x[i] = x[i] rounded to bf16 (ff_bf16_round), i < n: the emulated path's packers. */
-void ff_gemm_round_bf16(float *x, size_t n);
-void ff_gemm_round_bf16_avx2(float *x, size_t n);
-void ff_gemm_round_bf16_avx512(float *x, size_t n);
 void ff_gemm_pack_rows_pairs(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
-void ff_gemm_pack_cols_pairs(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
 void ff_gemm_pack_rows_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
 void ff_gemm_pack_cols_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
 

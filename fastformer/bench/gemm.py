@@ -89,12 +89,15 @@ def _sides(precision, torch, a, b, batch, ta, tb, out):
     f = ops.bmm if batch else ops.matmul
     compute_dtype = "bfloat16" if precision == "bf16" else "float32"
     ours = lambda: f(a, b, trans_a=ta, trans_b=tb, out=out, compute_dtype=compute_dtype)  # noqa: E731
+    if precision == "bf16":
+        def bf16(x, trans):  # op(x) as a bf16 tensor (a transposed view, as numpy's side takes it)
+            t = torch.from_numpy(np.ascontiguousarray(x)).to(torch.bfloat16)
+            return t.transpose(-1, -2) if trans else t
+
+        a16, b16 = bf16(a, ta), bf16(b, tb)
+        return {"fastformer": ours, "torch": lambda: torch.matmul(a16, b16)}
     op_a = np.swapaxes(a, -1, -2) if ta else a
     op_b = np.swapaxes(b, -1, -2) if tb else b
-    if precision == "bf16":
-        ta_, tb_ = (torch.from_numpy(np.ascontiguousarray(x)).to(torch.bfloat16) for x in (a, b))
-        ta_, tb_ = (ta_.transpose(-1, -2) if ta else ta_), (tb_.transpose(-1, -2) if tb else tb_)
-        return {"fastformer": ours, "torch": lambda: torch.matmul(ta_, tb_)}
     theirs = np.empty_like(out)
     return {"fastformer": ours, "numpy": lambda: np.matmul(op_a, op_b, out=theirs)}
 
