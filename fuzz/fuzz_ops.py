@@ -81,13 +81,17 @@ def calls(ops, x):
     B, H, T, S, d = x.dims
     V = max(x.dim(4), 1)
     act = x.fdp.PickValueInList([None, "relu", "gelu", "none", "tanh", 3])
+    cd = x.fdp.PickValueInList(["float32", "bfloat16", "bfloat16", "fp16", None])  # compute_dtype
     return {
         "matmul": lambda: ops.matmul(x.array((T, d)), x.array((d, S)), trans_a=x.flag(), trans_b=x.flag(),
                                      alpha=x.real(1.0), beta=0.0, bias=x.array((S,)) if x.fdp.ConsumeBool() else None,
-                                     activation=act),
+                                     activation=act, compute_dtype=cd),
+        "matmul_packed": lambda: ops.matmul_packed(
+            x.array((T, d)), ops.pack_matrix(x.array((d, S)), trans_b=x.flag(), compute_dtype=cd), alpha=x.real(1.0),
+            bias=x.array((S,)) if x.fdp.ConsumeBool() else None, activation=act),
         "matmul_beta": lambda: ops.matmul(x.array((T, d)), x.array((d, S)), beta=x.real(1.0), out=x.array((T, S))),
         "bmm": lambda: ops.bmm(x.array((B, T, d)), x.array((B, d, S)), trans_a=x.flag(), trans_b=x.flag(),
-                               activation=act),
+                               activation=act, compute_dtype=cd),
         "attention_forward": lambda: ops.attention_forward(
             x.array((B, H, T, d)), x.array((B, H, S, d)), x.array((B, H, S, d)), key_padding_mask=x.mask((B, S)),
             causal=x.flag(), dropout_p=x.real(0.25), seed=x.integer(1), step=x.integer(2), site=x.integer(3),
@@ -121,6 +125,7 @@ def calls(ops, x):
         "dropout_mask": lambda: ops.dropout_mask((B, T), x.real(0.5), x.integer(0), x.integer(1), x.integer(2)),
         "cross_entropy": lambda: ops.cross_entropy(x.array((B, T, V)), x.ids((B, T), V),
                                                    ignore_index=x.integer(-100), label_smoothing=x.real(0.1)),
+        "cross_entropy_in_place": lambda: _in_place_cross_entropy(ops, x, (B, T, V)),
         "adam_step": lambda: ops.adam_step(x.array((d,)), x.array((d,)), x.array((d,)), x.array((d,)),
                                            x.integer(1), lr=x.real(1e-3), beta1=x.real(0.9), eps=x.real(1e-8),
                                            weight_decay=x.real(0.0), decoupled=x.flag()),
@@ -130,6 +135,11 @@ def calls(ops, x):
         "clip_grad_norm": lambda: ops.clip_grad_norm(x.array((d,)), x.real(1.0)),
         "dot": lambda: ops.dot(x.array((d,)), x.array((d,))),
     }
+
+
+def _in_place_cross_entropy(ops, x, shape):
+    logits = x.array(shape)
+    return ops.cross_entropy(logits, x.ids(shape[:-1], shape[-1]), label_smoothing=x.real(0.1), out=logits)
 
 
 def setup():
@@ -150,6 +160,7 @@ def _call(state, data, threads=None):
     fdp = atheris.FuzzedDataProvider(data)
     name = fdp.PickValueInList(names)
     ff.set_simd(fdp.PickValueInList(ff.simd_levels()))
+    ff._C._bf16_allow_hardware(fdp.ConsumeBool())  # bf16 products: the AVX512-BF16 kernel or the emulated path
     drawn = fdp.ConsumeIntInRange(1, 3)
     ff.set_num_threads(threads or drawn)
     return calls(ops, Inputs(fdp))[name]()
