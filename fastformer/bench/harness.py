@@ -238,6 +238,12 @@ def _reset_peak_rss():
         return False
 
 
+def importing_this_fastformer(env):
+    """`env` for a child Python that must import this very fastformer, installed or not."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastformer.__file__)))
+    return dict(env, PYTHONPATH=os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")])))
+
+
 def peak_memory(family, spec, threads=None):
     """How much running something raises the peak resident set (VmHWM, C
     mallocs included, which tracemalloc does not see), in a fresh Python
@@ -252,9 +258,7 @@ def peak_memory(family, spec, threads=None):
     env = dict(os.environ)
     if threads is not None:
         env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
-    # The child must import this very fastformer, installed or not.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastformer.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    env = importing_this_fastformer(env)
     child = "from fastformer.bench.harness import _memory_child; _memory_child()"
     proc = subprocess.run([sys.executable, "-c", child, family, json.dumps(spec)], env=env,
                           preexec_fn=_affinity.restore,

@@ -39,13 +39,12 @@ def rerun(argv):
     """Run `python -m fastformer.bench argv` with the caps unset; its stdout
     is relayed through ours (its stderr, the progress lines, goes straight
     to ours). Returns its exit status."""
-    import fastformer
     from fastformer import _affinity
+    from fastformer.bench.harness import importing_this_fastformer  # harness imports this module
 
     env = {k: v for k, v in os.environ.items() if k not in CAPPING_VARIABLES}
     env[_UNSET_BY_PARENT] = json.dumps(capping_variables())
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastformer.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    env = importing_this_fastformer(env)
     sys.stdout.flush()
     with subprocess.Popen([sys.executable, "-m", "fastformer.bench", *argv], env=env, stdout=subprocess.PIPE,
                           text=True, bufsize=1, preexec_fn=_affinity.restore) as child:

@@ -8,6 +8,7 @@ out, as in the compiled kernel (out may hold NaN garbage). compute_dtype=
 compiled bf16 products do; the sums stay in the inputs' precision."""
 import numpy as np
 
+from fastformer.layout import check_compute_dtype
 from fastformer.reference.activations import gelu_forward, relu_forward
 
 _ACTIVATIONS = {None: None, "none": None, "relu": relu_forward, "gelu": gelu_forward}
@@ -23,8 +24,7 @@ def round_bf16(x):
 
 
 def _gemm(a, b, ndim, trans_a, trans_b, alpha, beta, out, bias, activation, compute_dtype="float32"):
-    if compute_dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
+    check_compute_dtype(compute_dtype)
     a = np.asarray(a)
     b = np.asarray(b)
     if a.ndim != ndim or b.ndim != ndim:
@@ -81,8 +81,7 @@ class PackedMatrix:
 def pack_matrix(b, trans_b=False, *, compute_dtype="float32"):
     """op(b) (k, n) as a contiguous copy: the twin of the compiled pack_matrix,
     whose panel layout is the kernel's business (only matmul_packed reads it)."""
-    if compute_dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
+    check_compute_dtype(compute_dtype)
     b = np.asarray(b)
     data = np.ascontiguousarray(b.T if trans_b else b)
     return PackedMatrix(round_bf16(data) if compute_dtype == "bfloat16" else data, compute_dtype)

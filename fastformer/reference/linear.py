@@ -3,15 +3,14 @@
 compute_dtype="bfloat16" rounds the inputs of every product to bfloat16
 (`round_bf16`), as the compiled bf16 model does; the sums, the bias and its
 gradient stay in the inputs' precision."""
+from fastformer.layout import check_compute_dtype
 from fastformer.reference.gemm import round_bf16
 
 
 def _operands(compute_dtype, *arrays):
     """The arrays as the products see them: rounded to bf16 for compute_dtype="bfloat16"."""
-    if compute_dtype == "bfloat16":
+    if check_compute_dtype(compute_dtype) == "bfloat16":
         return [round_bf16(a) for a in arrays]
-    if compute_dtype != "float32":
-        raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
     return arrays
 
 
