@@ -107,6 +107,19 @@ def sanitize_flags():
     return list(SANITIZE_FLAGS) if os.environ.get("FASTFORMER_SANITIZE") else []
 
 
+def emulate_avx512_flags():
+    """FASTFORMER_EMULATE_AVX512=1: a test build whose AVX-512 kernels run on an
+    AVX2 CPU through SIMDe (pip install cmeel-simde), bit for bit as on the
+    hardware (csrc/runtime/emulate_avx512.h), so every path is tested anywhere."""
+    if not os.environ.get("FASTFORMER_EMULATE_AVX512"):
+        return []
+    include = os.environ.get("SIMDE_INCLUDE") or os.path.join(sysconfig.get_paths()["purelib"], "cmeel.prefix", "include")
+    if not os.path.exists(os.path.join(include, "simde", "x86", "avx512.h")):
+        sys.exit(f"FASTFORMER_EMULATE_AVX512: SIMDe headers not found under {include} (pip install cmeel-simde, "
+                 "or set SIMDE_INCLUDE)")
+    return ["-DFF_EMULATE_AVX512=1", "-mavx2", "-mfma", "-I" + include, "-include", "runtime/emulate_avx512.h"]
+
+
 def extensions():
     from Cython.Build import cythonize
 
@@ -114,7 +127,7 @@ def extensions():
         "fastformer._C",
         sources=["fastformer/_C.pyx"] + c_sources(),
         include_dirs=["csrc"],
-        extra_compile_args=CFLAGS + sanitize_flags(),
+        extra_compile_args=CFLAGS + sanitize_flags() + emulate_avx512_flags(),
         extra_link_args=sanitize_flags(),
         define_macros=[],
     )

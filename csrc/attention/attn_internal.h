@@ -18,7 +18,8 @@
 #define FF_ATTN_BK 64
 #define FF_ATTN_BK_FWD 128
 
-/* The leaves, one set per instruction set (attn_leaf_{generic,avx2,avx512}.c).
+/* The leaves, one set per instruction set (attn_leaf_generic.c, and attn_leaf_simd.h
+ * for AVX2 and AVX-512).
  * None of them holds an OpenMP region. */
 typedef struct {
     /* C (m, n; ldc) = (accumulate ? C : 0) + alpha * A @ B, where A's element
@@ -69,10 +70,14 @@ extern const ff_attn_leaves_t ff_attn_leaves_avx512;
 #endif
 
 /* The AVX2 row leaves, which the AVX-512 table shares (memory-bound: wider
- * vectors buy nothing there). */
+ * vectors buy nothing there), and AVX-512's own dropout leaves
+ * (attn_dropout_avx512.c). */
 #if defined(__x86_64__) || defined(_M_X64)
 void ff_attn_scores_avx2(float *s, const float *q, const float *const *keys, size_t n, size_t dk, float scale);
 void ff_attn_weighted_sum_avx2(float *o, const float *p, const float *const *values, size_t n, size_t dk);
+void ff_attn_philox_words_avx512(uint32_t *w, uint64_t i0, size_t n, uint64_t seed, uint64_t step, uint64_t site);
+void ff_attn_keep_block_avx512(float *F, size_t ld, uint32_t *w, uint64_t i00, uint64_t qstride, size_t nq, size_t nk,
+                               uint32_t thr, float keep, uint64_t seed, uint64_t step, uint64_t site);
 #endif
 
 /* The leaves of the active instruction set. */

@@ -27,11 +27,6 @@ double ff_ce_row_generic(float *dl, const float *x, size_t V, size_t t, double e
     return ff_ce_row_finish(dl, V, t, eps, inv_n, m, se, sx, e_t, x_t);
 }
 
-static ff_ce_row_fn pick(void) {
-    ff_simd_t s = ff_simd_active();
-    return s >= FF_SIMD_AVX512 ? ff_ce_row_avx512 : s >= FF_SIMD_AVX2 ? ff_ce_row_avx2 : ff_ce_row_generic;
-}
-
 double ff_cross_entropy(float *dlogits, const float *logits, const int64_t *targets, size_t rows, size_t V,
                         int64_t ignore_index, double label_smoothing) {
     size_t n_valid = 0;
@@ -42,7 +37,7 @@ double ff_cross_entropy(float *dlogits, const float *logits, const int64_t *targ
     }
     double *row_loss = ff_scratch(0, rows * sizeof(double));
     if (row_loss == NULL) return NAN;
-    ff_ce_row_fn leaf = pick();
+    ff_ce_row_fn leaf = FF_SIMD_PICK(ff_ce_row);
     double inv_n = 1.0 / (double)n_valid;
     int nt = ff_threads_for(rows * V, CE_GRAIN);
     (void)nt;

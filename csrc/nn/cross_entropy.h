@@ -8,6 +8,8 @@
 #define FF_CROSS_ENTROPY_H
 
 #include <stddef.h>
+
+#include "runtime/runtime.h"
 #include <math.h>
 #include <stdint.h>
 
@@ -21,9 +23,7 @@ double ff_cross_entropy(float *dlogits, const float *logits, const int64_t *targ
  * (1 - eps) * (lse - x[t]) + eps * (lse - mean(x)). inv_n = 1 / n_valid.
  * dl may be x (in place): every x[j] is read before dl[j] is written. */
 typedef double (*ff_ce_row_fn)(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n);
-double ff_ce_row_generic(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n);
-double ff_ce_row_avx2(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n);
-double ff_ce_row_avx512(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n);
+FF_SIMD_LEAVES(double, ff_ce_row, (float *dl, const float *x, size_t V, size_t t, double eps, double inv_n));
 
 /* The part every leaf shares once it has the row's max m, sum of exp(x - m)
  * and sum of x: returns the loss, fixes up dl[t] (dl holds e * c1 - c0).

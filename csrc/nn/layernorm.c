@@ -45,20 +45,10 @@ void ff_ln_bwd_row_generic(float *dx, float *dw_acc, float *db_acc, const float 
     }
 }
 
-static ff_ln_fwd_row_fn pick_fwd(void) {
-    ff_simd_t s = ff_simd_active();
-    return s >= FF_SIMD_AVX512 ? ff_ln_fwd_row_avx512 : s >= FF_SIMD_AVX2 ? ff_ln_fwd_row_avx2 : ff_ln_fwd_row_generic;
-}
-
-static ff_ln_bwd_row_fn pick_bwd(void) {
-    ff_simd_t s = ff_simd_active();
-    return s >= FF_SIMD_AVX512 ? ff_ln_bwd_row_avx512 : s >= FF_SIMD_AVX2 ? ff_ln_bwd_row_avx2 : ff_ln_bwd_row_generic;
-}
-
 void ff_layer_norm_forward(float *y, float *mean, float *rstd, const float *x, const float *r, const float *weight,
                            const float *bias, size_t rows, size_t d, float eps) {
     if (rows == 0 || d == 0) return;
-    ff_ln_fwd_row_fn leaf = pick_fwd();
+    ff_ln_fwd_row_fn leaf = FF_SIMD_PICK(ff_ln_fwd_row);
     int nt = ff_threads_for(rows * d, LN_GRAIN);
     (void)nt;
 #if FF_HAVE_OPENMP
@@ -76,7 +66,7 @@ int ff_layer_norm_backward(float *dx, float *dweight, float *dbias, const float 
         memset(dbias, 0, d * sizeof(float));
         return 0;
     }
-    ff_ln_bwd_row_fn leaf = pick_bwd();
+    ff_ln_bwd_row_fn leaf = FF_SIMD_PICK(ff_ln_bwd_row);
     size_t nchunks = (rows + FF_LN_ROW_CHUNK - 1) / FF_LN_ROW_CHUNK;
     /* partial[c] = (dweight partial (d,), dbias partial (d,)) of chunk c */
     float *partial = ff_scratch(0, nchunks * 2 * d * sizeof(float));

@@ -10,35 +10,29 @@
 
 #include <stddef.h>
 
+#include "runtime/runtime.h"
+
 #define FF_LN_ROW_CHUNK 32
 
 /* y, x, r are (rows, d), r may be NULL (no residual); weight, bias are (d,);
  * mean, rstd are (rows,). */
 void ff_layer_norm_forward(float *y, float *mean, float *rstd, const float *x, const float *r, const float *weight,
-                           const float *bias, size_t rows, size_t d, float eps);
+               const float *bias, size_t rows, size_t d, float eps);
 
 /* dx, dy, x, r are (rows, d) (r may be NULL); dweight, dbias, weight are (d,);
  * mean, rstd are (rows,). dx is also the residual's gradient. Returns 0, or
  * -1 when out of memory for the partial sums (outputs then undefined). */
 int ff_layer_norm_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x, const float *r,
-                           const float *weight, const float *mean, const float *rstd, size_t rows, size_t d);
+               const float *weight, const float *mean, const float *rstd, size_t rows, size_t d);
 
 /* Per-row leaves. The backward leaf adds dy * xhat into dw_acc and dy into db_acc. */
 typedef void (*ff_ln_fwd_row_fn)(float *y, float *mean, float *rstd, const float *x, const float *r,
                                  const float *w, const float *b, size_t d, float eps);
 typedef void (*ff_ln_bwd_row_fn)(float *dx, float *dw_acc, float *db_acc, const float *dy, const float *x,
                                  const float *r, const float *w, float mean, float rstd, size_t d);
-void ff_ln_fwd_row_generic(float *y, float *mean, float *rstd, const float *x, const float *r, const float *w,
-                           const float *b, size_t d, float eps);
-void ff_ln_fwd_row_avx2(float *y, float *mean, float *rstd, const float *x, const float *r, const float *w,
-                        const float *b, size_t d, float eps);
-void ff_ln_fwd_row_avx512(float *y, float *mean, float *rstd, const float *x, const float *r, const float *w,
-                          const float *b, size_t d, float eps);
-void ff_ln_bwd_row_generic(float *dx, float *dw_acc, float *db_acc, const float *dy, const float *x, const float *r,
-                           const float *w, float mean, float rstd, size_t d);
-void ff_ln_bwd_row_avx2(float *dx, float *dw_acc, float *db_acc, const float *dy, const float *x, const float *r,
-                        const float *w, float mean, float rstd, size_t d);
-void ff_ln_bwd_row_avx512(float *dx, float *dw_acc, float *db_acc, const float *dy, const float *x, const float *r,
-                          const float *w, float mean, float rstd, size_t d);
+FF_SIMD_LEAVES(void, ff_ln_fwd_row, (float *y, float *mean, float *rstd, const float *x, const float *r, const float *w,
+               const float *b, size_t d, float eps));
+FF_SIMD_LEAVES(void, ff_ln_bwd_row, (float *dx, float *dw_acc, float *db_acc, const float *dy, const float *x, const float *r,
+               const float *w, float mean, float rstd, size_t d));
 
 #endif

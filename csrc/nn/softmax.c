@@ -35,20 +35,6 @@ void ff_softmax_bwd_row_generic(float *dx, const float *dy, const float *y, size
     for (size_t j = 0; j < n; j++) dx[j] = y[j] * (dy[j] - d);
 }
 
-static ff_softmax_fwd_row_fn pick_fwd(void) {
-    ff_simd_t s = ff_simd_active();
-    return s >= FF_SIMD_AVX512 ? ff_softmax_fwd_row_avx512
-         : s >= FF_SIMD_AVX2   ? ff_softmax_fwd_row_avx2
-                               : ff_softmax_fwd_row_generic;
-}
-
-static ff_softmax_bwd_row_fn pick_bwd(void) {
-    ff_simd_t s = ff_simd_active();
-    return s >= FF_SIMD_AVX512 ? ff_softmax_bwd_row_avx512
-         : s >= FF_SIMD_AVX2   ? ff_softmax_bwd_row_avx2
-                               : ff_softmax_bwd_row_generic;
-}
-
 /* Element offset of row r's mask row: decompose r over lead_shape (C order). */
 static inline size_t mask_row_offset(size_t r, int nlead, const int64_t *shape, const int64_t *strides) {
     size_t off = 0;
@@ -63,7 +49,7 @@ static inline size_t mask_row_offset(size_t r, int nlead, const int64_t *shape, 
 void ff_softmax_forward(float *y, const float *x, const void *mask, int mask_kind, size_t rows, size_t n,
                         int nlead, const int64_t *lead_shape, const int64_t *mask_strides) {
     if (rows == 0 || n == 0) return;
-    ff_softmax_fwd_row_fn leaf = pick_fwd();
+    ff_softmax_fwd_row_fn leaf = FF_SIMD_PICK(ff_softmax_fwd_row);
     int nt = ff_threads_for(rows * n, SOFTMAX_GRAIN);
     (void)nt;
 #if FF_HAVE_OPENMP
@@ -83,7 +69,7 @@ void ff_softmax_forward(float *y, const float *x, const void *mask, int mask_kin
 
 void ff_softmax_backward(float *dx, const float *dy, const float *y, size_t rows, size_t n) {
     if (rows == 0 || n == 0) return;
-    ff_softmax_bwd_row_fn leaf = pick_bwd();
+    ff_softmax_bwd_row_fn leaf = FF_SIMD_PICK(ff_softmax_bwd_row);
     int nt = ff_threads_for(rows * n, SOFTMAX_GRAIN);
     (void)nt;
 #if FF_HAVE_OPENMP

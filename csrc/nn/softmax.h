@@ -11,6 +11,8 @@
 #define FF_SOFTMAX_H
 
 #include <stddef.h>
+
+#include "runtime/runtime.h"
 #include <stdint.h>
 
 enum { FF_MASK_NONE = 0, FF_MASK_BOOL = 1, FF_MASK_ADD = 2 };
@@ -26,11 +28,7 @@ void ff_softmax_backward(float *dx, const float *dy, const float *y, size_t rows
 /* Per-row leaves, one per instruction set. */
 typedef void (*ff_softmax_fwd_row_fn)(float *y, const float *x, const uint8_t *bmask, const float *amask, size_t n);
 typedef void (*ff_softmax_bwd_row_fn)(float *dx, const float *dy, const float *y, size_t n);
-void ff_softmax_fwd_row_generic(float *y, const float *x, const uint8_t *bmask, const float *amask, size_t n);
-void ff_softmax_fwd_row_avx2(float *y, const float *x, const uint8_t *bmask, const float *amask, size_t n);
-void ff_softmax_fwd_row_avx512(float *y, const float *x, const uint8_t *bmask, const float *amask, size_t n);
-void ff_softmax_bwd_row_generic(float *dx, const float *dy, const float *y, size_t n);
-void ff_softmax_bwd_row_avx2(float *dx, const float *dy, const float *y, size_t n);
-void ff_softmax_bwd_row_avx512(float *dx, const float *dy, const float *y, size_t n);
+FF_SIMD_LEAVES(void, ff_softmax_fwd_row, (float *y, const float *x, const uint8_t *bmask, const float *amask, size_t n));
+FF_SIMD_LEAVES(void, ff_softmax_bwd_row, (float *dx, const float *dy, const float *y, size_t n));
 
 #endif

@@ -36,10 +36,7 @@ void ff_adam_step(float *param, float *exp_avg, float *exp_avg_sq, const float *
     a.step_size = lr / (1.0 - pow(beta1, (double)step));
     a.sqrt_bc2 = sqrt(1.0 - pow(beta2, (double)step));
     a.eps = eps;
-    ff_simd_t s = ff_simd_active();
-    ff_adam_range_fn leaf = s >= FF_SIMD_AVX512 ? ff_adam_range_avx512
-                          : s >= FF_SIMD_AVX2   ? ff_adam_range_avx2
-                                                : ff_adam_range_generic;
+    ff_adam_range_fn leaf = FF_SIMD_PICK(ff_adam_range);
     size_t nchunks = (n + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
     int nt = ff_threads_for(nchunks, 1);
     (void)nt;

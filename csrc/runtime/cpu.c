@@ -12,8 +12,12 @@ static ff_simd_t detect(void) {
 #if FF_X86
     __builtin_cpu_init();
     int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#if defined(FF_EMULATE_AVX512)
+    int avx512 = avx2; /* SIMDe runs the AVX-512 kernels on AVX2 */
+#else
     int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#endif
     if (avx512) return FF_SIMD_AVX512;
     if (avx2) return FF_SIMD_AVX2;
 #endif

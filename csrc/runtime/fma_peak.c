@@ -2,6 +2,7 @@
 #include <time.h>
 
 #include "runtime/fma_peak.h"
+#include "runtime/simd_target.h"
 #include "runtime/runtime.h"
 
 /* Portable leaf: 32 independent multiply-add chains (plain C; the build has
@@ -31,9 +32,13 @@ volatile float ff_fma_peak_sink; /* keeps the leaves' results alive */
 double ff_fma_peak(int simd, double seconds, int threads) {
     ff_simd_t level = (ff_simd_t)simd;
     if (level > ff_simd_detected()) level = ff_simd_detected();
+#if FF_X86
     leaf_fn leaf = level >= FF_SIMD_AVX512 ? ff_fma_peak_avx512
                    : level >= FF_SIMD_AVX2 ? ff_fma_peak_avx2
                                            : ff_fma_peak_generic;
+#else
+    leaf_fn leaf = ff_fma_peak_generic;
+#endif
     if (threads < 1) threads = 1;
     if (seconds <= 0) seconds = 0.1;
 

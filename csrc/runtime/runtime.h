@@ -35,6 +35,17 @@ const char *ff_simd_name(ff_simd_t level);
 /* Parse "generic" / "avx2" / "avx512"; returns -1 for an unknown name. */
 int ff_simd_parse(const char *name);
 
+/* A leaf written once against simd/ (docs/ARCHITECTURE.md, "adding a kernel")
+ * exists as fn_generic, fn_avx2 and fn_avx512: FF_SIMD_LEAVES declares the
+ * three, FF_SIMD_PICK gives the active one (only fn_generic off x86). */
+#define FF_SIMD_LEAVES(ret, fn, params) ret fn##_generic params; ret fn##_avx2 params; ret fn##_avx512 params
+#if defined(__x86_64__) || defined(_M_X64)
+#define FF_SIMD_PICK(fn) \
+    (ff_simd_active() >= FF_SIMD_AVX512 ? fn##_avx512 : ff_simd_active() >= FF_SIMD_AVX2 ? fn##_avx2 : fn##_generic)
+#else
+#define FF_SIMD_PICK(fn) (fn##_generic)
+#endif
+
 /* Threads that a top-level parallel region may use (>= 1). Read once from
  * OpenMP at start-up, so OMP_NUM_THREADS is honoured. */
 int ff_get_num_threads(void);

@@ -22,7 +22,13 @@
 #define FF_X86 0
 #endif
 
-#if defined(__clang__)
+#if defined(FF_EMULATE_AVX512)
+/* Test build: AVX-512 code runs through SIMDe on AVX2 (runtime/emulate_avx512.h). */
+#define FF_TARGET_AVX2_BEGIN
+#define FF_TARGET_AVX512_BEGIN
+#define FF_TARGET_AVX512BF16_BEGIN
+#define FF_TARGET_END
+#elif defined(__clang__)
 #define FF_TARGET_AVX2_BEGIN \
     _Pragma("clang attribute push (__attribute__((target(\"avx2,fma\"))), apply_to = function)")
 #define FF_TARGET_AVX512_BEGIN \

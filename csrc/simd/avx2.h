@@ -1,0 +1,172 @@
+/* The vector vocabulary for AVX2+FMA, 8 float lanes, and the compiler of
+ * kernel bodies for it. A body (a file of leaves written once against ffv,
+ * ffv_lanes and the ffv_* operations, naming its functions FFV_FN(name)) is
+ * compiled for AVX2 by a file that says
+ *
+ *     #define FFV_BODY "nn/softmax_simd.h"
+ *     #include "simd/avx2.h"
+ *
+ * and for AVX-512 by one that includes simd/avx512.h instead: the body comes
+ * out as name_avx2 and name_avx512, inside this set's target region, and as
+ * nothing off x86 (FF_SIMD_PICK in runtime/runtime.h then picks name_generic). */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "runtime/simd_target.h"
+
+#if FF_X86
+#include <immintrin.h>
+
+FF_TARGET_AVX2_BEGIN
+
+#define FFV_W 8
+#define FFV_FN(name) name##_avx2
+
+typedef __m256 ffv;
+typedef __m256i ffv_int;
+/* A set of lanes: the bit mask, and for a set from ffv_first its lane count
+ * (whole vectors load and store with plain instructions); 0 for other sets. */
+typedef struct {
+    __m256i bits;
+    unsigned len;
+} ffv_lanes;
+
+static inline ffv ffv_zero(void) { return _mm256_setzero_ps(); }
+static inline ffv ffv_set1(float a) { return _mm256_set1_ps(a); }
+static inline ffv ffv_load(const float *p) { return _mm256_loadu_ps(p); }
+static inline void ffv_store(float *p, ffv v) { _mm256_storeu_ps(p, v); }
+
+/* The lanes of the next min(n, 8) elements. */
+static inline ffv_lanes ffv_first(size_t n) {
+    if (n >= 8) return (ffv_lanes){_mm256_set1_epi32(-1), 8};
+    return (ffv_lanes){_mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), (unsigned)n};
+}
+/* Loads give 0 outside the lanes; stores leave memory there untouched. */
+static inline ffv ffv_ld(const float *p, ffv_lanes t) { return t.len == 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, t.bits); }
+static inline void ffv_st(float *p, ffv_lanes t, ffv v) {
+    if (t.len == 8) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, t.bits, v);
+}
+/* v on the lanes, 0 elsewhere; a on the lanes, b elsewhere. */
+static inline ffv ffv_keep(ffv_lanes t, ffv v) { return _mm256_and_ps(v, _mm256_castsi256_ps(t.bits)); }
+static inline ffv ffv_select(ffv_lanes t, ffv a, ffv b) { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(t.bits)); }
+/* The lanes of t (a set from ffv_first) whose byte in m is 0. */
+static inline ffv_lanes ffv_lanes_where_zero(ffv_lanes t, const uint8_t *m) {
+    uint64_t b8 = 0;
+    memcpy(&b8, m, t.len); /* bytes past t's lanes may lie past the row */
+    __m256i b = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)b8));
+    return (ffv_lanes){_mm256_and_si256(_mm256_cmpeq_epi32(b, _mm256_setzero_si256()), t.bits), 0};
+}
+static inline ffv_lanes ffv_lt(ffv a, ffv b) { return (ffv_lanes){_mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_LT_OQ)), 0}; }
+static inline ffv_lanes ffv_gt(ffv a, ffv b) { return (ffv_lanes){_mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GT_OQ)), 0}; }
+static inline ffv_lanes ffv_eq(ffv a, ffv b) { return (ffv_lanes){_mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_EQ_OQ)), 0}; }
+
+static inline ffv ffv_add(ffv a, ffv b) { return _mm256_add_ps(a, b); }
+static inline ffv ffv_sub(ffv a, ffv b) { return _mm256_sub_ps(a, b); }
+static inline ffv ffv_mul(ffv a, ffv b) { return _mm256_mul_ps(a, b); }
+static inline ffv ffv_div(ffv a, ffv b) { return _mm256_div_ps(a, b); }
+static inline ffv ffv_max(ffv a, ffv b) { return _mm256_max_ps(a, b); }
+static inline ffv ffv_min(ffv a, ffv b) { return _mm256_min_ps(a, b); }
+static inline ffv ffv_abs(ffv a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+static inline ffv ffv_sqrt(ffv a) { return _mm256_sqrt_ps(a); }
+static inline ffv ffv_fmadd(ffv a, ffv b, ffv c) { return _mm256_fmadd_ps(a, b, c); }   /* a*b + c */
+static inline ffv ffv_fmsub(ffv a, ffv b, ffv c) { return _mm256_fmsub_ps(a, b, c); }   /* a*b - c */
+static inline ffv ffv_fnmadd(ffv a, ffv b, ffv c) { return _mm256_fnmadd_ps(a, b, c); } /* c - a*b */
+static inline ffv ffv_round(ffv a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+
+/* p * 2^n for integral n in [-252, 254] (the range exp needs): two exact
+ * power-of-two factors, since one 2^n is no float at n = 128. */
+static inline ffv ffv_mul_exp2(ffv p, ffv n) {
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i half = _mm256_srai_epi32(ni, 1);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, _mm256_set1_epi32(127)), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+/* Horizontal sum and max, each in one fixed order (halves, then pairs). */
+static inline float ffv_hsum(ffv v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+static inline float ffv_hmax(ffv v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Doubles: ffvd holds half an ffv's lanes, for leaves that finish in double. */
+typedef __m256d ffvd;
+static inline ffvd ffvd_set1(double a) { return _mm256_set1_pd(a); }
+static inline ffvd ffvd_add(ffvd a, ffvd b) { return _mm256_add_pd(a, b); }
+static inline ffvd ffvd_sub(ffvd a, ffvd b) { return _mm256_sub_pd(a, b); }
+static inline ffvd ffvd_mul(ffvd a, ffvd b) { return _mm256_mul_pd(a, b); }
+static inline ffvd ffvd_div(ffvd a, ffvd b) { return _mm256_div_pd(a, b); }
+static inline ffvd ffv_lo_to_d(ffv v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
+static inline ffvd ffv_hi_to_d(ffv v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
+static inline ffv ffv_from_d(ffvd lo, ffvd hi) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
+}
+
+/* The first n lanes of v to p (n >= 8: all), in plain stores: AMD's masked
+ * stores are slow. */
+static inline void ffv_store_first(float *p, size_t n, ffv v) {
+    if (n >= 8) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    __m128 h = _mm256_castps256_ps128(v);
+    if (n >= 4) {
+        _mm_storeu_ps(p, h);
+        h = _mm256_extractf128_ps(v, 1);
+        p += 4, n -= 4;
+    }
+    if (n >= 2) {
+        _mm_storel_pi((__m64 *)p, h);
+        h = _mm_movehl_ps(h, h);
+        p += 2, n -= 2;
+    }
+    if (n) _mm_store_ss(p, h);
+}
+
+/* r[0..7] rows in, columns out. */
+static inline void ffv_transpose(ffv r[8]) {
+    __m256 a[8], b[8];
+    for (int i = 0; i < 4; i++) {
+        a[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* b[4g+c], 128-bit lane l: column 4l+c of rows 4g..4g+3 */
+    for (int g = 0; g < 2; g++) {
+        __m256d a0 = _mm256_castps_pd(a[4 * g]), a1 = _mm256_castps_pd(a[4 * g + 1]);
+        __m256d a2 = _mm256_castps_pd(a[4 * g + 2]), a3 = _mm256_castps_pd(a[4 * g + 3]);
+        b[4 * g + 0] = _mm256_castpd_ps(_mm256_unpacklo_pd(a0, a2));
+        b[4 * g + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a0, a2));
+        b[4 * g + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(a1, a3));
+        b[4 * g + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(a1, a3));
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(b[c], b[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2f128_ps(b[c], b[4 + c], 0x31);
+    }
+}
+
+/* x rounded to bf16, kept as a float: nearest even, NaN kept quiet. */
+static inline ffv ffv_round_bf16(ffv x) {
+    const __m256i u = _mm256_castps_si256(x), top = _mm256_set1_epi32((int)0xffff0000u);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i r = _mm256_and_si256(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), top);
+    const __m256i nan = _mm256_or_si256(_mm256_and_si256(u, top), _mm256_set1_epi32(0x400000));
+    return _mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(nan), _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+#include "simd/math.h"
+#include FFV_BODY
+
+FF_TARGET_END
+#endif

@@ -1,0 +1,126 @@
+/* The vector vocabulary for AVX-512 (F, BW, DQ, VL), 16 float lanes with lane
+ * sets in mask registers, and the compiler of kernel bodies for it: the same
+ * operations and use as simd/avx2.h (see there). */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/simd_target.h"
+
+#if FF_X86
+#include <immintrin.h>
+
+FF_TARGET_AVX512_BEGIN
+
+#define FFV_W 16
+#define FFV_FN(name) name##_avx512
+
+typedef __m512 ffv;
+typedef __m512i ffv_int;
+typedef __mmask16 ffv_lanes;
+
+static inline ffv ffv_zero(void) { return _mm512_setzero_ps(); }
+static inline ffv ffv_set1(float a) { return _mm512_set1_ps(a); }
+static inline ffv ffv_load(const float *p) { return _mm512_loadu_ps(p); }
+static inline void ffv_store(float *p, ffv v) { _mm512_storeu_ps(p, v); }
+
+static inline ffv_lanes ffv_first(size_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+/* Whole vectors use plain instructions: masked memory operations are slower
+ * on AMD Zen 4/5 even with every lane set. */
+static inline ffv ffv_ld(const float *p, ffv_lanes t) {
+    return t == (__mmask16)0xFFFF ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(t, p);
+}
+static inline void ffv_st(float *p, ffv_lanes t, ffv v) {
+    if (t == (__mmask16)0xFFFF) _mm512_storeu_ps(p, v);
+    else _mm512_mask_storeu_ps(p, t, v);
+}
+static inline ffv ffv_keep(ffv_lanes t, ffv v) { return _mm512_maskz_mov_ps(t, v); }
+static inline ffv ffv_select(ffv_lanes t, ffv a, ffv b) { return _mm512_mask_mov_ps(b, t, a); }
+static inline ffv_lanes ffv_lanes_where_zero(ffv_lanes t, const uint8_t *m) {
+    __m128i b = t == (__mmask16)0xFFFF ? _mm_loadu_si128((const __m128i *)m) : _mm_maskz_loadu_epi8(t, m);
+    return t & (__mmask16)~_mm_test_epi8_mask(b, b);
+}
+static inline ffv_lanes ffv_lt(ffv a, ffv b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+static inline ffv_lanes ffv_gt(ffv a, ffv b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+static inline ffv_lanes ffv_eq(ffv a, ffv b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+
+static inline ffv ffv_add(ffv a, ffv b) { return _mm512_add_ps(a, b); }
+static inline ffv ffv_sub(ffv a, ffv b) { return _mm512_sub_ps(a, b); }
+static inline ffv ffv_mul(ffv a, ffv b) { return _mm512_mul_ps(a, b); }
+static inline ffv ffv_div(ffv a, ffv b) { return _mm512_div_ps(a, b); }
+static inline ffv ffv_max(ffv a, ffv b) { return _mm512_max_ps(a, b); }
+static inline ffv ffv_min(ffv a, ffv b) { return _mm512_min_ps(a, b); }
+static inline ffv ffv_abs(ffv a) { return _mm512_abs_ps(a); }
+static inline ffv ffv_sqrt(ffv a) { return _mm512_sqrt_ps(a); }
+static inline ffv ffv_fmadd(ffv a, ffv b, ffv c) { return _mm512_fmadd_ps(a, b, c); }
+static inline ffv ffv_fmsub(ffv a, ffv b, ffv c) { return _mm512_fmsub_ps(a, b, c); }
+static inline ffv ffv_fnmadd(ffv a, ffv b, ffv c) { return _mm512_fnmadd_ps(a, b, c); }
+static inline ffv ffv_round(ffv a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static inline ffv ffv_mul_exp2(ffv p, ffv n) { return _mm512_scalef_ps(p, n); }
+
+/* Sum: halves, then simd/avx2.h's order. Max: GCC's _mm512_reduce_max_ps. */
+static inline float ffv_hsum(ffv v) {
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+static inline float ffv_hmax(ffv v) { return _mm512_reduce_max_ps(v); }
+
+typedef __m512d ffvd;
+static inline ffvd ffvd_set1(double a) { return _mm512_set1_pd(a); }
+static inline ffvd ffvd_add(ffvd a, ffvd b) { return _mm512_add_pd(a, b); }
+static inline ffvd ffvd_sub(ffvd a, ffvd b) { return _mm512_sub_pd(a, b); }
+static inline ffvd ffvd_mul(ffvd a, ffvd b) { return _mm512_mul_pd(a, b); }
+static inline ffvd ffvd_div(ffvd a, ffvd b) { return _mm512_div_pd(a, b); }
+static inline ffvd ffv_lo_to_d(ffv v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
+static inline ffvd ffv_hi_to_d(ffv v) { return _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)); }
+static inline ffv ffv_from_d(ffvd lo, ffvd hi) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1);
+}
+
+static inline void ffv_store_first(float *p, size_t n, ffv v) { ffv_st(p, ffv_first(n), v); }
+
+/* r[0..15] rows in, columns out: r[j] becomes column j. */
+static inline void ffv_transpose(ffv r[16]) {
+    __m512 a[16], b[16];
+    for (int i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* b[4g+c], 128-bit lane l: column 4l+c of rows 4g..4g+3 */
+    for (int g = 0; g < 4; g++) {
+        __m512d a0 = _mm512_castps_pd(a[4 * g]), a1 = _mm512_castps_pd(a[4 * g + 1]);
+        __m512d a2 = _mm512_castps_pd(a[4 * g + 2]), a3 = _mm512_castps_pd(a[4 * g + 3]);
+        b[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        b[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        b[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        b[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512 e = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x88), f = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xDD);
+        __m512 g = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x88), h = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xDD);
+        r[c] = _mm512_shuffle_f32x4(e, g, 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(e, g, 0xDD);
+        r[4 + c] = _mm512_shuffle_f32x4(f, h, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(f, h, 0xDD);
+    }
+}
+
+/* The bf16 bits of x (nearest even, NaN kept quiet) in the low halves of the lanes. */
+static inline __m512i ffv_bf16_bits(ffv x) {
+    const __m512i u = _mm512_castps_si512(x), top = _mm512_srli_epi32(u, 16);
+    const __m512i lsb = _mm512_and_si512(top, _mm512_set1_epi32(1));
+    const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    return _mm512_mask_or_epi32(r, nan, top, _mm512_set1_epi32(0x40));
+}
+/* x rounded to bf16, kept as a float. */
+static inline ffv ffv_round_bf16(ffv x) { return _mm512_castsi512_ps(_mm512_slli_epi32(ffv_bf16_bits(x), 16)); }
+
+#include "simd/math.h"
+#include FFV_BODY
+
+FF_TARGET_END
+#endif
