@@ -166,22 +166,14 @@ int ff_attention_flash_backward(float *dq, ff_attn_view_t sdq, float *dk, ff_att
                     k,   v,  out, lse, key_padding_mask, d, ff_attn_leaves(), (float)(1.0 / sqrt((double)d->dk))};
     const size_t wsz = bwd_ws_size(d->Tq, d->dk);
     int err = 0;
-    int nt = ff_threads_for(units, 1);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
+    FF_OMP(parallel num_threads(ff_threads_for(units, 1)))
     {
         float *base = ff_scratch(FF_SCRATCH_ATTN_BACKWARD, wsz * sizeof(float));
         if (!base) {
-#if FF_HAVE_OPENMP
-#pragma omp atomic write
-#endif
+            FF_OMP(atomic write)
             err = -1;
         }
-#if FF_HAVE_OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
+        FF_OMP(for schedule(dynamic, 1))
         for (size_t u = 0; u < units; u++) {
             if (!base) continue;
             backward_head(&a, bwd_ws(base, d->Tq, d->dk), u / d->H, u % d->H);

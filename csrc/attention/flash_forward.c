@@ -112,23 +112,15 @@ int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const 
     const float scale = (float)(1.0 / sqrt((double)d->dk)); /* in double, cast once: as the reference */
     const size_t wsz = fwd_ws_size(d->dk);
     int err = 0;
-    int nt = ff_threads_for(units, 1);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
+    FF_OMP(parallel num_threads(ff_threads_for(units, 1)))
     {
         float *base = ff_scratch(FF_SCRATCH_ATTN_FORWARD, wsz * sizeof(float));
         if (!base) {
-#if FF_HAVE_OPENMP
-#pragma omp atomic write
-#endif
+            FF_OMP(atomic write)
             err = -1;
         }
         /* dynamic: causal units differ in cost; the result does not depend on who runs a unit */
-#if FF_HAVE_OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
+        FF_OMP(for schedule(dynamic, 1))
         for (size_t u = 0; u < units; u++) {
             if (!base) continue;
             size_t qb = u % nqb, bh = u / nqb;

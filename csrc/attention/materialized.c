@@ -53,11 +53,7 @@ int ff_attention_materialized_forward(float *out, ff_attn_view_t so, float *lse,
     const ff_attn_leaves_t *L = ff_attn_leaves();
     int rc = scores(S, q, sq, k, sk, d, (float)(1.0 / sqrt((double)dk)));
     if (rc == 0) {
-        int nt = ff_threads_for(rows * Tk, ROW_GRAIN);
-        (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+        FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(rows * Tk, ROW_GRAIN)))
         for (size_t r = 0; r < rows; r++) {
             float *s = S + r * Tk;
             size_t b = r / (H * Tq);
@@ -101,9 +97,7 @@ int ff_attention_materialized_backward(float *dq, ff_attn_view_t sdq, float *dk,
     if (rc == 0) rc = scores(P, q, sq, k, sk, d, scale);
     if (rc == 0) {
         /* P = exp(S - lse), 0 where hidden and on rows with lse = -inf */
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+        FF_OMP(parallel for schedule(static) num_threads(nt))
         for (size_t r = 0; r < rows; r++) {
             float *s = P + r * Tk;
             size_t b = r / (H * Tq);
@@ -127,9 +121,7 @@ int ff_attention_materialized_backward(float *dq, ff_attn_view_t sdq, float *dk,
     if (rc == 0) {
         if (drop) ff_dropout_forward(G, G, B * H * TT, d->dropout_p, d->seed, d->step, d->site);
         /* dS = P * (dP - D), D = rowsum(dO * O) */
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+        FF_OMP(parallel for schedule(static) num_threads(nt))
         for (size_t r = 0; r < rows; r++) {
             size_t bh = r / Tq, i = r % Tq, b = bh / H, h = bh % H;
             float D = L->dot(dout + b * sdo.batch + h * sdo.head + i * sdo.row,

@@ -70,22 +70,14 @@ int ff_attention_rows_forward(float *out, ff_attn_view_t so, float *lse, const f
     const size_t nptr = 2 * (d->Tk + 1), sbytes = nptr * sizeof(float *) + (d->Tk + 16) * sizeof(float);
     const key_map_t map = {key_rows, key_rows_ld};
     int err = 0;
-    int nt = ff_threads_for(units * d->Tq * (d->Tk + 1) * d->dk * 2, ROWS_GRAIN);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
+    FF_OMP(parallel num_threads(ff_threads_for(units * d->Tq * (d->Tk + 1) * d->dk * 2, ROWS_GRAIN)))
     {
         const float **ptrs = ff_scratch(FF_SCRATCH_ATTN_FORWARD, sbytes);
         if (!ptrs) {
-#if FF_HAVE_OPENMP
-#pragma omp atomic write
-#endif
+            FF_OMP(atomic write)
             err = -1;
         }
-#if FF_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
+        FF_OMP(for schedule(static))
         for (size_t u = 0; u < units; u++)
             if (ptrs)
                 rows_unit(out, so, lse, q, sq, k, sk, v, sv, key_padding_mask, map, d, L, (float *)(ptrs + nptr), ptrs,

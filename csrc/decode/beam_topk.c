@@ -1,6 +1,7 @@
 #include <math.h>
 
 #include "decode/beam_topk.h"
+#include "runtime/simd_target.h"
 #include "runtime/runtime.h"
 #include "runtime/scratch.h"
 
@@ -32,14 +33,12 @@ int ff_beam_topk(int64_t *out_index, float *out_score, const float *logits, cons
     int64_t *row_i = ff_scratch(FF_SCRATCH_1, R * N * sizeof(int64_t));
     size_t *row_n = ff_scratch(FF_SCRATCH_2, R * sizeof(size_t));
     if (row_s == NULL || row_i == NULL || row_n == NULL) return -1;
-    int avx2 = ff_simd_active() >= FF_SIMD_AVX2;
-    ff_row_lse_fn lse_fn = avx2 ? ff_row_lse_avx2 : ff_row_lse_generic;
-    ff_topk_scan_fn scan = avx2 ? ff_topk_scan_avx2 : ff_topk_scan_generic;
-    int nt = ff_threads_for(R * V, TOPK_GRAIN);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
+    ff_row_lse_fn lse_fn = ff_row_lse_generic;
+    ff_topk_scan_fn scan = ff_topk_scan_generic;
+#if FF_X86 /* AVX-512 shares the AVX2 leaves */
+    if (ff_simd_active() >= FF_SIMD_AVX2) lse_fn = ff_row_lse_avx2, scan = ff_topk_scan_avx2;
 #endif
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(R * V, TOPK_GRAIN)))
     for (size_t r = 0; r < R; r++) {
         row_n[r] = 0;
         float score = beam_score[r];
@@ -48,11 +47,7 @@ int ff_beam_topk(int64_t *out_index, float *out_score, const float *logits, cons
         scan(row_s + r * N, row_i + r * N, &row_n[r], N, x, V, score, lse_fn(x, V),
              (int64_t)((r % K) * V), blocked);
     }
-    int ntb = ff_threads_for(R * N, 4096);
-    (void)ntb;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(ntb)
-#endif
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(R * N, 4096)))
     for (size_t b = 0; b < B; b++) {
         float *s = out_score + b * N;
         int64_t *ix = out_index + b * N;

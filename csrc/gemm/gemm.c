@@ -290,9 +290,7 @@ int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int trans_a, int trans_b, siz
     team_sync_t sync = {0, 0};
     size_t next_item = 0;
 
-#if FF_HAVE_OPENMP
-#pragma omp parallel num_threads(nth) if (nth > 1)
-#endif
+    FF_OMP(parallel num_threads(nth) if (nth > 1))
     {
 #if FF_HAVE_OPENMP
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
@@ -302,18 +300,12 @@ int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int trans_a, int trans_b, siz
         float *apack = pack_buffer(FF_SCRATCH_GEMM_A, afl);
         float *bpack = by_item ? pack_buffer(FF_SCRATCH_GEMM_B, bfl) : shared_b;
         if (!apack || !bpack) {
-#if FF_HAVE_OPENMP
-#pragma omp atomic write
-#endif
+            FF_OMP(atomic write)
             failed = 1;
         }
-#if FF_HAVE_OPENMP
-#pragma omp barrier
-#endif
+        FF_OMP(barrier)
         int bad;
-#if FF_HAVE_OPENMP
-#pragma omp atomic read
-#endif
+        FF_OMP(atomic read)
         bad = failed;
         if (!bad) {
             if (by_item) {

@@ -41,11 +41,7 @@ void ff_gemm_pack_b(int bf16, int trans_b, size_t n, size_t k, const float *B, s
     const ff_gemm_arch_t *ar = arch(bf16);
     const size_t NR = ar->nr, KC = ff_gemm_k_block(ar, k), npan = cdiv(n, NR);
     const size_t units = cdiv(k, KC) * npan;
-    int nt = ff_threads_for(n * k, (size_t)1 << 16);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(n * k, (size_t)1 << 16)))
     for (size_t u = 0; u < units; u++) {
         const size_t pc = u / npan * KC, q = u % npan, kc = min_sz(KC, k - pc), j = q * NR, w = min_sz(NR, n - j);
         float *d = dst + pc / ar->kpack * npan * NR + q * NR * ff_gemm_slots(ar, kc);
@@ -83,15 +79,11 @@ int ff_gemm_packed(int bf16, size_t m, size_t n, size_t k, float alpha, const fl
     const size_t pieces = nic * nch, afl = cdiv(MC, MR) * MR * ff_gemm_slots(ar, k);
     size_t next = 0;
     int failed = 0;
-#if FF_HAVE_OPENMP
-#pragma omp parallel num_threads(nth) if (nth > 1)
-#endif
+    FF_OMP(parallel num_threads(nth) if (nth > 1))
     {
         float *apack = ff_scratch(FF_SCRATCH_GEMM_A, afl * sizeof(float));
         if (!apack) {
-#if FF_HAVE_OPENMP
-#pragma omp atomic write
-#endif
+            FF_OMP(atomic write)
             failed = 1;
         }
         size_t packed_ic = (size_t)-1;

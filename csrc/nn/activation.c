@@ -22,18 +22,10 @@ static inline float gelu_grad(float x) {
 
 void ff_activation_forward(float *y, const float *x, size_t n, ff_activation_t act) {
     if (act == FF_ACT_GELU) {
-        int nt = ff_threads_for(n, GELU_GRAIN);
-        (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+        FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(n, GELU_GRAIN)))
         for (size_t i = 0; i < n; i++) y[i] = gelu(x[i]);
     } else if (act == FF_ACT_RELU) {
-        int nt = ff_threads_for(n, RELU_GRAIN);
-        (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+        FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(n, RELU_GRAIN)))
         for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
     } else if (y != x) {
         for (size_t i = 0; i < n; i++) y[i] = x[i];
@@ -42,18 +34,10 @@ void ff_activation_forward(float *y, const float *x, size_t n, ff_activation_t a
 
 void ff_activation_backward(float *dx, const float *dy, const float *x, size_t n, ff_activation_t act) {
     if (act == FF_ACT_GELU) {
-        int nt = ff_threads_for(n, GELU_GRAIN);
-        (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+        FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(n, GELU_GRAIN)))
         for (size_t i = 0; i < n; i++) dx[i] = dy[i] * gelu_grad(x[i]);
     } else if (act == FF_ACT_RELU) {
-        int nt = ff_threads_for(n, RELU_GRAIN);
-        (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+        FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(n, RELU_GRAIN)))
         /* Load dy unconditionally: `x > 0 ? dy[i] : 0` reads dy only on one
          * branch, which the compiler may not turn into a vector select, and the
          * branch then mispredicts on every other element (50x slower). */

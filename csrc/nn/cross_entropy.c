@@ -39,11 +39,7 @@ double ff_cross_entropy(float *dlogits, const float *logits, const int64_t *targ
     if (row_loss == NULL) return NAN;
     ff_ce_row_fn leaf = FF_SIMD_PICK(ff_ce_row);
     double inv_n = 1.0 / (double)n_valid;
-    int nt = ff_threads_for(rows * V, CE_GRAIN);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(rows * V, CE_GRAIN)))
     for (size_t i = 0; i < rows; i++) {
         if (targets[i] == ignore_index) {
             memset(dlogits + i * V, 0, V * sizeof(float));

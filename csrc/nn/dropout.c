@@ -61,11 +61,7 @@ void ff_dropout_forward(float *y, const float *x, size_t n, double p, uint64_t s
     size_t nchunks = (nblocks + DROPOUT_CHUNK_BLOCKS - 1) / DROPOUT_CHUNK_BLOCKS;
     int vec = SIMD_LEVEL;
     (void)vec;
-    int nt = ff_threads_for(nchunks, 1);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(nchunks, 1)))
     for (size_t c = 0; c < nchunks; c++) {
         size_t b0 = c * DROPOUT_CHUNK_BLOCKS;
         size_t b1 = b0 + DROPOUT_CHUNK_BLOCKS < nblocks ? b0 + DROPOUT_CHUNK_BLOCKS : nblocks;
@@ -88,11 +84,7 @@ void ff_dropout_mask(uint8_t *keep, size_t n, double p, uint64_t seed, uint64_t 
     size_t nchunks = (nblocks + DROPOUT_CHUNK_BLOCKS - 1) / DROPOUT_CHUNK_BLOCKS;
     int vec = SIMD_LEVEL;
     (void)vec;
-    int nt = ff_threads_for(nchunks, 1);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(nchunks, 1)))
     for (size_t c = 0; c < nchunks; c++) {
         size_t b0 = c * DROPOUT_CHUNK_BLOCKS;
         size_t b1 = b0 + DROPOUT_CHUNK_BLOCKS < nblocks ? b0 + DROPOUT_CHUNK_BLOCKS : nblocks;

@@ -4,41 +4,27 @@
 
 #include "runtime/scratch.h"
 #include "runtime/runtime.h"
-#include "runtime/simd_target.h"
-
-#if FF_X86
-void ff_embedding_row_avx512(float *y, const float *w, const float *p, size_t d, float scale);
-void ff_embedding_acc_avx512(float *dw, const float *g, size_t d, float scale, int first);
-#define USE_AVX512 (ff_simd_active() >= FF_SIMD_AVX512)
-#else
-#define USE_AVX512 0
-#endif
 
 #define EMB_GRAIN 16384 /* floats written worth a thread */
 
-/* Plain loops: no reduction, so GCC vectorises them; memory-bound anyway.
- * Separate multiply and add (no FMA contraction in this build) give exactly
- * the reference's float32 rounding. */
+/* Portable leaves. Separate multiply and add (no FMA contraction in this
+ * build) give exactly the reference's float32 rounding, as the SIMD leaves do. */
+void ff_embedding_row_generic(float *y, const float *w, const float *p, size_t d, float scale) {
+    for (size_t j = 0; j < d; j++) y[j] = w[j] * scale + p[j];
+}
+
+void ff_embedding_acc_generic(float *dw, const float *g, size_t d, float scale, int first) {
+    if (first)
+        for (size_t j = 0; j < d; j++) dw[j] = 0.0f + g[j] * scale; /* 0 + t: as the reference, -0 becomes +0 */
+    else
+        for (size_t j = 0; j < d; j++) dw[j] += g[j] * scale;
+}
+
 void ff_embedding_forward(float *y, const int64_t *ids, const float *weight, const float *positions, size_t ntok,
                           size_t T, size_t d, float scale) {
-    int vec = USE_AVX512;
-    int nt = ff_threads_for(ntok * d, EMB_GRAIN);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
-    for (size_t i = 0; i < ntok; i++) {
-        float *yi = y + i * d;
-        const float *w = weight + (size_t)ids[i] * d, *p = positions + (i % T) * d;
-#if FF_X86
-        if (vec) {
-            ff_embedding_row_avx512(yi, w, p, d, scale);
-            continue;
-        }
-#endif
-        for (size_t j = 0; j < d; j++) yi[j] = w[j] * scale + p[j];
-    }
-    (void)vec;
+    ff_embedding_row_fn leaf = FF_SIMD_PICK(ff_embedding_row);
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(ntok * d, EMB_GRAIN)))
+    for (size_t i = 0; i < ntok; i++) leaf(y + i * d, weight + (size_t)ids[i] * d, positions + (i % T) * d, d, scale);
 }
 
 int ff_embedding_backward(float *dweight, const float *dx, const int64_t *ids, size_t ntok, size_t V, size_t d,
@@ -56,13 +42,8 @@ int ff_embedding_backward(float *dweight, const float *dx, const int64_t *ids, s
     for (size_t v = V; v > 0; v--) start[v] = start[v - 1];
     start[0] = 0;
 
-    int vec = USE_AVX512;
-    (void)vec;
-    int nt = ff_threads_for(V * d, EMB_GRAIN);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+    ff_embedding_acc_fn leaf = FF_SIMD_PICK(ff_embedding_acc);
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(V * d, EMB_GRAIN)))
     for (size_t v = 0; v < V; v++) {
         float *dw = dweight + v * d;
         size_t k0 = start[v], k1 = start[v + 1];
@@ -70,23 +51,7 @@ int ff_embedding_backward(float *dweight, const float *dx, const int64_t *ids, s
             if (!accumulate) memset(dw, 0, d * sizeof(float));
             continue;
         }
-#if FF_X86
-        if (vec) {
-            for (size_t k = k0; k < k1; k++)
-                ff_embedding_acc_avx512(dw, dx + order[k] * d, d, scale, !accumulate && k == k0);
-            continue;
-        }
-#endif
-        size_t k = k0;
-        if (!accumulate) {
-            const float *g = dx + order[k0] * d;
-            for (size_t j = 0; j < d; j++) dw[j] = 0.0f + g[j] * scale; /* 0 + t: as the reference, -0 becomes +0 */
-            k++;
-        }
-        for (; k < k1; k++) {
-            const float *g = dx + order[k] * d;
-            for (size_t j = 0; j < d; j++) dw[j] += g[j] * scale;
-        }
+        for (size_t k = k0; k < k1; k++) leaf(dw, dx + order[k] * d, d, scale, !accumulate && k == k0);
     }
     return 0;
 }

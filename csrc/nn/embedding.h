@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runtime/runtime.h"
+
 /* y is (ntok, d) with ntok = B * T tokens in C order; ids is (ntok,), each in
  * [0, V); weight is (V, d); positions is (>= T, d).
  * y[i] = weight[ids[i]] * scale + positions[i % T]. */
@@ -22,5 +24,11 @@ void ff_embedding_forward(float *y, const int64_t *ids, const float *weight, con
  * Returns 0, or -1 when out of memory. */
 int ff_embedding_backward(float *dweight, const float *dx, const int64_t *ids, size_t ntok, size_t V, size_t d,
                           float scale, int accumulate);
+
+/* Row leaves: y (d,) = w * scale + p; dw (d,) += g * scale, or dw = 0 + g * scale when first. */
+typedef void (*ff_embedding_row_fn)(float *y, const float *w, const float *p, size_t d, float scale);
+typedef void (*ff_embedding_acc_fn)(float *dw, const float *g, size_t d, float scale, int first);
+FF_SIMD_LEAVES(void, ff_embedding_row, (float *y, const float *w, const float *p, size_t d, float scale));
+FF_SIMD_LEAVES(void, ff_embedding_acc, (float *dw, const float *g, size_t d, float scale, int first));
 
 #endif

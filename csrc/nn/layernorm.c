@@ -49,11 +49,7 @@ void ff_layer_norm_forward(float *y, float *mean, float *rstd, const float *x, c
                            const float *bias, size_t rows, size_t d, float eps) {
     if (rows == 0 || d == 0) return;
     ff_ln_fwd_row_fn leaf = FF_SIMD_PICK(ff_ln_fwd_row);
-    int nt = ff_threads_for(rows * d, LN_GRAIN);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(rows * d, LN_GRAIN)))
     for (size_t i = 0; i < rows; i++)
         leaf(y + i * d, mean + i, rstd + i, x + i * d, r ? r + i * d : NULL, weight, bias, d, eps);
 }
@@ -71,15 +67,9 @@ int ff_layer_norm_backward(float *dx, float *dweight, float *dbias, const float 
     /* partial[c] = (dweight partial (d,), dbias partial (d,)) of chunk c */
     float *partial = ff_scratch(0, nchunks * 2 * d * sizeof(float));
     if (partial == NULL) return -1;
-    int nt = ff_threads_for(rows * d, LN_GRAIN);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
+    FF_OMP(parallel num_threads(ff_threads_for(rows * d, LN_GRAIN)))
     {
-#if FF_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
+        FF_OMP(for schedule(static))
         for (size_t c = 0; c < nchunks; c++) {
             float *pw = partial + c * 2 * d, *pb = pw + d;
             memset(pw, 0, 2 * d * sizeof(float));
@@ -89,9 +79,7 @@ int ff_layer_norm_backward(float *dx, float *dweight, float *dbias, const float 
         }
         /* implicit barrier: all partials written. Combine in chunk order; one
          * owner per block of 64 columns, so each chunk's read is contiguous. */
-#if FF_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
+        FF_OMP(for schedule(static))
         for (size_t j0 = 0; j0 < d; j0 += 64) {
             size_t nj = d - j0 < 64 ? d - j0 : 64;
             double sw[64] = {0}, sb[64] = {0};

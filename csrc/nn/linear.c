@@ -28,21 +28,13 @@ int ff_colsum(float *s, const float *x, size_t rows, size_t n, int accumulate) {
     const size_t nch = (rows + FF_COLSUM_CHUNK - 1) / FF_COLSUM_CHUNK;
     float *part = ff_scratch(SCRATCH_COLSUM, nch * n * sizeof(float));
     if (!part) return -1;
-    int nt = ff_threads_for(rows * n, COLSUM_GRAIN);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
+    FF_OMP(parallel num_threads(ff_threads_for(rows * n, COLSUM_GRAIN)))
     {
-#if FF_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
+        FF_OMP(for schedule(static))
         for (size_t c = 0; c < nch; c++)
             chunk_sum(part + c * n, x, c * FF_COLSUM_CHUNK, min_sz(rows, (c + 1) * FF_COLSUM_CHUNK), n);
         /* chunk sums in chunk order (into chunk 0's row), columns split in blocks of 256 */
-#if FF_HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
+        FF_OMP(for schedule(static))
         for (size_t j0 = 0; j0 < n; j0 += 256) {
             size_t j1 = min_sz(n, j0 + 256);
             for (size_t c = 1; c < nch; c++) {

@@ -50,11 +50,7 @@ void ff_softmax_forward(float *y, const float *x, const void *mask, int mask_kin
                         int nlead, const int64_t *lead_shape, const int64_t *mask_strides) {
     if (rows == 0 || n == 0) return;
     ff_softmax_fwd_row_fn leaf = FF_SIMD_PICK(ff_softmax_fwd_row);
-    int nt = ff_threads_for(rows * n, SOFTMAX_GRAIN);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(rows * n, SOFTMAX_GRAIN)))
     for (size_t r = 0; r < rows; r++) {
         const uint8_t *bm = NULL;
         const float *am = NULL;
@@ -70,10 +66,6 @@ void ff_softmax_forward(float *y, const float *x, const void *mask, int mask_kin
 void ff_softmax_backward(float *dx, const float *dy, const float *y, size_t rows, size_t n) {
     if (rows == 0 || n == 0) return;
     ff_softmax_bwd_row_fn leaf = FF_SIMD_PICK(ff_softmax_bwd_row);
-    int nt = ff_threads_for(rows * n, SOFTMAX_GRAIN);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(rows * n, SOFTMAX_GRAIN)))
     for (size_t r = 0; r < rows; r++) leaf(dx + r * n, dy + r * n, y + r * n, n);
 }

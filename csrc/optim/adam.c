@@ -38,11 +38,7 @@ void ff_adam_step(float *param, float *exp_avg, float *exp_avg_sq, const float *
     a.eps = eps;
     ff_adam_range_fn leaf = FF_SIMD_PICK(ff_adam_range);
     size_t nchunks = (n + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
-    int nt = ff_threads_for(nchunks, 1);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(nchunks, 1)))
     for (size_t c = 0; c < nchunks; c++) {
         size_t i0 = c * OPTIM_CHUNK, len = n - i0 < OPTIM_CHUNK ? n - i0 : OPTIM_CHUNK;
         leaf(param + i0, exp_avg + i0, exp_avg_sq + i0, grad + i0, len, &a);

@@ -22,11 +22,7 @@ double ff_grad_norm(const float *grad, size_t n) {
     size_t nchunks = (n + FF_NORM_CHUNK - 1) / FF_NORM_CHUNK;
     double *partial = ff_scratch(2, nchunks * sizeof(double));
     if (partial == NULL) return NAN;
-    int nt = ff_threads_for(nchunks, 4);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(nchunks, 4)))
     for (size_t c = 0; c < nchunks; c++) {
         size_t i0 = c * FF_NORM_CHUNK, len = n - i0 < FF_NORM_CHUNK ? n - i0 : FF_NORM_CHUNK;
         partial[c] = leaf(grad + i0, len);
@@ -44,11 +40,7 @@ double ff_clip_grad_norm(float *grad, size_t n, double max_norm) {
     if (isfinite(norm) && coef < 1.0) {
         float c = (float)coef;
         size_t nchunks = (n + FF_NORM_CHUNK - 1) / FF_NORM_CHUNK;
-        int nt = ff_threads_for(nchunks, 4);
-        (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+        FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(nchunks, 4)))
         for (size_t ch = 0; ch < nchunks; ch++) {
             size_t i1 = (ch + 1) * FF_NORM_CHUNK < n ? (ch + 1) * FF_NORM_CHUNK : n;
             for (size_t i = ch * FF_NORM_CHUNK; i < i1; i++) grad[i] *= c;

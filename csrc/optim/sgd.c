@@ -22,11 +22,7 @@ static void sgd_range(float *restrict p, float *restrict buf, const float *restr
 void ff_sgd_step(float *param, float *momentum_buffer, const float *grad, size_t n, long step, double lr,
                  double momentum, double dampening, int nesterov, double weight_decay) {
     size_t nchunks = (n + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
-    int nt = ff_threads_for(nchunks, 1);
-    (void)nt;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(nchunks, 1)))
     for (size_t c = 0; c < nchunks; c++) {
         size_t i0 = c * OPTIM_CHUNK, len = n - i0 < OPTIM_CHUNK ? n - i0 : OPTIM_CHUNK;
         sgd_range(param + i0, momentum_buffer + i0, grad + i0, len, (float)lr, (float)momentum,

@@ -57,9 +57,7 @@ double ff_fma_peak(int simd, double seconds, int threads) {
     size_t chunks = (size_t)(seconds / (chunk > 1e-9 ? chunk : 1e-9)) + 1;
 
     double total = 0.0, start = 0.0, stop = 0.0;
-#if FF_HAVE_OPENMP
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-#endif
+    FF_OMP(parallel num_threads(threads) reduction(+ : total))
     {
 #if FF_HAVE_OPENMP
 #pragma omp barrier

@@ -16,6 +16,16 @@
 #include <omp.h>
 #endif
 
+/* The one OpenMP idiom: FF_OMP(parallel for schedule(static) num_threads(n))
+ * is that pragma in an OpenMP build and nothing in a serial one, so kernels
+ * carry no #if. */
+#if FF_HAVE_OPENMP
+#define FF_OMP(...) _Pragma(FF_OMP_STRING(omp __VA_ARGS__))
+#define FF_OMP_STRING(...) #__VA_ARGS__
+#else
+#define FF_OMP(...)
+#endif
+
 /* Ordered from least to most capable; a CPU that supports a level supports
  * every level below it. */
 typedef enum {

@@ -61,6 +61,8 @@ static inline ffv_lanes ffv_lanes_where_zero(ffv_lanes t, const uint8_t *m) {
 }
 static inline ffv_lanes ffv_lt(ffv a, ffv b) { return (ffv_lanes){_mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_LT_OQ)), 0}; }
 static inline ffv_lanes ffv_gt(ffv a, ffv b) { return (ffv_lanes){_mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GT_OQ)), 0}; }
+/* Lane i of t as bit i. */
+static inline unsigned ffv_lanes_bits(ffv_lanes t) { return (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(t.bits)); }
 static inline ffv_lanes ffv_eq(ffv a, ffv b) { return (ffv_lanes){_mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_EQ_OQ)), 0}; }
 
 static inline ffv ffv_add(ffv a, ffv b) { return _mm256_add_ps(a, b); }

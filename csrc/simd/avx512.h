@@ -42,6 +42,7 @@ static inline ffv_lanes ffv_lanes_where_zero(ffv_lanes t, const uint8_t *m) {
 }
 static inline ffv_lanes ffv_lt(ffv a, ffv b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
 static inline ffv_lanes ffv_gt(ffv a, ffv b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+static inline unsigned ffv_lanes_bits(ffv_lanes t) { return (unsigned)t; }
 static inline ffv_lanes ffv_eq(ffv a, ffv b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
 
 static inline ffv ffv_add(ffv a, ffv b) { return _mm512_add_ps(a, b); }

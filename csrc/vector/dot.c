@@ -29,11 +29,7 @@ float ff_dot(size_t n, const float *x, const float *y) {
     double *partial = nchunks <= 64 ? stack_partial : malloc(nchunks * sizeof(double));
     if (partial == NULL) return 0.0f / 0.0f; /* out of memory: NaN, never a wrong finite value */
 
-    int nthreads = ff_threads_for(nchunks, 4);
-    (void)nthreads;
-#if FF_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-#endif
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(nchunks, 4)))
     for (size_t c = 0; c < nchunks; c++) {
         size_t start = c * FF_DOT_CHUNK;
         size_t len = n - start < FF_DOT_CHUNK ? n - start : FF_DOT_CHUNK;
