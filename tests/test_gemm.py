@@ -143,6 +143,14 @@ def test_gelu_epilogue_accuracy(simd):
     assert np.isnan(got[0]) and got[1] == np.inf and got[2] == 0
 
 
+def test_gelu_op_gives_the_epilogues_bits(simd):
+    """One GELU: ops.gelu_forward and the GEMM's fused epilogue agree bitwise
+    on every path (odd length: the op's vector tail runs)."""
+    x = np.random.default_rng(3).standard_normal((37, 29)).astype(np.float32) * 4
+    eye = np.eye(29, dtype=np.float32)
+    np.testing.assert_array_equal(ops.gelu_forward(x), ops.matmul(x, eye, activation="gelu"))
+
+
 def test_relu_keeps_nan(simd):
     a = np.array([[np.nan, 1.0]], np.float32)
     b = np.ones((2, 3), np.float32)

@@ -102,14 +102,7 @@ static void softmax_cols(float *ST, size_t ld, float *m, float *l, float *corr, 
 }
 
 static void scale_rows(float *X, size_t ldx, const float *s, size_t rows, size_t n) {
-    for (size_t i = 0; i < rows; i++) {
-        ffv v = ffv_set1(s[i]);
-        float *x = X + i * ldx;
-        for (size_t j = 0; j < n; j += FFV_W) {
-            ffv_lanes t = ffv_first(n - j);
-            ffv_st(x + j, t, ffv_mul(ffv_ld(x + j, t), v));
-        }
-    }
+    for (size_t i = 0; i < rows; i++) ffv_scale_row(X + i * ldx, n, s[i]);
 }
 
 static void exp_sub_cols(float *ST, size_t ld, const float *L, size_t rows, size_t cols) {
@@ -133,13 +126,7 @@ static void dsoftmax_cols(float *dP, const float *P, size_t ld, const float *D, 
 }
 
 static float softmax_row(float *s, size_t n) {
-    const ffv ninf = ffv_set1(-INFINITY);
-    ffv vmax = ninf;
-    for (size_t j = 0; j < n; j += FFV_W) {
-        ffv_lanes t = ffv_first(n - j);
-        vmax = ffv_max(vmax, ffv_select(t, ffv_ld(s + j, t), ninf));
-    }
-    float mx = ffv_hmax(vmax);
+    float mx = ffv_max_row(s, n);
     ffv mu = ffv_set1(mx == -INFINITY ? 0.0f : mx);
     ffv vsum = ffv_zero();
     for (size_t j = 0; j < n; j += FFV_W) {
@@ -149,13 +136,7 @@ static float softmax_row(float *s, size_t n) {
         vsum = ffv_add(vsum, e);
     }
     float sum = ffv_hsum(vsum);
-    if (sum > 0.0f) {
-        ffv inv = ffv_set1(1.0f / sum);
-        for (size_t j = 0; j < n; j += FFV_W) {
-            ffv_lanes t = ffv_first(n - j);
-            ffv_st(s + j, t, ffv_mul(ffv_ld(s + j, t), inv));
-        }
-    }
+    if (sum > 0.0f) ffv_scale_row(s, n, 1.0f / sum);
     return mx + logf(sum);
 }
 

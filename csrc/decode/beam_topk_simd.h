@@ -3,13 +3,7 @@
  * vocabulary is memory-bound). */
 
 float FFV_FN(ff_row_lse)(const float *x, size_t V) {
-    const ffv ninf = ffv_set1(-INFINITY);
-    ffv vmax = ninf;
-    for (size_t j = 0; j < V; j += FFV_W) {
-        ffv_lanes k = ffv_first(V - j);
-        vmax = ffv_max(vmax, ffv_select(k, ffv_ld(x + j, k), ninf));
-    }
-    float m = ffv_hmax(vmax);
+    float m = ffv_max_row(x, V);
     ffv vm = ffv_set1(m), se = ffv_zero();
     for (size_t j = 0; j < V; j += FFV_W) {
         ffv_lanes k = ffv_first(V - j);

@@ -2,6 +2,7 @@
 
 #include <math.h>
 
+#include "gemm/gemm_internal.h"
 #include "runtime/runtime.h"
 
 #define RELU_GRAIN 65536 /* elements per thread worth starting it for */
@@ -10,9 +11,13 @@
 #define INV_SQRT2 0.70710678118654752f
 #define INV_SQRT_2PI 0.39894228040143268f
 
-/* 0.5 x (1 + erf(x / sqrt 2)) as 0.5 x erfc(-x / sqrt 2): no cancellation for
- * negative x (the same expression as the GEMM epilogue). */
-static inline float gelu(float x) { return 0.5f * x * erfcf(x * -INV_SQRT2); }
+#define GELU_BLOCK 1024 /* elements per leaf call */
+
+void ff_gelu_row_generic(float *y, const float *x, size_t n) {
+    if (y != x)
+        for (size_t i = 0; i < n; i++) y[i] = x[i];
+    ff_gemm_gelu_inplace(y, n);
+}
 
 static inline float gelu_grad(float x) {
     float cdf = 0.5f * erfcf(x * -INV_SQRT2);
@@ -22,8 +27,11 @@ static inline float gelu_grad(float x) {
 
 void ff_activation_forward(float *y, const float *x, size_t n, ff_activation_t act) {
     if (act == FF_ACT_GELU) {
+        ff_gelu_row_fn leaf = FF_SIMD_PICK(ff_gelu_row);
+        const size_t nb = (n + GELU_BLOCK - 1) / GELU_BLOCK;
         FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(n, GELU_GRAIN)))
-        for (size_t i = 0; i < n; i++) y[i] = gelu(x[i]);
+        for (size_t b = 0; b < nb; b++)
+            leaf(y + b * GELU_BLOCK, x + b * GELU_BLOCK, n - b * GELU_BLOCK < GELU_BLOCK ? n - b * GELU_BLOCK : GELU_BLOCK);
     } else if (act == FF_ACT_RELU) {
         FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(n, RELU_GRAIN)))
         for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;

@@ -7,11 +7,18 @@
 #include <stddef.h>
 
 #include "gemm/gemm.h"
+#include "runtime/runtime.h"
 
 /* y, x are (n,): y = act(x). y may alias x. */
 void ff_activation_forward(float *y, const float *x, size_t n, ff_activation_t act);
 
 /* dx, dy, x are (n,): dx = dy * act'(x) (relu: 0 at x <= 0). dx may alias dy. */
 void ff_activation_backward(float *dx, const float *dy, const float *x, size_t n, ff_activation_t act);
+
+/* y (n,) = GELU(x): the portable leaf is gemm/epilogue.c's (libm erfcf), the
+ * SIMD ones the GEMM kernels' (simd/math.h), so ops.gelu_forward and the
+ * fused epilogue give the same bits on every path. */
+typedef void (*ff_gelu_row_fn)(float *y, const float *x, size_t n);
+FF_SIMD_LEAVES(void, ff_gelu_row, (float *y, const float *x, size_t n));
 
 #endif

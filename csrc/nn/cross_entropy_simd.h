@@ -3,13 +3,7 @@
 
 double FFV_FN(ff_ce_row)(float *dl, const float *x, size_t V, size_t t, double eps, double inv_n) {
     const float x_t = x[t]; /* before dl (which may be x) is written */
-    const ffv ninf = ffv_set1(-INFINITY);
-    ffv vmax = ninf;
-    for (size_t j = 0; j < V; j += FFV_W) {
-        ffv_lanes k = ffv_first(V - j);
-        vmax = ffv_max(vmax, ffv_select(k, ffv_ld(x + j, k), ninf));
-    }
-    float m = ffv_hmax(vmax);
+    float m = ffv_max_row(x, V);
     ffv vm = ffv_set1(m);
     /* two accumulators each: the loop is short of independent work otherwise */
     ffv se0 = ffv_zero(), se1 = se0, sx0 = se0, sx1 = se0;

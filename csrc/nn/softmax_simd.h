@@ -32,13 +32,7 @@ void FFV_FN(ff_softmax_fwd_row)(float *y, const float *x, const uint8_t *bm, con
         vsum = ffv_add(vsum, e);
     }
     float sum = ffv_hsum(vsum);
-    if (sum > 0.0f) {
-        ffv inv = ffv_set1(1.0f / sum);
-        for (size_t j = 0; j < n; j += FFV_W) {
-            ffv_lanes t = ffv_first(n - j);
-            ffv_st(y + j, t, ffv_mul(ffv_ld(y + j, t), inv));
-        }
-    }
+    if (sum > 0.0f) ffv_scale_row(y, n, 1.0f / sum);
 }
 
 void FFV_FN(ff_softmax_bwd_row)(float *dx, const float *dy, const float *y, size_t n) {

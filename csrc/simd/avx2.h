@@ -136,22 +136,14 @@ static inline void ffv_store_first(float *p, size_t n, ffv v) {
     if (n) _mm_store_ss(p, h);
 }
 
-/* r[0..7] rows in, columns out. */
-static inline void ffv_transpose(ffv r[8]) {
-    __m256 a[8], b[8];
-    for (int i = 0; i < 4; i++) {
-        a[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        a[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* b[4g+c], 128-bit lane l: column 4l+c of rows 4g..4g+3 */
-    for (int g = 0; g < 2; g++) {
-        __m256d a0 = _mm256_castps_pd(a[4 * g]), a1 = _mm256_castps_pd(a[4 * g + 1]);
-        __m256d a2 = _mm256_castps_pd(a[4 * g + 2]), a3 = _mm256_castps_pd(a[4 * g + 3]);
-        b[4 * g + 0] = _mm256_castpd_ps(_mm256_unpacklo_pd(a0, a2));
-        b[4 * g + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a0, a2));
-        b[4 * g + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(a1, a3));
-        b[4 * g + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(a1, a3));
-    }
+/* Transposes (simd/math.h's ffv_transpose): interleaves within 128-bit
+ * lanes, of 32-bit and of 64-bit elements, then the lanes themselves:
+ * b[4g+c], 128-bit lane l, holds column 4l+c of rows 4g..4g+3. */
+static inline ffv ffv_unpacklo(ffv a, ffv b) { return _mm256_unpacklo_ps(a, b); }
+static inline ffv ffv_unpackhi(ffv a, ffv b) { return _mm256_unpackhi_ps(a, b); }
+static inline ffv ffv_unpacklo2(ffv a, ffv b) { return _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(a), _mm256_castps_pd(b))); }
+static inline ffv ffv_unpackhi2(ffv a, ffv b) { return _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(a), _mm256_castps_pd(b))); }
+static inline void ffv_transpose_lanes(ffv r[8], const ffv b[8]) {
     for (int c = 0; c < 4; c++) {
         r[c] = _mm256_permute2f128_ps(b[c], b[4 + c], 0x20);
         r[4 + c] = _mm256_permute2f128_ps(b[c], b[4 + c], 0x31);

@@ -83,22 +83,11 @@ static inline ffv ffv_from_d(ffvd lo, ffvd hi) {
 
 static inline void ffv_store_first(float *p, size_t n, ffv v) { ffv_st(p, ffv_first(n), v); }
 
-/* r[0..15] rows in, columns out: r[j] becomes column j. */
-static inline void ffv_transpose(ffv r[16]) {
-    __m512 a[16], b[16];
-    for (int i = 0; i < 8; i++) {
-        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* b[4g+c], 128-bit lane l: column 4l+c of rows 4g..4g+3 */
-    for (int g = 0; g < 4; g++) {
-        __m512d a0 = _mm512_castps_pd(a[4 * g]), a1 = _mm512_castps_pd(a[4 * g + 1]);
-        __m512d a2 = _mm512_castps_pd(a[4 * g + 2]), a3 = _mm512_castps_pd(a[4 * g + 3]);
-        b[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
-        b[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
-        b[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
-        b[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
-    }
+static inline ffv ffv_unpacklo(ffv a, ffv b) { return _mm512_unpacklo_ps(a, b); }
+static inline ffv ffv_unpackhi(ffv a, ffv b) { return _mm512_unpackhi_ps(a, b); }
+static inline ffv ffv_unpacklo2(ffv a, ffv b) { return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b))); }
+static inline ffv ffv_unpackhi2(ffv a, ffv b) { return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b))); }
+static inline void ffv_transpose_lanes(ffv r[16], const ffv b[16]) {
     for (int c = 0; c < 4; c++) {
         __m512 e = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x88), f = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xDD);
         __m512 g = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x88), h = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xDD);
