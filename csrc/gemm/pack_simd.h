@@ -13,8 +13,9 @@
 #endif
 #define KERNEL_WIDTH(W) ((W) == MR || (W) == NR || (W) == 16)
 
-/* Element (r, p) at src[r*ld + p] -> dst[p*W + r], a full panel. */
-static void pack_rows_t(float *dst, const float *src, size_t ld, size_t kc, size_t W) {
+/* Element (r, p) at src[r*ld + p] -> dst[p*W + r], a full panel; inlined
+ * per width, so the partial stores of a narrow panel are straight-line code. */
+static inline __attribute__((always_inline)) void pack_rows_t(float *dst, const float *src, size_t ld, size_t kc, size_t W) {
     size_t p = 0;
     for (; p + FFV_W <= kc; p += FFV_W) {
         for (size_t r0 = 0; r0 < W; r0 += FFV_W) {
@@ -30,8 +31,12 @@ static void pack_rows_t(float *dst, const float *src, size_t ld, size_t kc, size
 }
 
 void FFV_FN(ff_gemm_pack_rows)(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
-    if (w == W && KERNEL_WIDTH(W))
-        pack_rows_t(dst, src, ld, kc, W);
+    if (w == W && W == MR)
+        pack_rows_t(dst, src, ld, kc, MR);
+    else if (w == W && W == NR)
+        pack_rows_t(dst, src, ld, kc, NR);
+    else if (w == W && W == 16)
+        pack_rows_t(dst, src, ld, kc, 16);
     else
         ff_gemm_pack_rows(dst, src, ld, kc, w, W);
 }
@@ -43,9 +48,14 @@ void FFV_FN(ff_gemm_pack_cols)(float *dst, const float *src, size_t ld, size_t k
         ff_gemm_pack_cols(dst, src, ld, kc, w, W);
         return;
     }
-    for (size_t p = 0; p < kc; p++)
-        for (size_t j = 0; j < W; j += FFV_W)
-            ffv_store_first(dst + p * W + j, W - j, ffv_ld(src + p * ld + j, ffv_first(w > j ? w - j : 0)));
+    const size_t whole = w == W ? W / FFV_W * FFV_W : 0; /* columns in plain vector copies */
+    for (size_t p = 0; p < kc; p++) {
+        const float *s = src + p * ld;
+        float *d = dst + p * W;
+        size_t j = 0;
+        for (; j < whole; j += FFV_W) ffv_store(d + j, ffv_load(s + j));
+        for (; j < W; j += FFV_W) ffv_store_first(d + j, W - j, ffv_ld(s + j, ffv_first(w > j ? w - j : 0)));
+    }
 }
 
 /* x rounded to bf16 in place (still fp32 values): the emulated path's packers. */
