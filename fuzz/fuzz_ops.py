@@ -160,7 +160,8 @@ def _call(state, data, threads=None):
     fdp = atheris.FuzzedDataProvider(data)
     name = fdp.PickValueInList(names)
     ff.set_simd(fdp.PickValueInList(ff.simd_levels()))
-    ff._C._bf16_allow_hardware(fdp.ConsumeBool())  # bf16 products: the AVX512-BF16 kernel or the emulated path
+    # bf16 products: the best path the CPU has (AMX or AVX512-BF16), or one below it
+    ff._C._bf16_limit(fdp.PickValueInList(["amx", "avx512_bf16", "emulated"]))
     drawn = fdp.ConsumeIntInRange(1, 3)
     ff.set_num_threads(threads or drawn)
     return calls(ops, Inputs(fdp))[name]()

@@ -33,27 +33,29 @@ def simd(request):
 
 
 def _bf16_paths():
-    """(SIMD level, hardware allowed) for every bf16 path this CPU can run:
-    each level, plus AVX-512's emulated path where the CPU has AVX512-BF16."""
-    paths = [(level, True) for level in ff.simd_levels()]
-    if "avx512" in ff.simd_levels() and ff.build_info()["bf16"] == "avx512_bf16":
-        paths.append(("avx512", False))
+    """(SIMD level, best bf16 path allowed) for every bf16 path this CPU can
+    run: each level at its best, and at AVX-512 every path below the CPU's
+    best too (those of CPUs without AMX, or without AVX512-BF16)."""
+    paths = [(level, "amx") for level in ff.simd_levels()]
+    if "avx512" in ff.simd_levels():
+        below = {"amx": ["avx512_bf16", "emulated"], "avx512_bf16": ["emulated"], "emulated": []}
+        paths += [("avx512", limit) for limit in below[ff.build_info()["bf16"]]]
     return paths
 
 
-@pytest.fixture(params=_bf16_paths(), ids=lambda p: p[0] if p[1] else p[0] + "-emulated")
+@pytest.fixture(params=_bf16_paths(), ids=lambda p: p[0] if p[1] == "amx" else f"{p[0]}-{p[1]}")
 def bf16_simd(request):
     """Run the test once per bf16 path (see _bf16_paths); yields ops.bf16_path()."""
     from fastformer import _C, ops
 
-    level, hardware = request.param
+    level, limit = request.param
     before = ff.get_simd()
     ff.set_simd(level)
-    _C._bf16_allow_hardware(hardware)
+    _C._bf16_limit(limit)
     try:
         yield ops.bf16_path()
     finally:
-        _C._bf16_allow_hardware(True)
+        _C._bf16_limit("amx")
         ff.set_simd(before)
 
 

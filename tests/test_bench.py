@@ -322,6 +322,6 @@ def test_gemm_bf16_against_torch(tmp_path, capsys, torch):
                        "--pause", "0", "--json", str(path)]) == 0
     assert "torch.matmul on bf16 tensors" in capsys.readouterr().out
     data = json.loads(path.read_text())
-    assert data["header"]["precision"] == "bf16" and data["header"]["bf16_path"] in ("avx512_bf16", "emulated")
+    assert data["header"]["precision"] == "bf16" and data["header"]["bf16_path"] in ("amx", "avx512_bf16", "emulated")
     for r in data["results"]:
         assert r["torch_gflops"] > 0 and r["ratio"] == pytest.approx(r["fastformer_gflops"] / r["torch_gflops"])

@@ -1,8 +1,8 @@
 """bf16 products (matmul/bmm with compute_dtype="bfloat16", csrc/gemm/gemm_bf16.c)
 against the float64 twin that rounds its inputs the same way, on every SIMD
-path this CPU has (the `bf16_simd` fixture): AVX512-BF16's vdpbf16ps kernel
-where the CPU has it, the emulated path (fp32 kernels on rounded panels) at
-every SIMD level, AVX-512's included."""
+path this CPU has (the `bf16_simd` fixture): AMX's tile kernel and
+AVX512-BF16's vdpbf16ps kernel where the CPU has them, the emulated path (fp32
+kernels on rounded panels) at every SIMD level, AVX-512's included."""
 import numpy as np
 import pytest
 
@@ -13,12 +13,33 @@ from fastformer import reference as ref
 SHAPES = [(1, 1, 1), (45, 53, 77), (13, 70, 3), (64, 64, 1025), (130, 33, 512), (7, 200, 1)]
 
 
-def _cpu_has_avx512_bf16():
+def _cpu_flags():
     try:
         with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and " avx512_bf16" in line for line in f)
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
     except OSError:
+        return set()
+
+
+def _os_grants_amx():
+    """Linux's arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), asked
+    independently of the library: 0 where this process may use AMX tiles."""
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
         return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(158, 0x1023, 18) == 0  # SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA
+
+
+def _expected_bf16_path(simd):
+    flags = _cpu_flags()
+    if simd != "avx512":
+        return "emulated"
+    if {"amx_tile", "amx_bf16"} <= flags and _os_grants_amx():
+        return "amx"
+    return "avx512_bf16" if "avx512_bf16" in flags else "emulated"
 
 
 def _operands(rng, m, n, k, ta, tb, batch=()):
@@ -71,6 +92,39 @@ def test_matmul_bf16_epilogue(bf16_simd, activation):
     np.testing.assert_array_less(np.abs(got - want), _bound(a, b, False, True, 0.5, 0.75, c, bias, k) + 1e-6)
 
 
+@pytest.mark.parametrize("beta,bias,activation", [(1.0, False, None), (1.0, True, "gelu"), (0.0, True, "relu")])
+def test_matmul_bf16_accumulates_over_k_blocks(bf16_simd, beta, bias, activation):
+    """C += A B (a gradient's beta=1) and the forward's bias + activation, with
+    k = 1100 over several KC blocks (AMX: 384 + 384 + 332, the last padded),
+    and an edge row alone giving the whole product's bits."""
+    rng = np.random.default_rng(12)
+    m, n, k = 70, 45, 1100
+    a, b = _operands(rng, m, n, k, True, False)
+    c = rng.standard_normal((m, n), dtype=np.float32)
+    bv = rng.standard_normal(n, dtype=np.float32) if bias else None
+    got = ops.matmul(a, b, True, False, 1.0, beta, out=c.copy(), bias=bv, activation=activation,
+                     compute_dtype="bfloat16")
+    want = ref.matmul(a.astype(np.float64), b.astype(np.float64), True, False, 1.0, beta, out=c.astype(np.float64),
+                      bias=None if bv is None else bv.astype(np.float64), activation=activation,
+                      compute_dtype="bfloat16")
+    np.testing.assert_array_less(np.abs(got - want), _bound(a, b, True, False, 1.0, beta, c, bv, k) + 1e-6)
+    row = ops.matmul(np.ascontiguousarray(a[:, 69:70]), b, True, False, 1.0, beta, out=c[69:70].copy(), bias=bv,
+                     activation=activation, compute_dtype="bfloat16")
+    np.testing.assert_array_equal(row[0], got[69])
+
+
+def test_bf16_products_survive_other_tile_users(bf16_simd, torch):
+    """PyTorch's bf16 matmul (oneDNN, on AMX tiles where the CPU has them)
+    between two of ours changes nothing: each product sets up its own tiles."""
+    rng = np.random.default_rng(13)
+    a, b = _operands(rng, 200, 96, 300, False, True)
+    first = ops.matmul(a, b, False, True, compute_dtype="bfloat16")
+    ta, tb = torch.from_numpy(a).to(torch.bfloat16), torch.from_numpy(b).to(torch.bfloat16)
+    for _ in range(3):
+        torch.matmul(ta, tb.T)
+        np.testing.assert_array_equal(ops.matmul(a, b, False, True, compute_dtype="bfloat16"), first)
+
+
 def test_matmul_bf16_is_not_fp32():
     rng = np.random.default_rng(4)
     a, b = _operands(rng, 64, 64, 256, False, False)
@@ -110,7 +164,7 @@ def test_empty_and_k0_bf16():
 
 
 def test_bf16_path_follows_the_cpu_and_the_simd_level(simd):
-    expected = "avx512_bf16" if simd == "avx512" and _cpu_has_avx512_bf16() else "emulated"
+    expected = _expected_bf16_path(simd)
     assert ops.bf16_path() == expected
     assert ff.build_info()["bf16"] == expected
 
@@ -165,6 +219,6 @@ def test_bf16_rounding_of_every_path_is_the_twins(bf16_simd):
     for ta in (False, True):
         got = ops.matmul(np.ascontiguousarray(a.T) if ta else a, eye, ta, False, compute_dtype="bfloat16")
         want = ref.round_bf16(a)
-        if bf16_simd == "avx512_bf16":  # vdpbf16ps flushes subnormal inputs to zero
+        if bf16_simd in ("avx512_bf16", "amx"):  # vdpbf16ps and tdpbf16ps flush subnormal inputs to zero
             want = np.where(np.abs(want) < np.finfo(np.float32).tiny, 0.0, want)
         np.testing.assert_array_equal(got, want)

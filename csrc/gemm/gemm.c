@@ -55,17 +55,18 @@ ff_gemm_arch_t *ff_gemm_arch(void) {
     return &g_arch_generic;
 }
 
-/* Tuning hook (benchmarks only): change the active kernel's blocking; 0 keeps
- * a value. mc is rounded to a multiple of MR and nc to one of NR. */
-void ff_gemm_set_blocking(size_t mc, size_t kc, size_t nc) {
-    ff_gemm_arch_t *ar = ff_gemm_arch();
+/* Tuning hook (benchmarks only): change the active kernel's blocking (bf16:
+ * the bf16 products'); 0 keeps a value. mc is rounded to a multiple of MR,
+ * kc to one of 8 and the kernel's kgrain, nc to one of NR. */
+void ff_gemm_set_blocking(int bf16, size_t mc, size_t kc, size_t nc) {
+    ff_gemm_arch_t *ar = bf16 ? (ff_gemm_arch_t *)ff_gemm_arch_bf16() : ff_gemm_arch();
     if (mc) ar->mc = (mc + ar->mr - 1) / ar->mr * ar->mr;
-    if (kc) ar->kc = kc;
+    if (kc) ar->kc = ff_gemm_depth(ar, (kc + 7) & ~(size_t)7);
     if (nc) ar->nc = (nc + ar->nr - 1) / ar->nr * ar->nr;
 }
 
-void ff_gemm_get_blocking(size_t out[5]) {
-    const ff_gemm_arch_t *ar = ff_gemm_arch();
+void ff_gemm_get_blocking(int bf16, size_t out[5]) {
+    const ff_gemm_arch_t *ar = bf16 ? ff_gemm_arch_bf16() : ff_gemm_arch();
     out[0] = ar->mr, out[1] = ar->nr, out[2] = ar->mc, out[3] = ar->kc, out[4] = ar->nc;
 }
 
@@ -92,11 +93,12 @@ static inline size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
 /* KC blocks of near-equal size (a function of k only): k = 300 runs 150 + 150,
- * not 256 + 44. Rounded up to 8 so panels stay aligned. */
+ * not 256 + 44. Rounded up to 8 so panels stay aligned (and to the kernel's
+ * kgrain, so only the last block is padded). */
 size_t ff_gemm_k_block(const ff_gemm_arch_t *ar, size_t k) {
     size_t nb = cdiv(k, ar->kc);
     size_t kc = cdiv(k, nb);
-    kc = (kc + 7) & ~(size_t)7;
+    kc = ff_gemm_depth(ar, (kc + 7) & ~(size_t)7);
     return kc < ar->kc ? kc : ar->kc;
 }
 
@@ -145,6 +147,10 @@ static void pack_cols_block(const ff_gemm_arch_t *ar, float *dst, const float *s
 static void pack_a(const ff_gemm_arch_t *ar, const problem_t *P, size_t i0, size_t mc, size_t p0, size_t kc,
                    float *dst) {
     const size_t MR = ar->mr;
+    if (ar->pack_a) {
+        ar->pack_a(dst, P->ta ? P->A + p0 * P->lda + i0 : P->A + i0 * P->lda + p0, P->lda, P->ta, mc, kc);
+        return;
+    }
     if (P->ta) { /* A is (k,m): op(A)(i,p) = A[p*lda + i] */
         pack_cols_block(ar, dst, P->A + p0 * P->lda + i0, P->lda, kc, mc, MR);
         return;
@@ -163,12 +169,12 @@ static void pack_b_group(const ff_gemm_arch_t *ar, const problem_t *P, size_t jc
     const size_t NR = ar->nr, j0 = q0 * NR, width = min_sz(B_GROUP * NR, nc - j0);
     const size_t ks = ff_gemm_slots(ar, kc);
     float *dst = bpack + j0 * ks;
-    if (!P->tb) { /* B is (k,n) */
+    if (!P->tb) /* B is (k,n) */
         pack_cols_block(ar, dst, P->B + p0 * P->ldb + jc + j0, P->ldb, kc, width, NR);
-        return;
-    }
-    for (size_t j = 0; j < width; j += NR) /* B is (n,k): op(B)(p,j) = B[j*ldb + p] */
-        ar->pack_rows(dst + j * ks, P->B + (jc + j0 + j) * P->ldb + p0, P->ldb, kc, min_sz(NR, width - j), NR);
+    else /* B is (n,k): op(B)(p,j) = B[j*ldb + p] */
+        for (size_t j = 0; j < width; j += NR)
+            ar->pack_rows(dst + j * ks, P->B + (jc + j0 + j) * P->ldb + p0, P->ldb, kc, min_sz(NR, width - j), NR);
+    for (size_t j = 0; j < width; j += NR) ff_gemm_pad_panel(ar, dst + j * ks, kc, NR);
 }
 
 /* Work handed out by shared counters, so a thread slowed by another process
@@ -308,6 +314,7 @@ int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int trans_a, int trans_b, siz
         FF_OMP(atomic read)
         bad = failed;
         if (!bad) {
+            if (ar->begin) ar->begin();
             if (by_item) {
                 /* Whole items to whoever is free: an item's bits do not depend on who runs it. */
                 team_sync_t own = {0, 0};
@@ -323,6 +330,7 @@ int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int trans_a, int trans_b, siz
                     gemm_team(ar, &P, tid, team, &sync, bpack, apack);
                 }
             }
+            if (ar->end) ar->end();
         }
     }
     return failed ? -1 : 0;

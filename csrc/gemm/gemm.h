@@ -40,14 +40,17 @@ int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
 /* The same with bf16 inputs (gemm_bf16.c): every element of op(A) and op(B)
  * rounded to bfloat16 (nearest even), products summed in fp32; bitwise the
  * same for any thread count. ff_bf16_path() names the path it takes on this
- * CPU under the active SIMD level: "avx512_bf16" or "emulated". */
+ * CPU under the active SIMD level: "amx", "avx512_bf16" or "emulated". */
 int ff_bgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
                      size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
                      size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch);
 const char *ff_bf16_path(void);
 int ff_cpu_has_avx512_bf16(void);
-/* allow = 0: bf16 products take the emulated path even on AVX512-BF16 (for tests). */
-void ff_bf16_allow_hardware(int allow);
+/* The CPU has AMX-BF16 and the OS granted this process the tile state. */
+int ff_cpu_has_amx(void);
+/* For tests: the best bf16 path to take, "amx" (the default: the CPU's
+ * best), "avx512_bf16" or "emulated"; 0, or -1 for another name. */
+int ff_bf16_limit(const char *path);
 /* x rounded to the nearest bfloat16, as a float. */
 float ff_bf16_round(float x);
 

@@ -3,7 +3,10 @@
  * the products summed in fp32, through the fp32 driver (gemm.c) with its
  * blocking and thread split: the bits do not depend on the thread count.
  *
- * Two paths, chosen once per call:
+ * Three paths, chosen once per call:
+ * - amx (the CPU has AMX-BF16, the OS grants tile state, and FASTFORMER_SIMD
+ *   allows AVX-512): the pair panels below, A's in the tile layout, multiplied
+ *   on the tile unit (kernel_amx.c).
  * - avx512_bf16 (the CPU has AVX512-BF16 and FASTFORMER_SIMD allows
  *   AVX-512): panels hold bf16 pairs, element (k = 2s, 2s + 1) of a row or
  *   column in one 32-bit slot (low half even), and the kernel
@@ -11,8 +14,9 @@
  * - emulated (every other CPU): the fp32 kernel of the active instruction
  *   set on panels whose values are rounded to bf16 as they are packed; the
  *   products of two bf16 values are exact in fp32, so only the sums round.
- * The two differ only in the order each pair of products is summed (and in
- * vdpbf16ps flushing subnormals): both are held to the same float64 twin. */
+ * They differ only in the order each pair of products is summed (and in
+ * vdpbf16ps and tdpbf16ps flushing subnormals): all are held to the same
+ * float64 twin. */
 #include <stdint.h>
 #include <string.h>
 
@@ -73,6 +77,8 @@ void ff_gemm_pack_rows_pairs(float *dst, const float *src, size_t ld, size_t kc,
 
 /* ---- the tables -------------------------------------------------------- */
 
+enum { FF_BF16_EMULATED, FF_BF16_AVX512, FF_BF16_AMX };
+
 /* Blocking as the fp32 kernel of the same width: the panels are half the
  * bytes, so they fit where fp32's do. */
 static ff_gemm_arch_t g_emulated_generic = {.name = "bf16-emulated-generic", .kpack = 1,
@@ -88,6 +94,16 @@ static ff_gemm_arch_t g_emulated_avx512 = {.name = "bf16-emulated-avx512", .kpac
                                            .nr = FF_GEMM_AVX512_NR, .mc = 144, .kc = 512, .nc = 4096,
                                            .kernel = ff_gemm_kernel_avx512, .pack_rows = rows_avx512,
                                            .pack_cols = cols_avx512};
+#if FF_HAVE_AMX
+/* AMX: KC = 512 keeps a 32 KiB B panel and the A block (MC x KC, 128 KiB)
+ * in L2 (2 MiB per core on Sapphire Rapids on) and the C tile, re-read per
+ * KC block, cheap beside 32 tdpbf16ps of 16 cycles each. */
+static ff_gemm_arch_t g_amx = {.name = "amx", .kpack = 2, .kgrain = 32, .mr = FF_GEMM_AMX_MR, .nr = FF_GEMM_AMX_NR,
+                               .mc = 128, .kc = 512, .nc = 4096, .kernel = ff_gemm_kernel_amx,
+                               .pack_rows = ff_gemm_pack_rows_pairs_avx512,
+                               .pack_cols = ff_gemm_pack_cols_pairs_avx512, .pack_a = ff_gemm_pack_a_amx,
+                               .begin = ff_gemm_amx_begin, .end = ff_gemm_amx_end};
+#endif
 static ff_gemm_arch_t g_avx512_bf16 = {.name = "avx512_bf16", .kpack = 2, .mr = FF_GEMM_AVX512_MR,
                                        .nr = FF_GEMM_AVX512_NR, .mc = 144, .kc = 1024, .nc = 4096,
                                        .kernel = ff_gemm_kernel_avx512bf16, .pack_rows = ff_gemm_pack_rows_pairs_avx512,
@@ -107,23 +123,37 @@ int ff_cpu_has_avx512_bf16(void) {
 #endif
 }
 
-/* 0: the emulated path even where the CPU has AVX512-BF16 (the tests' way
- * to reach the emulated AVX-512 path, which Skylake-class CPUs take). */
-static int g_bf16_hardware = 1;
+/* The best path the tests allow (ff_bf16_limit): below the CPU's best, they
+ * reach the paths other CPUs take (AVX512-BF16 without AMX: Zen 4/5; the
+ * emulated AVX-512 one: Skylake to Ice Lake). */
+static int g_bf16_limit = FF_BF16_AMX;
 
-void ff_bf16_allow_hardware(int allow) { g_bf16_hardware = allow != 0; }
+int ff_bf16_limit(const char *path) {
+    static const char *names[] = {"emulated", "avx512_bf16", "amx"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(path, names[i]) == 0) return g_bf16_limit = i, 0;
+    return -1;
+}
 
 const ff_gemm_arch_t *ff_gemm_arch_bf16(void) {
 #if FF_X86
     const ff_simd_t s = ff_simd_active();
-    if (s >= FF_SIMD_AVX512)
-        return g_bf16_hardware && ff_cpu_has_avx512_bf16() ? &g_avx512_bf16 : &g_emulated_avx512;
+    if (s >= FF_SIMD_AVX512) {
+#if FF_HAVE_AMX
+        if (g_bf16_limit >= FF_BF16_AMX && ff_cpu_has_amx()) return &g_amx;
+#endif
+        if (g_bf16_limit >= FF_BF16_AVX512 && ff_cpu_has_avx512_bf16()) return &g_avx512_bf16;
+        return &g_emulated_avx512;
+    }
     if (s >= FF_SIMD_AVX2) return &g_emulated_avx2;
 #endif
     return &g_emulated_generic;
 }
 
-const char *ff_bf16_path(void) { return ff_gemm_arch_bf16()->kpack == 2 ? "avx512_bf16" : "emulated"; }
+const char *ff_bf16_path(void) {
+    const ff_gemm_arch_t *ar = ff_gemm_arch_bf16();
+    return ar->kpack == 1 ? "emulated" : ar->name;
+}
 
 int ff_bgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
                      size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,

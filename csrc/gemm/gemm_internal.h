@@ -33,15 +33,23 @@ typedef void (*ff_gemm_kernel_fn)(size_t kc, const float *a, const float *b, flo
 
 typedef void (*ff_gemm_pack_fn)(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
 
+/* mc rows of op(A) over kc (trans: element (i, p) at src[p*ld + i], else at
+ * src[i*ld + p]) into ceil(mc / MR) panels of the kernel's own A layout,
+ * panel q at dst + q*MR*slots(kc), zero-padded. */
+typedef void (*ff_gemm_pack_a_fn)(float *dst, const float *src, size_t ld, int trans, size_t mc, size_t kc);
+
 /* One instruction set's kernel and blocking. Blocking depends on the kernel
  * and the problem shape only, never on the thread count. */
 typedef struct {
     const char *name;
     int kpack;         /* k values per 32-bit panel slot: 1 (fp32), 2 (bf16 pairs, see gemm_bf16.c) */
+    int kgrain;        /* panels' depth padded with zeros to a multiple of kgrain k values (0: none) */
     int mr, nr;        /* register tile */
     size_t mc, kc, nc; /* A block mc x kc (L2), B panel kc x nr (L1), B block kc x nc (L3) */
     ff_gemm_kernel_fn kernel;
     ff_gemm_pack_fn pack_rows, pack_cols; /* see below */
+    ff_gemm_pack_a_fn pack_a;             /* NULL: A panels as B's, [slots][MR] */
+    void (*begin)(void), (*end)(void);    /* NULL, or called by each thread around its kernel calls */
 } ff_gemm_arch_t;
 
 /* The active instruction set's kernel and blocking (gemm.c). */
@@ -54,9 +62,18 @@ int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int trans_a, int trans_b, siz
                          float alpha, const float *A, size_t lda, size_t stride_a, const float *B, size_t ldb,
                          size_t stride_b, float beta, float *C, size_t ldc, size_t stride_c, const float *bias,
                          ff_activation_t act, size_t batch);
-/* Panel slots holding kc values of k. */
+/* k values of a panel kc deep, its padding included. */
+static inline size_t ff_gemm_depth(const ff_gemm_arch_t *ar, size_t kc) {
+    return ar->kgrain > 1 ? (kc + (size_t)ar->kgrain - 1) / (size_t)ar->kgrain * (size_t)ar->kgrain : kc;
+}
+/* Panel slots holding kc values of k (and the padding). */
 static inline size_t ff_gemm_slots(const ff_gemm_arch_t *ar, size_t kc) {
-    return (kc + (size_t)ar->kpack - 1) / (size_t)ar->kpack;
+    return (ff_gemm_depth(ar, kc) + (size_t)ar->kpack - 1) / (size_t)ar->kpack;
+}
+/* Zeros in the padding slots of a W-wide [slots][W] panel packed kc deep. */
+static inline void ff_gemm_pad_panel(const ff_gemm_arch_t *ar, float *panel, size_t kc, size_t W) {
+    const size_t used = (kc + (size_t)ar->kpack - 1) / (size_t)ar->kpack, ks = ff_gemm_slots(ar, kc);
+    for (size_t i = used * W; i < ks * W; i++) panel[i] = 0.0f;
 }
 /* KC for a depth k: near-equal blocks of at most ar->kc, a function of k only
  * (k = 300 runs 150 + 150); MC likewise for m rows, a multiple of MR. */
@@ -81,6 +98,15 @@ void ff_gemm_kernel_avx512(size_t kc, const float *a, const float *b, float *c, 
 /* bf16 pairs (gemm_bf16.c), the AVX-512 tile: a and b hold pair slots. */
 void ff_gemm_kernel_avx512bf16(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr,
                                size_t nr, const ff_gemm_epi_t *epi);
+/* bf16 pairs on AMX tiles (kernel_amx.c): a 32x32 tile of C in four 16x16
+ * accumulator tiles; A panels in its own layout (pack_a), B panels pairs. */
+void ff_gemm_kernel_amx(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr, size_t nr,
+                        const ff_gemm_epi_t *epi);
+void ff_gemm_pack_a_amx(float *dst, const float *src, size_t ld, int trans, size_t mc, size_t kc);
+void ff_gemm_amx_begin(void);
+void ff_gemm_amx_end(void);
+#define FF_GEMM_AMX_MR 32
+#define FF_GEMM_AMX_NR 32
 #define FF_GEMM_GENERIC_MR 6
 #define FF_GEMM_GENERIC_NR 8
 #define FF_GEMM_AVX2_MR 6
@@ -109,6 +135,8 @@ void ff_gemm_pack_cols_avx512(float *dst, const float *src, size_t ld, size_t kc
  * t (64-byte aligned, [MR][NR] for the 12x32 tile) into the (mr, nr) corner
  * of C: kernels of other number formats share it. */
 void ff_gemm_store_avx512(const float *t, float *c, size_t ldc, size_t mr, size_t nr, const ff_gemm_epi_t *epi);
+/* The same epilogue on `rows` (any number) whole 32-wide rows, [rows][32] at t. */
+void ff_gemm_store_rows_avx512(const float *t, float *c, size_t ldc, size_t rows, const ff_gemm_epi_t *epi);
 
 /* x[i] = x[i] rounded to bf16 (ff_bf16_round), i < n: the emulated path's packers. */
 void ff_gemm_round_bf16(float *x, size_t n);
@@ -131,9 +159,10 @@ void ff_gemm_epilogue_scalar(const float *acc, size_t ldt, float *c, size_t ldc,
 /* x = 0.5 x (1 + erf(x / sqrt 2)) on n floats. */
 void ff_gemm_gelu_inplace(float *x, size_t n);
 
-/* Tuning hooks for the benchmark (gemm.c): the active kernel's blocking.
- * get fills {MR, NR, MC, KC, NC}; set changes MC/KC/NC (0 keeps a value). */
-void ff_gemm_set_blocking(size_t mc, size_t kc, size_t nc);
-void ff_gemm_get_blocking(size_t out[5]);
+/* Tuning hooks for the benchmark (gemm.c): the active kernel's blocking
+ * (bf16 != 0: the bf16 products' kernel). get fills {MR, NR, MC, KC, NC};
+ * set changes MC/KC/NC (0 keeps a value). */
+void ff_gemm_set_blocking(int bf16, size_t mc, size_t kc, size_t nc);
+void ff_gemm_get_blocking(int bf16, size_t out[5]);
 
 #endif

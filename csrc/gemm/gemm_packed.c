@@ -49,16 +49,22 @@ void ff_gemm_pack_b(int bf16, int trans_b, size_t n, size_t k, const float *B, s
             ar->pack_rows(d, B + j * ldb + pc, ldb, kc, w, NR);
         else
             ar->pack_cols(d, B + pc * ldb + j, ldb, kc, w, NR);
+        ff_gemm_pad_panel(ar, d, kc, NR);
     }
 }
 
 /* Rows [i0, i0 + mc) of A (m, k) for all of k: block pb at apack + pc / kpack * mcr
- * (mcr = mc rounded up to MR), MR-row panels of [slots(kc)][MR] inside. */
+ * (mcr = mc rounded up to MR), MR-row panels of [slots(kc)][MR] (or the
+ * kernel's pack_a layout) inside. */
 static void pack_a_rows(const ff_gemm_arch_t *ar, const float *A, size_t lda, size_t i0, size_t mc, size_t k,
                         size_t KC, float *apack) {
     const size_t MR = ar->mr, mcr = cdiv(mc, MR) * MR;
     for (size_t pc = 0; pc < k; pc += KC) {
         const size_t kc = min_sz(KC, k - pc);
+        if (ar->pack_a) {
+            ar->pack_a(apack + pc / ar->kpack * mcr, A + i0 * lda + pc, lda, 0, mc, kc);
+            continue;
+        }
         for (size_t ir = 0; ir < mc; ir += MR)
             ar->pack_rows(apack + pc / ar->kpack * mcr + ir * ff_gemm_slots(ar, kc), A + (i0 + ir) * lda + pc, lda,
                           kc, min_sz(MR, mc - ir), MR);
@@ -87,6 +93,7 @@ int ff_gemm_packed(int bf16, size_t m, size_t n, size_t k, float alpha, const fl
             failed = 1;
         }
         size_t packed_ic = (size_t)-1;
+        if (apack && ar->begin) ar->begin();
         for (size_t u; apack && (u = ff_gemm_take(&next, nth)) < pieces;) {
             const size_t ic = u / nch * MC, ch = u % nch, mc = min_sz(MC, m - ic), mcr = cdiv(mc, MR) * MR;
             if (ic != packed_ic) pack_a_rows(ar, A, lda, ic, mc, k, KC, apack), packed_ic = ic;
@@ -105,6 +112,7 @@ int ff_gemm_packed(int bf16, size_t m, size_t n, size_t k, float alpha, const fl
                 }
             }
         }
+        if (apack && ar->end) ar->end();
     }
     return failed ? -1 : 0;
 }

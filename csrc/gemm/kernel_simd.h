@@ -22,13 +22,15 @@
 #define NV (NR / FFV_W)
 _Static_assert(NV == 2, "the kernel holds two vectors of C per row");
 
-/* The epilogue of gemm_internal.h on a full MR x NR tile: c has ldc, bias has NR. */
-static void store_tile(const float *t, float *c, size_t ldc, const float *bias, const ff_gemm_epi_t *epi) {
+/* The epilogue of gemm_internal.h on `rows` whole rows of NR ([rows][NR] at
+ * t): c has ldc, bias has NR. */
+static inline void store_rows(const float *t, float *c, size_t ldc, size_t rows, const float *bias,
+                              const ff_gemm_epi_t *epi) {
     const ffv valpha = ffv_set1(epi->alpha), vbeta = ffv_set1(epi->beta);
     const ffv zero = ffv_zero();
     const int beta1 = epi->beta == 1.0f;
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; i++) {
+    for (size_t i = 0; i < rows; i++) {
         float *ci = c + i * ldc;
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) {
@@ -43,6 +45,11 @@ static void store_tile(const float *t, float *c, size_t ldc, const float *bias, 
             ffv_store(ci + FFV_W * v, x);
         }
     }
+}
+
+/* The same on a full MR x NR tile. */
+static void store_tile(const float *t, float *c, size_t ldc, const float *bias, const ff_gemm_epi_t *epi) {
+    store_rows(t, c, ldc, MR, bias, epi);
 }
 
 #define K_STEP()                                                   \
@@ -100,4 +107,10 @@ void FFV_FN(ff_gemm_kernel)(size_t kc, const float *restrict a, const float *res
 /* The epilogue alone, for kernels that share this tile (kernel_avx512bf16.c). */
 void FFV_FN(ff_gemm_store)(const float *t, float *c, size_t ldc, size_t mr, size_t nr, const ff_gemm_epi_t *epi) {
     store_tile_part(t, c, ldc, mr, nr, epi);
+}
+
+/* The epilogue on any number of whole NR-wide rows ([rows][NR] at t), for
+ * kernels with taller tiles (kernel_amx.c): the same instructions per element. */
+void FFV_FN(ff_gemm_store_rows)(const float *t, float *c, size_t ldc, size_t rows, const ff_gemm_epi_t *epi) {
+    store_rows(t, c, ldc, rows, epi->bias, epi);
 }

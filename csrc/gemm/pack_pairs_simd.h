@@ -1,11 +1,20 @@
 /* The bf16 pair panels of the AVX512-BF16 kernel (layout in gemm_internal.h),
  * compiled for AVX-512 only by pack_pairs_avx512.c (see simd/avx2.h). */
 
-/* 32 consecutive k of one vector -> its 16 pair slots. */
-static inline __m512 pairs_of_32(const float *s) {
-    const __m256i lo = _mm512_cvtepi32_epi16(ffv_bf16_bits(_mm512_loadu_ps(s)));
-    const __m256i hi = _mm512_cvtepi32_epi16(ffv_bf16_bits(_mm512_loadu_ps(s + 16)));
+/* n consecutive k of one vector (at most 32 read; zeros past n) -> its 16 pair slots. */
+static inline __m512 pairs_of(const float *s, size_t n) {
+    const __m256i lo = _mm512_cvtepi32_epi16(ffv_bf16_bits(ffv_ld(s, ffv_first(n))));
+    const __m256i hi = _mm512_cvtepi32_epi16(ffv_bf16_bits(ffv_ld(s + 16, ffv_first(n > 16 ? n - 16 : 0))));
     return _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+}
+static inline __m512 pairs_of_32(const float *s) { return pairs_of(s, 32); }
+
+/* Slot s of `lanes` columns: elements 2s (low half) and 2s + 1 (high half,
+ * when odd) of k, at rows r0 and r0 + ld; missing columns are zeros. */
+static inline __m512 pair_row(const float *r0, size_t ld, int odd, __mmask16 lanes) {
+    const __m512i lo = ffv_bf16_bits(_mm512_maskz_loadu_ps(lanes, r0));
+    const __m512i hi = odd ? ffv_bf16_bits(_mm512_maskz_loadu_ps(lanes, r0 + ld)) : _mm512_setzero_si512();
+    return _mm512_castsi512_ps(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
 }
 
 /* Vectors contiguous along k: 32 k of 16 vectors at a time become 16 rows
@@ -34,13 +43,40 @@ void ff_gemm_pack_rows_pairs_avx512(float *dst, const float *src, size_t ld, siz
  * masked); missing columns load as zeros. */
 void ff_gemm_pack_cols_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
     for (size_t s = 0; s < (kc + 1) / 2; s++) {
-        const float *r0 = src + 2 * s * ld, *r1 = r0 + ld;
+        const float *r0 = src + 2 * s * ld;
         const int odd = 2 * s + 1 < kc;
-        for (size_t j = 0; j < W; j += 16) {
-            const __mmask16 m = ffv_first(w > j ? w - j : 0);
-            const __m512i lo = ffv_bf16_bits(_mm512_maskz_loadu_ps(m, r0 + j));
-            const __m512i hi = odd ? ffv_bf16_bits(_mm512_maskz_loadu_ps(m, r1 + j)) : _mm512_setzero_si512();
-            _mm512_mask_storeu_epi32(dst + s * W + j, ffv_first(W - j), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-        }
+        for (size_t j = 0; j < W; j += 16)
+            _mm512_mask_storeu_ps(dst + s * W + j, ffv_first(W - j), pair_row(r0 + j, ld, odd, ffv_first(w > j ? w - j : 0)));
     }
+}
+
+/* The AMX kernel's A panels (kernel_amx.c), MR = 32 rows each: per 32 k, the
+ * rows' 16 pair slots one after the other ([ks / 16][MR][16] slots, ks =
+ * slots(kc) padded to 16), so each 16-row A tile is 1 KiB in one piece.
+ * Rows past mc and k past kc are zeros. */
+void ff_gemm_pack_a_amx(float *dst, const float *src, size_t ld, int trans, size_t mc, size_t kc) {
+    const size_t MR = FF_GEMM_AMX_MR, chunks = (kc + 31) / 32, ks = 16 * chunks, rows = (mc + MR - 1) / MR * MR;
+    if (!trans) { /* row i contiguous along k */
+        for (size_t i = 0; i < rows; i++) {
+            float *d = dst + i / MR * MR * ks + i % MR * 16;
+            for (size_t c = 0; c < chunks; c++)
+                _mm512_storeu_ps(d + c * MR * 16, i < mc ? pairs_of(src + i * ld + 32 * c, kc - 32 * c)
+                                                         : _mm512_setzero_ps());
+        }
+        return;
+    }
+    /* Row i is column i of the source: 16 slots x 16 columns at a time, then
+     * transposed; a chunk's 32 source rows are read across the whole block. */
+    for (size_t c = 0; c < chunks; c++)
+        for (size_t i0 = 0; i0 < rows; i0 += 16) {
+            const __mmask16 lanes = ffv_first(mc > i0 ? mc - i0 : 0);
+            __m512 v[16];
+            for (size_t q = 0; q < 16; q++) {
+                const size_t p = 32 * c + 2 * q;
+                v[q] = p < kc ? pair_row(src + p * ld + i0, ld, p + 1 < kc, lanes) : _mm512_setzero_ps();
+            }
+            ffv_transpose(v);
+            float *d = dst + i0 / MR * MR * ks + c * MR * 16 + i0 % MR * 16;
+            for (int i = 0; i < 16; i++) _mm512_storeu_ps(d + 16 * i, v[i]);
+        }
 }

@@ -22,6 +22,15 @@
 #define FF_X86 0
 #endif
 
+/* AMX tiles (kernel_amx.c): x86-64 Linux (the OS must grant tile state per
+ * process), GCC 11+ or Clang 12+, never in the emulated test build. */
+#if FF_X86 && defined(__linux__) && !defined(FF_EMULATE_AVX512) &&                           \
+    ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11))
+#define FF_HAVE_AMX 1
+#else
+#define FF_HAVE_AMX 0
+#endif
+
 #if defined(FF_EMULATE_AVX512)
 /* Test build: AVX-512 code runs through SIMDe on AVX2 (runtime/emulate_avx512.h). */
 #define FF_TARGET_AVX2_BEGIN
@@ -35,6 +44,8 @@
     _Pragma("clang attribute push (__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx2,fma\"))), apply_to = function)")
 #define FF_TARGET_AVX512BF16_BEGIN \
     _Pragma("clang attribute push (__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma\"))), apply_to = function)")
+#define FF_TARGET_AMX_BEGIN \
+    _Pragma("clang attribute push (__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,amx-tile,amx-bf16\"))), apply_to = function)")
 #define FF_TARGET_END _Pragma("clang attribute pop")
 #elif defined(__GNUC__)
 #define FF_TARGET_AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
@@ -43,6 +54,9 @@
 #define FF_TARGET_AVX512BF16_BEGIN                 \
     _Pragma("GCC push_options")                    \
     _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma\")")
+#define FF_TARGET_AMX_BEGIN                        \
+    _Pragma("GCC push_options")                    \
+    _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,amx-tile,amx-bf16\")")
 #define FF_TARGET_END _Pragma("GCC pop_options")
 #else
 #error "fastformer needs GCC or Clang"

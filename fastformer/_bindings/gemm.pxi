@@ -14,7 +14,7 @@ cdef extern from "gemm/gemm.h" nogil:
                          float *C, size_t ldc, size_t stride_c, const float *bias, ff_activation_t act,
                          size_t batch)
     const char *ff_bf16_path()
-    void ff_bf16_allow_hardware(int allow)
+    int ff_bf16_limit(const char *path)
     size_t ff_gemm_packed_floats(int bf16, size_t n, size_t k)
     size_t ff_gemm_packed_layout(int bf16, size_t k)
     void ff_gemm_pack_b(int bf16, int trans_b, size_t n, size_t k, const float *B, size_t ldb, float *dst)
@@ -22,8 +22,8 @@ cdef extern from "gemm/gemm.h" nogil:
                        const float *Bp, float beta, float *C, size_t ldc, const float *bias, ff_activation_t act)
 
 cdef extern from "gemm/gemm_internal.h" nogil:
-    void ff_gemm_set_blocking(size_t mc, size_t kc, size_t nc)
-    void ff_gemm_get_blocking(size_t out[5])
+    void ff_gemm_set_blocking(int bf16, size_t mc, size_t kc, size_t nc)
+    void ff_gemm_get_blocking(int bf16, size_t out[5])
 
 cdef extern from "runtime/fma_peak.h" nogil:
     double ff_fma_peak(int simd, double seconds, int threads)
@@ -68,14 +68,17 @@ cdef bint _check_compute_dtype(object compute_dtype) except -1:
 
 def bf16_path():
     """The path bf16 products take on this CPU under the active SIMD level:
-    'avx512_bf16' (vdpbf16ps) or 'emulated' (fp32 kernels on bf16-rounded values)."""
+    'amx' (AMX tiles), 'avx512_bf16' (vdpbf16ps) or 'emulated' (fp32 kernels
+    on bf16-rounded values)."""
     return ff_bf16_path().decode()
 
 
-def _bf16_allow_hardware(allow):
-    """Tests only: False makes bf16 products take the emulated path even on
-    an AVX512-BF16 CPU (the path AVX-512 CPUs without it take); True restores."""
-    ff_bf16_allow_hardware(1 if allow else 0)
+def _bf16_limit(path):
+    """Tests only: the best bf16 path to take, 'amx' (the default: whatever
+    the CPU has), 'avx512_bf16' or 'emulated', to reach the paths that CPUs
+    without AMX or without AVX512-BF16 take."""
+    if not isinstance(path, str) or ff_bf16_limit(path.encode()) != 0:
+        raise ValueError(f"path must be 'amx', 'avx512_bf16' or 'emulated', got {path!r}")
 
 
 cdef object _gemm(str fname, object a, object b, bint batched, object trans_a, object trans_b, object alpha,
@@ -304,13 +307,13 @@ def fma_peak(simd=None, seconds=0.2, threads=None):
     return r
 
 
-def _gemm_blocking():
-    """{MR, NR, MC, KC, NC} of the active GEMM kernel (for benchmarks)."""
+def _gemm_blocking(compute_dtype="float32"):
+    """{MR, NR, MC, KC, NC} of the active GEMM kernel for compute_dtype (for benchmarks)."""
     cdef size_t v[5]
-    ff_gemm_get_blocking(v)
+    ff_gemm_get_blocking(_check_compute_dtype(compute_dtype), v)
     return {"mr": v[0], "nr": v[1], "mc": v[2], "kc": v[3], "nc": v[4]}
 
 
-def _gemm_set_blocking(mc=0, kc=0, nc=0):
-    """Tuning hook: change the active kernel's MC/KC/NC (0 keeps a value)."""
-    ff_gemm_set_blocking(mc, kc, nc)
+def _gemm_set_blocking(mc=0, kc=0, nc=0, compute_dtype="float32"):
+    """Tuning hook: change the active kernel's MC/KC/NC for compute_dtype (0 keeps a value)."""
+    ff_gemm_set_blocking(_check_compute_dtype(compute_dtype), mc, kc, nc)

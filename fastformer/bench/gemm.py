@@ -115,7 +115,7 @@ def run(args):
     used = machine.set_all_threads(threads, torch)
     threads = used["fastformer"]
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
-    blocking = fastformer._C._gemm_blocking()
+    blocking = fastformer._C._gemm_blocking("bfloat16" if args.precision == "bf16" else "float32")
     header = harness.start(args, [threads], torch, peak_threads=sorted({threads, 1}), gemm_blocking=blocking,
                            platform=platform.processor() or platform.machine(), precision=args.precision,
                            bf16_path=ops.bf16_path() if args.precision == "bf16" else None)
