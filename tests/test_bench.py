@@ -79,6 +79,9 @@ def test_step_bf16_sides(tmp_path, capsys, torch):
     assert set(speedup) == {"config", "threads", "compiled_vs_compiled", "compiled_vs_torch-bf16",
                             "compiled_vs_torch"}
     assert rows["compiled-bf16"]["compiled_speedup"] == 1.0
+    peaks = data["header"]["bf16_peak_gflops"]["1"], data["header"]["fma_peak_gflops"]["1"]
+    for impl, peak in (("compiled-bf16", peaks[0]), ("torch-bf16", peaks[0]), ("compiled", peaks[1])):
+        assert rows[impl]["fraction_of_peak"] == pytest.approx(rows[impl]["gflops"] / peak)
     # same weights, batch and dropout masks: bf16 changes the first loss by its rounding only
     assert rows["compiled"]["first_loss"] == pytest.approx(rows["compiled-bf16"]["first_loss"], rel=1e-2)
     assert math.isfinite(rows["torch-bf16"]["first_loss"])
@@ -323,5 +326,6 @@ def test_gemm_bf16_against_torch(tmp_path, capsys, torch):
     assert "torch.matmul on bf16 tensors" in capsys.readouterr().out
     data = json.loads(path.read_text())
     assert data["header"]["precision"] == "bf16" and data["header"]["bf16_path"] in ("amx", "avx512_bf16", "emulated")
+    assert data["header"]["bf16_peak_gflops"]["1"] > 0  # %peak of bf16 rows: against the bf16 path's own peak
     for r in data["results"]:
         assert r["torch_gflops"] > 0 and r["ratio"] == pytest.approx(r["fastformer_gflops"] / r["torch_gflops"])

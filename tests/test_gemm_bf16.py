@@ -169,6 +169,16 @@ def test_bf16_path_follows_the_cpu_and_the_simd_level(simd):
     assert ff.build_info()["bf16"] == expected
 
 
+def test_bf16_peak_measures_every_path(bf16_simd):
+    """fma_peak(compute_dtype="bfloat16") runs the leaf of the path products
+    take (AMX tiles, vdpbf16ps, or the fp32 FMAs when emulated), on every
+    thread count: the number itself is the benchmarks' business."""
+    for threads in (1, 2):
+        assert ops.fma_peak(seconds=0.01, threads=threads, compute_dtype="bfloat16") > 0
+    with pytest.raises(ValueError, match="compute_dtype"):
+        ops.fma_peak(seconds=0.01, compute_dtype="bf16")
+
+
 @pytest.mark.parametrize("bad,error", [("bf16", ValueError), ("float64", ValueError), (None, TypeError),
                                        (np.float32, TypeError)])
 def test_bad_compute_dtype(bad, error):

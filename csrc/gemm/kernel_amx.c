@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "gemm/gemm_internal.h"
+#include "runtime/fma_peak.h"
 #include "runtime/runtime.h"
 #include "runtime/simd_target.h"
 
@@ -119,6 +120,32 @@ void ff_gemm_kernel_amx(size_t kc, const float *a, const float *b, float *c, siz
     for (size_t r = 0; r < mr; r += FF_GEMM_AVX512_MR) /* the fp32 tile's edge path, 12 rows at a time */
         ff_gemm_store_avx512(t + r * NR, c + r * ldc, ldc, mr - r < FF_GEMM_AVX512_MR ? mr - r : FF_GEMM_AVX512_MR,
                              nr, epi);
+}
+
+/* The peak leaf (runtime/fma_peak.h): the kernel's four accumulating
+ * tdpbf16ps (16x16x32 multiply-adds each) on tiles that stay loaded. */
+float ff_fma_peak_amx(size_t iters, double *flops) {
+    ff_gemm_amx_begin();
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_zero(4);
+    _tile_zero(5);
+    _tile_zero(6);
+    _tile_zero(7);
+    for (size_t i = 0; i < iters; i++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    float t[16 * 16] __attribute__((aligned(64)));
+    _tile_stored(0, t, 64);
+    MEMORY_FENCE();
+    ff_gemm_amx_end();
+    *flops = (double)iters * 4 * 16 * 16 * 32 * 2;
+    return t[0];
 }
 
 FF_TARGET_END

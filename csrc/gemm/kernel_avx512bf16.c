@@ -4,6 +4,7 @@
  * adds two exact products to an fp32 lane), so a k step costs half of the
  * fp32 kernel's. The epilogue is the fp32 kernel's own. */
 #include "gemm/gemm_internal.h"
+#include "runtime/fma_peak.h"
 #include "runtime/simd_target.h"
 
 #if FF_X86
@@ -43,6 +44,25 @@ void ff_gemm_kernel_avx512bf16(size_t kc, const float *restrict a, const float *
     float t[MR * NR] __attribute__((aligned(64)));
     tile_product((kc + 1) / 2, a, b, t);
     ff_gemm_store_avx512(t, c, ldc, mr, nr, epi);
+}
+
+/* The peak leaf (runtime/fma_peak.h): 16 independent vdpbf16ps chains,
+ * each instruction 16 lanes x 2 multiply-adds. */
+float ff_fma_peak_avx512bf16(size_t iters, double *flops) {
+    const __m512bh x = (__m512bh)_mm512_set1_epi32(0x3f803f80); /* (1, 1) */
+    const __m512bh y = (__m512bh)_mm512_set1_epi32(0x33803380); /* (6e-8, 6e-8) */
+    __m512 a[16];
+#pragma GCC unroll 16
+    for (int c = 0; c < 16; c++) a[c] = _mm512_set1_ps(1.0f + c * 0.001f);
+    for (size_t i = 0; i < iters; i++) {
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; c++) a[c] = _mm512_dpbf16_ps(a[c], x, y);
+    }
+    *flops = (double)iters * 16 * 16 * 2 * 2;
+    float s[16] __attribute__((aligned(64)));
+    _mm512_store_ps(s, a[0]);
+    for (int c = 1; c < 16; c++) _mm512_store_ps(s, _mm512_add_ps(_mm512_load_ps(s), a[c]));
+    return s[0] + s[15];
 }
 
 FF_TARGET_END

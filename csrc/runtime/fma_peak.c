@@ -1,6 +1,8 @@
 /* Measured FMA peak: the driver (threads, timing) and the portable leaf. */
+#include <string.h>
 #include <time.h>
 
+#include "gemm/gemm.h"
 #include "runtime/fma_peak.h"
 #include "runtime/simd_target.h"
 #include "runtime/runtime.h"
@@ -29,7 +31,20 @@ typedef float (*leaf_fn)(size_t, double *);
 
 volatile float ff_fma_peak_sink; /* keeps the leaves' results alive */
 
-double ff_fma_peak(int simd, double seconds, int threads) {
+/* The leaf of the bf16 products' path (gemm_bf16.c), NULL when emulated. */
+static leaf_fn bf16_leaf(void) {
+    const char *path = ff_bf16_path();
+#if FF_HAVE_AMX
+    if (strcmp(path, "amx") == 0) return ff_fma_peak_amx;
+#endif
+#if FF_X86
+    if (strcmp(path, "avx512_bf16") == 0) return ff_fma_peak_avx512bf16;
+#endif
+    (void)path;
+    return NULL;
+}
+
+double ff_fma_peak(int simd, int bf16, double seconds, int threads) {
     ff_simd_t level = (ff_simd_t)simd;
     if (level > ff_simd_detected()) level = ff_simd_detected();
 #if FF_X86
@@ -39,6 +54,7 @@ double ff_fma_peak(int simd, double seconds, int threads) {
 #else
     leaf_fn leaf = ff_fma_peak_generic;
 #endif
+    if (bf16 && bf16_leaf()) leaf = bf16_leaf();
     if (threads < 1) threads = 1;
     if (seconds <= 0) seconds = 0.1;
 

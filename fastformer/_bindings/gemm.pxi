@@ -26,7 +26,7 @@ cdef extern from "gemm/gemm_internal.h" nogil:
     void ff_gemm_get_blocking(int bf16, size_t out[5])
 
 cdef extern from "runtime/fma_peak.h" nogil:
-    double ff_fma_peak(int simd, double seconds, int threads)
+    double ff_fma_peak(int simd, int bf16, double seconds, int threads)
 
 import numbers as _numbers
 
@@ -280,10 +280,14 @@ def matmul_packed(a, PackedMatrix b, alpha=1.0, beta=0.0, out=None, bias=None, a
     return out
 
 
-def fma_peak(simd=None, seconds=0.2, threads=None):
+def fma_peak(simd=None, seconds=0.2, threads=None, compute_dtype="float32"):
     """Measured float32 FMA throughput in GFLOP/s of `threads` threads (default: all
     kernel threads) using the FMA kernel of `simd` ('generic', 'avx2', 'avx512';
-    default: the active level; capped at what the CPU supports)."""
+    default: the active level; capped at what the CPU supports).
+    compute_dtype="bfloat16": the multiply-adds of the path bf16 products take
+    now (`bf16_path()`: AMX's tdpbf16ps, AVX512-BF16's vdpbf16ps; when emulated,
+    the float32 FMAs of `simd`)."""
+    cdef bint bf16 = _check_compute_dtype(compute_dtype)
     cdef int level
     if simd is None:
         level = ff_simd_active()
@@ -303,7 +307,7 @@ def fma_peak(simd=None, seconds=0.2, threads=None):
     cdef int nth = ff_get_num_threads() if threads is None else min(int(threads), 1 << 16)
     cdef double r
     with nogil:
-        r = ff_fma_peak(level, secs, nth)
+        r = ff_fma_peak(level, bf16, secs, nth)
     return r
 
 

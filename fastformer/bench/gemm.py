@@ -116,11 +116,13 @@ def run(args):
     threads = used["fastformer"]
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     blocking = fastformer._C._gemm_blocking("bfloat16" if args.precision == "bf16" else "float32")
-    header = harness.start(args, [threads], torch, peak_threads=sorted({threads, 1}), gemm_blocking=blocking,
-                           platform=platform.processor() or platform.machine(), precision=args.precision,
-                           bf16_path=ops.bf16_path() if args.precision == "bf16" else None)
-    peak = header["fma_peak_gflops"][str(threads)]
-    header["fma_peak_1thread_gflops"] = header["fma_peak_gflops"]["1"]
+    bf16 = args.precision == "bf16"
+    header = harness.start(args, [threads], torch, peak_threads=sorted({threads, 1}), bf16=bf16,
+                           gemm_blocking=blocking, platform=platform.processor() or platform.machine(),
+                           precision=args.precision)
+    peaks = header["bf16_peak_gflops" if bf16 else "fma_peak_gflops"]  # %peak: of the path measured
+    peak = peaks[str(threads)]
+    header["fma_peak_1thread_gflops"] = peaks["1"]
     if used["blas"] is None:
         print(f"note: could not set numpy's BLAS threads to {threads} (it keeps its start-up count)")
     print(f"gemm blocking {blocking}; median of {args.repeat} interleaved samples per side, each after "

@@ -116,16 +116,17 @@ def release_freed_memory():
         pass
 
 
-def start(args, threads, torch=None, peak_threads=None, **settings):
+def start(args, threads, torch=None, peak_threads=None, bf16=False, **settings):
     """Begin a run: keep freed memory (unless --default-malloc; None in the
     header for a family without that flag), measure and
-    print the header, and record the run's settings (--repeat, --warmup,
-    --pause and `settings`) in it. Returns the header."""
+    print the header (with bf16, the bf16 path's peak too), and record the
+    run's settings (--repeat, --warmup, --pause and `settings`) in it.
+    Returns the header."""
     if hasattr(args, "default_malloc"):
         malloc_kept = False if args.default_malloc else keep_freed_memory()
     else:  # the family runs its work in other processes
         malloc_kept = None
-    header = machine.header(threads, torch, malloc_kept, peak_threads)
+    header = machine.header(threads, torch, malloc_kept, peak_threads, bf16)
     for name, key in (("repeat", "repeat"), ("warmup", "warmup"), ("pause", "pause_s")):
         if getattr(args, name, None) is not None:
             header[key] = getattr(args, name)

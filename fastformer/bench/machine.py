@@ -76,12 +76,13 @@ def blas_kernel(info):
             for p in info["threadpools"] if p.get("user_api") == "blas"]
 
 
-def measured_peak(simd, threads, tries=5, seconds=0.1):
-    """fp32 FMA peak in GFLOP/s of `threads` threads at SIMD level `simd`.
+def measured_peak(simd, threads, tries=5, seconds=0.1, compute_dtype="float32"):
+    """fp32 FMA peak in GFLOP/s of `threads` threads at SIMD level `simd`
+    (compute_dtype="bfloat16": the peak of the path bf16 products take).
 
     Best of several short runs: a peak is what the cores can do, and one long
     run would be pulled down by anything else that wakes up meanwhile."""
-    return max(ops.fma_peak(simd, seconds, threads) for _ in range(tries))
+    return max(ops.fma_peak(simd, seconds, threads, compute_dtype=compute_dtype) for _ in range(tries))
 
 
 def refresh_peak(header, threads):
@@ -89,28 +90,35 @@ def refresh_peak(header, threads):
     header["fma_peak_gflops"]: a measurement taken while something else ran
     only comes out low."""
     key = str(threads)
-    peak = measured_peak(header["simd"], threads, tries=3)
-    header["fma_peak_gflops"][key] = max(peak, header["fma_peak_gflops"].get(key, 0.0))
+    for field, dtype in (("fma_peak_gflops", "float32"), ("bf16_peak_gflops", "bfloat16")):
+        if field in header:
+            peak = measured_peak(header["simd"], threads, tries=3, compute_dtype=dtype)
+            header[field][key] = max(peak, header[field].get(key, 0.0))
     return header["fma_peak_gflops"][key]
 
 
-def header(threads, torch=None, malloc_kept=None, peak_threads=None):
+def header(threads, torch=None, malloc_kept=None, peak_threads=None, bf16=False):
     """What a result depends on: CPU, build, SIMD level, library versions,
     the thread counts `threads` and their binding, numpy's BLAS kernel, and
     the fp32 FMA peak measured for each count of `peak_threads` (default
-    `threads`)."""
+    `threads`); with bf16, also the peak of the bf16 products' path."""
     simd = fastformer.get_simd()
     numpy_info = blas_info()
     build = fastformer.build_info()
     binding = thread_binding()
     if build.get("binding") is not None:  # what the runtime applied, when the build reports it
         binding = {"environment": binding, "applied": build["binding"]}
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "fastformer": build, "numpy": numpy_info, "blas_kernel": blas_kernel(numpy_info),
-            "torch": getattr(torch, "__version__", None), "simd": simd, "threads": list(threads),
-            "thread_binding": binding,
-            "fma_peak_gflops": {str(t): measured_peak(simd, t) for t in (peak_threads or threads)},
-            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"), "malloc_keeps_freed_memory": malloc_kept}
+    h = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+         "fastformer": build, "numpy": numpy_info, "blas_kernel": blas_kernel(numpy_info),
+         "torch": getattr(torch, "__version__", None), "simd": simd, "threads": list(threads),
+         "thread_binding": binding,
+         "fma_peak_gflops": {str(t): measured_peak(simd, t) for t in (peak_threads or threads)},
+         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"), "malloc_keeps_freed_memory": malloc_kept}
+    if bf16:
+        h["bf16_path"] = ops.bf16_path()
+        h["bf16_peak_gflops"] = {str(t): measured_peak(simd, t, compute_dtype="bfloat16")
+                                 for t in (peak_threads or threads)}
+    return h
 
 
 def _describe_blas(h):
@@ -147,6 +155,9 @@ def print_header(h):
           f"malloc keeps freed memory: {h['malloc_keeps_freed_memory']}")
     peaks = ", ".join(f"{p:.1f} ({t} thr)" for t, p in h["fma_peak_gflops"].items())
     print(f"measured fp32 FMA peak ({h['simd']}), GFLOP/s: {peaks}")
+    if "bf16_peak_gflops" in h:
+        peaks = ", ".join(f"{p:.1f} ({t} thr)" for t, p in h["bf16_peak_gflops"].items())
+        print(f"measured bf16 multiply-add peak ({h['bf16_path']}), GFLOP/s: {peaks}")
     print(f"numpy BLAS: {_describe_blas(h)}  {_describe_caps(h['numpy'])}")
 
 

@@ -317,8 +317,8 @@ def run(args):
     impls = with_precision(impls, args.precision)
     base = impls[0] if impls[0].startswith("compiled") else "compiled"
     threads_list = harness.thread_counts(args)
-    header = harness.start(args, threads_list, torch, dropout=args.dropout, label_smoothing=LABEL_SMOOTHING,
-                           padding=not args.no_padding)
+    header = harness.start(args, threads_list, torch, bf16=args.precision == "bf16", dropout=args.dropout,
+                           label_smoothing=LABEL_SMOOTHING, padding=not args.no_padding)
     print(f"median of {args.repeat} alternating steps per side after {args.warmup} warm-up; dropout "
           f"{args.dropout}, label smoothing {LABEL_SMOOTHING}, AdamW\n")
     rows = []
@@ -332,13 +332,17 @@ def run(args):
                 rows += _bench_config(config, threads, impls, args, torch)
     for config in dict.fromkeys(r["config"] for r in rows):
         print(f"{config}: {CONFIGS[config].describe()}, {step_flops(CONFIGS[config]) / 1e9:.1f} GFLOP/step")
-    for row in rows:  # against the best peak seen: a busy moment only lowers a measurement
-        row["fraction_of_peak"] = row["gflops"] / header["fma_peak_gflops"][str(row["threads"])]
+    for row in rows:  # against the best peak seen (a busy moment only lowers a measurement), of its precision
+        peaks = header["bf16_peak_gflops" if row["impl"].endswith("-bf16") else "fma_peak_gflops"]
+        row["fraction_of_peak"] = row["gflops"] / peaks[str(row["threads"])]
     speedups, scaling = summarize(rows, base)
     print()
     print(format_table(rows, base))
     print("%peak against the fp32 FMA peak, best of the measurements before each configuration: " +
           ", ".join(f"{p:.1f} GFLOP/s ({t} thr)" for t, p in header["fma_peak_gflops"].items()))
+    if "bf16_peak_gflops" in header:
+        print(f"(bf16 rows: against the bf16 path's peak, {header['bf16_path']}: " +
+              ", ".join(f"{p:.1f} GFLOP/s ({t} thr)" for t, p in header["bf16_peak_gflops"].items()) + ")")
     print()
     print(harness.format_speedups(speedups, "step", lambda s: f"{s['config']} x{s['threads']}", base))
     for s in scaling:
