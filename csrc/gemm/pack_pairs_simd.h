@@ -1,5 +1,6 @@
-/* The bf16 pair panels of the AVX512-BF16 kernel (layout in gemm_internal.h),
- * compiled for AVX-512 only by pack_pairs_avx512.c (see simd/avx2.h). */
+/* The bf16 pair panels of the AVX512-BF16 and AMX kernels (layout in
+ * gemm_internal.h; AMX's A in its own, below), compiled for AVX-512 only by
+ * pack_pairs_avx512.c (see simd/avx2.h). */
 
 /* n consecutive k of one vector (at most 32 read; zeros past n) -> its 16 pair slots. */
 static inline __m512 pairs_of(const float *s, size_t n) {
