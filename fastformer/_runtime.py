@@ -29,7 +29,7 @@ def build_info():
         "openmp": _C.have_openmp(),
         "simd": _C.get_simd(),
         "simd_detected": _C.simd_detected(),
-        "bf16": _C.bf16_path(),  # the bf16 products' path: "avx512_bf16" or "emulated"
+        "bf16": _C.bf16_path(),  # the bf16 products' path: "amx", "avx512_bf16" or "emulated"
         "compiler": _C.compiler(),
         "num_threads": _C.get_num_threads(),
         "cpu_count": os.cpu_count(),

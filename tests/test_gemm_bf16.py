@@ -37,9 +37,9 @@ def _expected_bf16_path(simd):
     flags = _cpu_flags()
     if simd != "avx512":
         return "emulated"
-    if {"amx_tile", "amx_bf16"} <= flags and _os_grants_amx():
+    if {"amx_tile", "amx_bf16"} <= flags and _os_grants_amx() and ff._C._bf16_path_built("amx"):
         return "amx"
-    return "avx512_bf16" if "avx512_bf16" in flags else "emulated"
+    return "avx512_bf16" if "avx512_bf16" in flags and ff._C._bf16_path_built("avx512_bf16") else "emulated"
 
 
 def _operands(rng, m, n, k, ta, tb, batch=()):

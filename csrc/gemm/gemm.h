@@ -48,6 +48,9 @@ const char *ff_bf16_path(void);
 int ff_cpu_has_avx512_bf16(void);
 /* The CPU has AMX-BF16 and the OS granted this process the tile state. */
 int ff_cpu_has_amx(void);
+/* Whether this build has the kernel of a hardware path ("amx": x86-64 Linux;
+ * "avx512_bf16": x86-64), the emulated AVX-512 test build neither. */
+int ff_bf16_path_built(const char *path);
 /* For tests: the best bf16 path to take, "amx" (the default: the CPU's
  * best), "avx512_bf16" or "emulated"; 0, or -1 for another name. */
 int ff_bf16_limit(const char *path);

@@ -110,8 +110,17 @@ static ff_gemm_arch_t g_avx512_bf16 = {.name = "avx512_bf16", .kpack = 2, .mr = 
                                        .pack_cols = ff_gemm_pack_cols_pairs_avx512};
 #endif
 
+int ff_bf16_path_built(const char *path) {
+#if defined(FF_EMULATE_AVX512)
+    (void)path;
+    return 0;
+#else
+    return (strcmp(path, "amx") == 0 && FF_HAVE_AMX) || (strcmp(path, "avx512_bf16") == 0 && FF_X86);
+#endif
+}
+
 int ff_cpu_has_avx512_bf16(void) {
-#if FF_X86
+#if FF_X86 && !defined(FF_EMULATE_AVX512) /* SIMDe's vdpbf16ps keeps subnormals: not the hardware's bits */
     static int has = -1;
     if (has < 0) {
         __builtin_cpu_init();

@@ -15,6 +15,7 @@ cdef extern from "gemm/gemm.h" nogil:
                          size_t batch)
     const char *ff_bf16_path()
     int ff_bf16_limit(const char *path)
+    int ff_bf16_path_built(const char *path)
     size_t ff_gemm_packed_floats(int bf16, size_t n, size_t k)
     size_t ff_gemm_packed_layout(int bf16, size_t k)
     void ff_gemm_pack_b(int bf16, int trans_b, size_t n, size_t k, const float *B, size_t ldb, float *dst)
@@ -71,6 +72,13 @@ def bf16_path():
     'amx' (AMX tiles), 'avx512_bf16' (vdpbf16ps) or 'emulated' (fp32 kernels
     on bf16-rounded values)."""
     return ff_bf16_path().decode()
+
+
+def _bf16_path_built(path):
+    """Tests only: whether this build has the kernel of bf16 path `path`
+    ('amx': x86-64 Linux; 'avx512_bf16': x86-64; neither in the emulated
+    AVX-512 test build, whose bf16 products always take the emulated path)."""
+    return bool(ff_bf16_path_built(path.encode()))
 
 
 def _bf16_limit(path):
