@@ -115,8 +115,8 @@ def run(args):
     used = machine.set_all_threads(threads, torch)
     threads = used["fastformer"]
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
-    blocking = fastformer._C._gemm_blocking("bfloat16" if args.precision == "bf16" else "float32")
     bf16 = args.precision == "bf16"
+    blocking = fastformer._C._gemm_blocking("bfloat16" if bf16 else "float32")
     header = harness.start(args, [threads], torch, peak_threads=sorted({threads, 1}), bf16=bf16,
                            gemm_blocking=blocking, platform=platform.processor() or platform.machine(),
                            precision=args.precision)
