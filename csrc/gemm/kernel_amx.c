@@ -103,13 +103,13 @@ static void tile_product(size_t ks, const float *a, const float *b, float *t) {
     MEMORY_FENCE();
 }
 
+/* The edge path takes t in 12-row tiles: 36 rows, the last 4 zeros. */
+#define T_ROWS ((MR + FF_GEMM_AVX512_MR - 1) / FF_GEMM_AVX512_MR * FF_GEMM_AVX512_MR)
+
 /* a: [ks/16][MR][16] pair slots (pack_a_amx), b: [ks][NR] (64-byte aligned).
  * The sum goes through a buffer, not straight between C and the tiles: 32
  * rows of C a page apart (ldc = 1024, 2048) share one L1 set, and tile loads
  * and stores of C there ran 2-4x slower than the row-wise epilogue. */
-/* The edge path takes t in 12-row tiles: 36 rows, the last 4 zeros. */
-#define T_ROWS ((MR + FF_GEMM_AVX512_MR - 1) / FF_GEMM_AVX512_MR * FF_GEMM_AVX512_MR)
-
 void ff_gemm_kernel_amx(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr, size_t nr,
                         const ff_gemm_epi_t *epi) {
     float t[T_ROWS * NR] __attribute__((aligned(64)));

@@ -44,7 +44,7 @@ static leaf_fn bf16_leaf(void) {
     return NULL;
 }
 
-double ff_fma_peak(int simd, int bf16, double seconds, int threads) {
+double ff_fma_peak(int simd, int want_bf16, double seconds, int threads) {
     ff_simd_t level = (ff_simd_t)simd;
     if (level > ff_simd_detected()) level = ff_simd_detected();
 #if FF_X86
@@ -54,7 +54,8 @@ double ff_fma_peak(int simd, int bf16, double seconds, int threads) {
 #else
     leaf_fn leaf = ff_fma_peak_generic;
 #endif
-    if (bf16 && bf16_leaf()) leaf = bf16_leaf();
+    const leaf_fn bf16 = want_bf16 ? bf16_leaf() : NULL;
+    if (bf16) leaf = bf16;
     if (threads < 1) threads = 1;
     if (seconds <= 0) seconds = 0.1;
 
