@@ -16,7 +16,6 @@
  * (the driver calls both), so other tile users in the process (oneDNN) can
  * configure their own in between. */
 #include <stdint.h>
-#include <string.h>
 
 #include "gemm/gemm_internal.h"
 #include "runtime/fma_peak.h"
@@ -103,16 +102,13 @@ static void tile_product(size_t ks, const float *a, const float *b, float *t) {
     MEMORY_FENCE();
 }
 
-/* The edge path takes t in 12-row tiles: 36 rows, the last 4 zeros. */
-#define T_ROWS ((MR + FF_GEMM_AVX512_MR - 1) / FF_GEMM_AVX512_MR * FF_GEMM_AVX512_MR)
-
 /* a: [ks/16][MR][16] pair slots (pack_a_amx), b: [ks][NR] (64-byte aligned).
  * The sum goes through a buffer, not straight between C and the tiles: 32
  * rows of C a page apart (ldc = 1024, 2048) share one L1 set, and tile loads
  * and stores of C there ran 2-4x slower than the row-wise epilogue. */
 void ff_gemm_kernel_amx(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr, size_t nr,
                         const ff_gemm_epi_t *epi) {
-    float t[T_ROWS * NR] __attribute__((aligned(64)));
+    float t[MR * NR] __attribute__((aligned(64)));
     for (size_t i = 0; i < mr; i++) /* into L2 while the tiles work */
         __builtin_prefetch(c + i * ldc, 0, 2), __builtin_prefetch(c + i * ldc + NR - 1, 0, 2);
     tile_product((kc + 31) / 32 * 16, a, b, t);
@@ -120,7 +116,6 @@ void ff_gemm_kernel_amx(size_t kc, const float *a, const float *b, float *c, siz
         ff_gemm_store_rows_avx512(t, c, ldc, mr, epi);
         return;
     }
-    memset(t + MR * NR, 0, (T_ROWS - MR) * NR * sizeof(float));
     for (size_t r = 0; r < mr; r += FF_GEMM_AVX512_MR) /* the fp32 tile's edge path, 12 rows at a time */
         ff_gemm_store_avx512(t + r * NR, c + r * ldc, ldc, mr - r < FF_GEMM_AVX512_MR ? mr - r : FF_GEMM_AVX512_MR,
                              nr, epi);

@@ -21,6 +21,7 @@
 #endif
 #define NV (NR / FFV_W)
 _Static_assert(NV == 2, "the kernel holds two vectors of C per row");
+_Static_assert(MR % 3 == 0, "short tiles of a third and two thirds of MR rows");
 
 /* The epilogue of gemm_internal.h on `rows` whole rows of NR ([rows][NR] at
  * t): c has ldc, bias has NR. */
@@ -52,10 +53,10 @@ static void store_tile(const float *t, float *c, size_t ldc, const float *bias, 
     store_rows(t, c, ldc, MR, bias, epi);
 }
 
-#define K_STEP()                                                   \
+#define K_STEP(rows)                                               \
     do {                                                           \
         const ffv b0 = ffv_load(b), b1 = ffv_load(b + FFV_W);      \
-        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {    \
+        _Pragma("GCC unroll 16") for (int i = 0; i < rows; i++) {  \
             const ffv ai = ffv_set1(a[i]);                         \
             acc[i][0] = ffv_fmadd(ai, b0, acc[i][0]);              \
             acc[i][1] = ffv_fmadd(ai, b1, acc[i][1]);              \
@@ -64,34 +65,55 @@ static void store_tile(const float *t, float *c, size_t ldc, const float *bias, 
         b += NR;                                                   \
     } while (0)
 
-/* The lines of each row of the C tile (three when a 128-byte row is not
- * 64-byte aligned), into cache level `locality` (2: L2, 3: L1). */
-#define PREFETCH_C(locality)                                                                 \
-    _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                  \
+/* The lines of the first `rows` rows of the C tile (three when a 128-byte row
+ * is not 64-byte aligned), into cache level `locality` (2: L2, 3: L1). */
+#define PREFETCH_C(rows, locality)                                                           \
+    _Pragma("GCC unroll 16") for (int i = 0; i < rows; i++) {                                \
         __builtin_prefetch(c + i * ldc, 0, locality);                                        \
         if (NR > 16) __builtin_prefetch(c + i * ldc + 16, 0, locality);                      \
         __builtin_prefetch(c + i * ldc + NR - 1, 0, locality);                               \
     }
 
-/* acc = A_panel @ B_panel into t ([MR][NR], 64-byte aligned). A function of its
- * own: inlined beside the epilogue (which calls out), GCC spills accumulators.
- * c (the tile's C, ldc) is only prefetched here: C comes from L3 or memory
- * each KC block, and waiting for it at the store costs ~10% otherwise. */
-static __attribute__((noinline)) void tile_product(size_t kc, const float *restrict a, const float *restrict b,
-                                                   float *t, const float *c, size_t ldc) {
+/* The first `rows` rows of acc = A_panel @ B_panel into t ([MR][NR], 64-byte
+ * aligned; rows >= `rows` untouched). c (the tile's C, ldc) is only
+ * prefetched here: C comes from L3 or memory each KC block, and waiting for
+ * it at the store costs ~10% otherwise. Each element is the same chain of
+ * FMAs whatever `rows` is, so a short tile gives the full tile's bits. */
+static inline __attribute__((always_inline)) void tile_rows(size_t kc, const float *restrict a,
+                                                            const float *restrict b, float *t, const float *c,
+                                                            size_t ldc, const int rows) {
     ffv acc[MR][NV];
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = ffv_zero();
-    PREFETCH_C(2)
+    for (int i = 0; i < rows; i++) acc[i][0] = acc[i][1] = ffv_zero();
+    PREFETCH_C(rows, 2)
     size_t p = 0;
-    for (; p + PF_LEAD < kc; p++) K_STEP();
-    PREFETCH_C(3)
-    for (; p < kc; p++) K_STEP();
+    for (; p + PF_LEAD < kc; p++) K_STEP(rows);
+    PREFETCH_C(rows, 3)
+    for (; p < kc; p++) K_STEP(rows);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < rows; i++) {
         ffv_store(t + i * NR, acc[i][0]);
         ffv_store(t + i * NR + FFV_W, acc[i][1]);
     }
+}
+
+/* The full tile and two short ones, for a last row panel of a third or two
+ * thirds of MR rows (decoding's 16-row products: 12 + 4 rows of FMAs, not
+ * 12 + 12). Functions of their own: inlined beside the epilogue (which calls
+ * out), GCC spills accumulators. */
+static __attribute__((noinline)) void tile_product(size_t kc, const float *restrict a, const float *restrict b,
+                                                   float *t, const float *c, size_t ldc) {
+    tile_rows(kc, a, b, t, c, ldc, MR);
+}
+static __attribute__((noinline)) void tile_product_third(size_t kc, const float *restrict a,
+                                                         const float *restrict b, float *t, const float *c,
+                                                         size_t ldc) {
+    tile_rows(kc, a, b, t, c, ldc, MR / 3);
+}
+static __attribute__((noinline)) void tile_product_two_thirds(size_t kc, const float *restrict a,
+                                                              const float *restrict b, float *t, const float *c,
+                                                              size_t ldc) {
+    tile_rows(kc, a, b, t, c, ldc, 2 * MR / 3);
 }
 
 #include "gemm/kernel_store.h"
@@ -100,7 +122,12 @@ static __attribute__((noinline)) void tile_product(size_t kc, const float *restr
 void FFV_FN(ff_gemm_kernel)(size_t kc, const float *restrict a, const float *restrict b, float *c, size_t ldc,
                             size_t mr, size_t nr, const ff_gemm_epi_t *epi) {
     float t[MR * NR] __attribute__((aligned(64)));
-    tile_product(kc, a, b, t, c, ldc);
+    if (mr <= MR / 3)
+        tile_product_third(kc, a, b, t, c, ldc);
+    else if (mr <= 2 * MR / 3)
+        tile_product_two_thirds(kc, a, b, t, c, ldc);
+    else
+        tile_product(kc, a, b, t, c, ldc);
     store_tile_part(t, c, ldc, mr, nr, epi);
 }
 

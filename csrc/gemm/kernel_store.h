@@ -1,10 +1,11 @@
-/* The last step of a SIMD micro-kernel: the finished (MR, NR) tile t goes
- * through the epilogue into the (mr, nr) corner of C that exists.
+/* The last step of a SIMD micro-kernel: the first mr rows of the finished
+ * (MR, NR) tile t go through the epilogue into the (mr, nr) corner of C that
+ * exists (rows of t from mr on are never read: a short tile leaves them unset).
  *
- * Include inside the kernel file's target region, after defining MR, NR and
+ * Include inside the kernel file's target region, after defining MR, NR,
  *   static void store_tile(const float *t, float *c, size_t ldc, const float *bias,
  *                          const ff_gemm_epi_t *epi);
- * which stores a full tile. */
+ * which stores a full tile, and store_rows (the same on `rows` whole rows). */
 #ifndef FF_GEMM_KERNEL_STORE_H
 #define FF_GEMM_KERNEL_STORE_H
 
@@ -14,15 +15,19 @@ static inline void store_tile_part(const float *t, float *c, size_t ldc, size_t 
         store_tile(t, c, ldc, epi->bias, epi);
         return;
     }
-    /* Edge tile: run the same epilogue on a full-size copy, then store the part
-     * that exists, so every element sees the same instructions. */
+    if (nr == NR) {
+        store_rows(t, c, ldc, mr, epi->bias, epi);
+        return;
+    }
+    /* Edge columns: run the same epilogue on a full-width copy, then store the
+     * part that exists, so every element sees the same instructions. */
     float ct[MR * NR] __attribute__((aligned(64)));
     float bt[NR] __attribute__((aligned(64)));
     for (size_t i = 0; i < mr; i++)
         for (size_t j = 0; j < nr; j++) ct[i * NR + j] = epi->load_c ? c[i * ldc + j] : 0.0f;
     if (epi->bias)
         for (size_t j = 0; j < NR; j++) bt[j] = j < nr ? epi->bias[j] : 0.0f;
-    store_tile(t, ct, NR, epi->bias ? bt : NULL, epi);
+    store_rows(t, ct, NR, mr, epi->bias ? bt : NULL, epi);
     for (size_t i = 0; i < mr; i++)
         for (size_t j = 0; j < nr; j++) c[i * ldc + j] = ct[i * NR + j];
 }
