@@ -37,6 +37,7 @@ typedef struct {
     int causal;       /* hide key j > query i */
     double dropout_p; /* 0 <= p < 1 */
     uint64_t seed, step, site;
+    int bf16; /* flash only: the block products on bf16-rounded inputs, fp32 sums */
 } ff_attn_dims_t;
 
 /* The view of a contiguous (B, H, T, dk) array. */

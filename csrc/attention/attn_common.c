@@ -16,6 +16,14 @@ const ff_attn_leaves_t *ff_attn_leaves(void) {
     return &ff_attn_leaves_generic;
 }
 
+const ff_attn_leaves_t *ff_attn_leaves_for(const ff_attn_dims_t *d, ff_attn_leaves_t *copy) {
+    const ff_attn_leaves_t *L = ff_attn_leaves();
+    if (!d->bf16) return L;
+    *copy = *L;
+    copy->gemm = ff_attn_gemm_bf16();
+    return copy;
+}
+
 /* ---- small helpers ------------------------------------------------------ */
 
 void ff_attn_philox_words_scalar(uint32_t *w, uint64_t i0, size_t n, uint64_t seed, uint64_t step, uint64_t site) {

@@ -61,6 +61,8 @@ typedef struct {
     void (*scores)(float *s, const float *q, const float *const *keys, size_t n, size_t dk, float scale);
     /* o[c] = sum_j p[j] * values[j][c] for c < dk, over j < n in order. */
     void (*weighted_sum)(float *o, const float *p, const float *const *values, size_t n, size_t dk);
+    /* dst[j] = src[j] rounded to bf16 (nearest even, as ff_bf16_round), j < n; dst may be src. */
+    void (*round_bf16)(float *dst, const float *src, size_t n);
 } ff_attn_leaves_t;
 
 extern const ff_attn_leaves_t ff_attn_leaves_generic;
@@ -82,6 +84,17 @@ void ff_attn_keep_block_avx512(float *F, size_t ld, uint32_t *w, uint64_t i00, u
 
 /* The leaves of the active instruction set. */
 const ff_attn_leaves_t *ff_attn_leaves(void);
+
+/* The gemm leaf's signature, and its bf16 twin (attn_gemm_bf16.c): A and B
+ * rounded to bf16, sums in fp32, on the active bf16 path; A must have acs == 1
+ * or ars == 1 (every product of the flash kernels does). */
+typedef void (*ff_attn_gemm_fn)(float *C, size_t ldc, const float *A, size_t ars, size_t acs, const float *B,
+                                size_t ldb, size_t m, size_t n, size_t k, float alpha, int accumulate);
+ff_attn_gemm_fn ff_attn_gemm_bf16(void);
+
+/* The leaves a kernel on d runs: the active set, with the bf16 gemm when
+ * d->bf16 (filled into *copy). */
+const ff_attn_leaves_t *ff_attn_leaves_for(const ff_attn_dims_t *d, ff_attn_leaves_t *copy);
 
 /* The keep_block leaf through philox_words, one query at a time. */
 void ff_attn_keep_block_rows(float *F, size_t ld, uint32_t *w, uint64_t i00, uint64_t qstride, size_t nq, size_t nk,

@@ -162,8 +162,9 @@ int ff_attention_flash_backward(float *dq, ff_attn_view_t sdq, float *dk, ff_att
                                 const uint8_t *key_padding_mask, const ff_attn_dims_t *d) {
     const size_t units = d->B * d->H;
     if (units == 0) return 0;
-    bwd_args_t a = {dq,  dk, dv,  sdq, sdk, sdv, sdo, sq, sk, sv, so, dout, q,
-                    k,   v,  out, lse, key_padding_mask, d, ff_attn_leaves(), (float)(1.0 / sqrt((double)d->dk))};
+    ff_attn_leaves_t bf16_leaves;
+    bwd_args_t a = {dq,  dk,  dv,  sdq, sdk, sdv, sdo, sq, sk, sv, so, dout, q, k, v, out, lse, key_padding_mask, d,
+                    ff_attn_leaves_for(d, &bf16_leaves), (float)(1.0 / sqrt((double)d->dk))};
     const size_t wsz = bwd_ws_size(d->Tq, d->dk);
     int err = 0;
     FF_OMP(parallel num_threads(ff_threads_for(units, 1)))

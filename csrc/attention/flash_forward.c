@@ -108,7 +108,8 @@ int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const 
                                const uint8_t *key_padding_mask, const ff_attn_dims_t *d) {
     const size_t nqb = (d->Tq + BQ - 1) / BQ, units = d->B * d->H * nqb;
     if (units == 0) return 0;
-    const ff_attn_leaves_t *L = ff_attn_leaves();
+    ff_attn_leaves_t bf16_leaves;
+    const ff_attn_leaves_t *L = ff_attn_leaves_for(d, &bf16_leaves);
     const float scale = (float)(1.0 / sqrt((double)d->dk)); /* in double, cast once: as the reference */
     const size_t wsz = fwd_ws_size(d->dk);
     int err = 0;

@@ -16,6 +16,7 @@ cdef extern from "attention/attention.h" nogil:
         uint64_t seed
         uint64_t step
         uint64_t site
+        int bf16
     ff_attn_view_t ff_attn_contiguous(size_t H, size_t T, size_t dk)
     int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
                                    const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
@@ -65,6 +66,10 @@ cdef int _attn_impl(object impl, const ff_attn_dims_t *d, bint forward) except -
         raise TypeError(f"impl must be one of {', '.join(map(repr, names))}, got {type(impl).__name__}")
     if impl not in names:
         raise ValueError(f"impl must be one of {', '.join(map(repr, names))}, got {impl!r}")
+    if d.bf16 and impl == "materialized":  # its per-head GEMMs have no bf16 rounding of P
+        raise ValueError("compute_dtype='bfloat16' needs impl='flash' or 'rows' (or None), got impl='materialized'")
+    if d.bf16 and impl is None and not (forward and d.dropout_p == 0.0 and d.Tq <= ATTENTION_ROWS_MAX_TQ):
+        return _ATTN_FLASH
     if impl is None:
         if forward and d.dropout_p == 0.0 and d.Tq <= ATTENTION_ROWS_MAX_TQ:
             return _ATTN_ROWS
@@ -100,8 +105,9 @@ cdef object _attn_check_qkv(object q, object k, object v):
 
 
 cdef object _attn_dims(ff_attn_dims_t *d, object q, object k, object key_padding_mask, object causal,
-                       object dropout_p, object seed, object step, object site):
+                       object dropout_p, object seed, object step, object site, object compute_dtype):
     """Fill d from checked arguments; return the mask as a uint8 view (or None)."""
+    d.bf16 = _check_compute_dtype(compute_dtype)
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
     cdef double p = check_real("dropout_p", dropout_p)
@@ -130,8 +136,8 @@ cdef object _attn_dims(ff_attn_dims_t *d, object q, object k, object key_padding
 
 
 def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0, site=0, *,
-                      impl=None):
-    """attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0, site=0, *, impl=None)
+                      impl=None, compute_dtype="float32"):
+    """attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0, site=0, *, impl=None, compute_dtype="float32")
     -> (out (B, h, Tq, dk), lse (B, h, Tq))
 
     q: (B, h, Tq, dk), k, v: (B, h, Tk, dk) float32; key_padding_mask: (B, Tk)
@@ -139,10 +145,13 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.
     lse the log-sum-exp of the masked scores (-inf for a query that sees no key,
     whose output is 0). impl: 'flash' (fused, O(T) memory), 'materialized'
     (the (Tq, Tk) matrices through GEMMs), 'rows' (query by query, for a few
-    queries per head; no dropout), or None to pick by the shape."""
+    queries per head; no dropout), or None to pick by the shape.
+    compute_dtype="bfloat16": the products q k^T and P v take bf16-rounded
+    inputs summed in float32 (`bf16_path()`), the softmax stays float32;
+    flash and rows only."""
     _attn_check_qkv(q, k, v)
     cdef ff_attn_dims_t d
-    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site)
+    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site, compute_dtype)
     cdef int which = _attn_impl(impl, &d, True)
     if q.size == 0 or d.Tk == 0:  # no query, or no key to see: out 0, lse -inf (the reference's rule)
         return np.zeros(q.shape, dtype=np.float32), np.full(q.shape[:3], -np.inf, dtype=np.float32)
@@ -165,13 +174,14 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.
 
 
 def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0,
-                       site=0, *, impl=None):
-    """attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0, site=0, *, impl=None)
+                       site=0, *, impl=None, compute_dtype="float32"):
+    """attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0, site=0, *, impl=None, compute_dtype="float32")
     -> (dq, dk, dv) shaped like q, k, v
 
     dout, out: (B, h, Tq, dk); lse: (B, h, Tq) from attention_forward with the
     same mask, causal, dropout and (seed, step, site): P is recomputed from lse
-    and the dropout mask regenerated, never stored."""
+    and the dropout mask regenerated, never stored. compute_dtype as the
+    forward's: all four products (and the recomputed scores) in bf16."""
     _attn_check_qkv(q, k, v)
     check_float32("dout", dout, 4)
     check_float32("out", out, 4)
@@ -183,7 +193,7 @@ def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=Fa
     if lse.shape != q.shape[:3]:
         raise ValueError(f"lse must have shape (B, h, Tq) = {q.shape[:3]}, got {lse.shape}")
     cdef ff_attn_dims_t d
-    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site)
+    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site, compute_dtype)
     cdef int which = _attn_impl(impl, &d, False)
     if q.size == 0 or k.size == 0:  # no query or no key: every gradient is 0, and C sees no empty buffer
         return np.zeros(q.shape, dtype=np.float32), np.zeros(k.shape, dtype=np.float32), \
@@ -279,7 +289,7 @@ cdef bint _rows_within(const int64_t *p, size_t ld, size_t B, size_t T, size_t n
 
 
 def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0,
-                             site=0, impl="flash", key_rows=None):
+                             site=0, impl="flash", key_rows=None, compute_dtype="float32"):
     """The forward (flash unless impl says otherwise) on strided views (e.g.
     q, k, v = qkv.reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4) of a packed
     projection), writing into out (a view of any layout with a contiguous last
@@ -318,7 +328,7 @@ def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=Fa
     if lse.shape != (B, H, Tq):
         raise ValueError(f"lse must have shape {(B, H, Tq)}, got {lse.shape}")
     cdef ff_attn_dims_t d
-    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site)
+    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site, compute_dtype)
     cdef int which = _attn_impl(impl, &d, True)
     if B * H * Tq * dk == 0:
         return out, lse
@@ -337,7 +347,7 @@ def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=Fa
 
 
 def _attention_backward_views(dq, dk, dv, dout, q, k, v, out, lse, key_padding_mask=None, causal=False,
-                              dropout_p=0.0, seed=0, step=0, site=0):
+                              dropout_p=0.0, seed=0, step=0, site=0, compute_dtype="float32"):
     """Flash backward on strided views (see _attention_forward_views); dq, dk,
     dv may be views into one packed (B, T, 3, h, dk) gradient buffer."""
     if not isinstance(q, np.ndarray) or q.ndim != 4:
@@ -359,7 +369,7 @@ def _attention_backward_views(dq, dk, dv, dout, q, k, v, out, lse, key_padding_m
     if lse.shape != (B, H, Tq):
         raise ValueError(f"lse must have shape {(B, H, Tq)}, got {lse.shape}")
     cdef ff_attn_dims_t d
-    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site)
+    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site, compute_dtype)
     if B * H * dkk == 0 or Tq + Tk == 0:
         return dq, dk, dv
     cdef float *pdq = _attn_ptr(dq)

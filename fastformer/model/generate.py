@@ -138,14 +138,14 @@ class CachedDecoder:
                     k, v = cache[:, :h, :t + 1], cache[:, h:, :t + 1]  # (slots, h, t+1, dk) views
                     _attention_forward(ctx.reshape(R, h, 1, dk), buf.lse[:R * h].reshape(R, h, 1),
                                        qkv[:, :d].reshape(R, h, 1, dk), k, v, None, False, impl="rows",
-                                       key_rows=self.key_rows[:R, :t + 1])
+                                       key_rows=self.key_rows[:R, :t + 1], compute_dtype=m.compute_dtype)
                 else:
                     q = matmul_packed(inp, w.w_in, bias=w.b_in, out=buf.q[:R])
                     k, v = self.mem_kv[cross_i]  # (B, h, S, dk) each; queries (B*K, d) -> (B, h, K, dk)
                     cross_i += 1
                     _attention_forward(ctx.reshape(B, K, h, dk).transpose(0, 2, 1, 3),
                                        buf.lse[:R * h].reshape(B, h, K), q.reshape(B, K, h, dk).transpose(0, 2, 1, 3),
-                                       k, v, self.src_mask, False, impl="rows")
+                                       k, v, self.src_mask, False, impl="rows", compute_dtype=m.compute_dtype)
                 a, w_out, b_out = ctx, w.w_out, w.b_out
             if m.norm_first:  # x += the sublayer's output, in the product's epilogue
                 matmul_packed(a, w_out, bias=b_out, beta=1.0, out=x)

@@ -75,9 +75,10 @@ class Transformer(TransformerBase):
     """Encoder-decoder Transformer on the compiled kernels, float32.
 
     Constructor as `fastformer.reference.Transformer` (without dtype).
-    compute_dtype="bfloat16" runs every linear layer's products (forward and
-    backward) on bf16-rounded inputs summed in float32 (`ops.bf16_path()`
-    names the kernel); weights, gradients, LayerNorm, softmax, attention and
+    compute_dtype="bfloat16" runs every linear layer's products and
+    attention's (q k^T, P v and the backward's, forward and backward) on
+    bf16-rounded inputs summed in float32 (`ops.bf16_path()` names the
+    kernel); weights, gradients, LayerNorm, softmax statistics, dropout and
     the loss stay float32.
     forward(src (B, S), tgt_in (B, T), src_key_padding_mask=None,
     tgt_key_padding_mask=None) -> logits (B, T, V_tgt) float32;
@@ -244,7 +245,7 @@ class Transformer(TransformerBase):
                 self._matmul(run.plan.memory, w.w_kv, trans_b=True, bias=w.b_kv, out=buf.kv)
                 q = buf.q_h
             _attention_forward(buf.ctx_h, buf.lse, q, buf.k, buf.v, mask, sub.causal, run.p, self.seed,
-                               run.step, sub.site_probs)
+                               run.step, sub.site_probs, compute_dtype=self.compute_dtype)
             self._matmul(buf.ctx, w.w_out, trans_b=True, bias=w.b_out, out=buf.body)
         if run.p:
             dropout_forward(buf.body, run.p, self.seed, run.step, sub.site_out, out=buf.body)
@@ -355,14 +356,15 @@ class Transformer(TransformerBase):
         self._matmul(dbody, w.w_out, out=gs.ctx)
         if sub.kind == SELF_ATTN:
             _attention_backward(*gs.qkv_h, gs.ctx_h, buf.q, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
-                                sub.causal, run.p, self.seed, run.step, sub.site_probs)
+                                sub.causal, run.p, self.seed, run.step, sub.site_probs,
+                                compute_dtype=self.compute_dtype)
             self._matmul(gs.qkv, h, trans_a=True, beta=1.0, out=w.gw_in)
             column_sum(gs.qkv, out=w.gb_in, accumulate=True)
             self._matmul(gs.qkv, w.w_in, beta=dx_beta, out=dx)
             return
         ge, memory = run.plan.genc, run.plan.memory
         _attention_backward(gs.q_h, *ge.kv_h, gs.ctx_h, buf.q_h, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
-                            False, run.p, self.seed, run.step, sub.site_probs)
+                            False, run.p, self.seed, run.step, sub.site_probs, compute_dtype=self.compute_dtype)
         self._matmul(ge.kv, memory, trans_a=True, beta=1.0, out=w.gw_kv)
         column_sum(ge.kv, out=w.gb_kv, accumulate=True)
         self._matmul(ge.kv, w.w_kv, beta=mem_beta, out=ge.mem)

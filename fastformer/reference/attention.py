@@ -6,10 +6,21 @@ or, with causal=True, when its position j exceeds the query's position i.
 A query that sees no key gets output 0, log-sum-exp -inf and gradient 0.
 Dropout acts on the probabilities P (B, h, Tq, Tk), flat index over that
 shape, with the counter-based scheme of `fastformer.reference.dropout`.
+
+compute_dtype="bfloat16" rounds the inputs of every product to bfloat16
+(r = round_bf16) and sums in the inputs' precision, as the compiled flash
+kernels do: S = scale * r(q) r(k)^T; out = r(E) r(v) / rowsum(E) with E the
+unnormalised probabilities exp(S - rowmax S) (after dropout); in the backward
+P = exp(S - lse), dv = r(Pd)^T r(dout), dP = r(dout) r(v)^T, dq = scale *
+r(dS) r(k), dk = scale * r(dS)^T r(q). Softmax statistics stay unrounded.
+(The forward kernel rounds E against the running maximum of each 128-key
+block, so beyond 128 keys it matches this twin to bf16 rounding, not bits.)
 """
 import numpy as np
 
+from fastformer.layout import check_compute_dtype
 from fastformer.reference.dropout import dropout_apply, dropout_forward, dropout_mask
+from fastformer.reference.gemm import round_bf16
 from fastformer.reference.linear import linear_backward, linear_forward
 
 
@@ -24,10 +35,19 @@ def _hidden(key_padding_mask, causal, Tq, Tk):
     return hidden
 
 
-def _scores(q, k, key_padding_mask, causal):
+def _rounding(compute_dtype):
+    """The rounding of a product's inputs: round_bf16 for bfloat16, else none."""
+    check_compute_dtype(compute_dtype)
+    return round_bf16 if compute_dtype == "bfloat16" else (lambda x: x)
+
+
+def _scores(q, k, key_padding_mask, causal, compute_dtype="float32"):
     """Masked scaled scores S = q k^T / sqrt(dk), -inf where hidden: (B, h, Tq, Tk)."""
     scale = q.dtype.type(1.0 / np.sqrt(q.shape[-1]))
-    s = (q * scale) @ k.swapaxes(-1, -2)
+    if compute_dtype == "bfloat16":  # the kernel's order: scale after the product
+        s = (round_bf16(q) @ round_bf16(k).swapaxes(-1, -2)) * scale
+    else:
+        s = (q * scale) @ k.swapaxes(-1, -2)
     hidden = _hidden(key_padding_mask, causal, q.shape[-2], k.shape[-2])
     if hidden is not None:
         np.copyto(s, -np.inf, where=hidden)
@@ -35,7 +55,7 @@ def _scores(q, k, key_padding_mask, causal):
 
 
 def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0,
-                      seed=0, step=0, site=0):
+                      seed=0, step=0, site=0, *, compute_dtype="float32"):
     """q: (B, h, Tq, dk), k, v: (B, h, Tk, dk), key_padding_mask: (B, Tk) bool
     (True = padding) or None -> (out (B, h, Tq, dk), lse (B, h, Tq)).
 
@@ -44,7 +64,8 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.
     """
     if q.shape[-1] == 0:
         raise ValueError(f"q, k and v must have a head width dk of at least 1, got q of shape {q.shape}")
-    p = _scores(q, k, key_padding_mask, causal)
+    r = _rounding(compute_dtype)
+    p = _scores(q, k, key_padding_mask, causal, compute_dtype)
     m = p.max(axis=-1, initial=-np.inf)  # -inf also where there are no keys at all (Tk = 0)
     m[np.isneginf(m)] = 0  # a query with no visible key: exp(-inf - 0) = 0, not NaN
     p -= m[..., None]
@@ -52,6 +73,12 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.
     total = p.sum(axis=-1)
     with np.errstate(divide="ignore"):
         lse = m + np.log(total)
+    if compute_dtype == "bfloat16":  # normalised after the product, as the kernel does
+        if dropout_p > 0:
+            p = dropout_forward(p, dropout_p, seed, step, site)
+        out = r(p) @ r(v)
+        np.divide(out, total[..., None], out=out, where=total[..., None] > 0)
+        return out, lse
     np.divide(p, total[..., None], out=p, where=total[..., None] > 0)
     if dropout_p > 0:
         p = dropout_forward(p, dropout_p, seed, step, site)
@@ -59,7 +86,7 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.
 
 
 def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=False,
-                       dropout_p=0.0, seed=0, step=0, site=0):
+                       dropout_p=0.0, seed=0, step=0, site=0, *, compute_dtype="float32"):
     """dout, out: (B, h, Tq, dk), q: (B, h, Tq, dk), k, v: (B, h, Tk, dk),
     lse: (B, h, Tq) from the forward -> (dq, dk, dv) shaped like q, k, v.
 
@@ -67,23 +94,24 @@ def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=Fa
     out = Pd v, so rowsum(dP * P) = rowsum(dout * out) =: D even with dropout,
     and dS = P * (dP - D).
     """
-    p = _scores(q, k, key_padding_mask, causal)
+    r = _rounding(compute_dtype)
+    p = _scores(q, k, key_padding_mask, causal, compute_dtype)
     # lse = -inf marks a query with no visible key: use +inf so its P row is 0.
     p -= np.where(np.isneginf(lse), np.inf, lse)[..., None]
     np.exp(p, out=p)
     if dropout_p > 0:
         keep = dropout_mask(p.shape, dropout_p, seed, step, site)  # the forward's mask
-        dv = dropout_apply(p, keep, dropout_p).swapaxes(-1, -2) @ dout
-        dp = dropout_apply(dout @ v.swapaxes(-1, -2), keep, dropout_p)
+        dv = r(dropout_apply(p, keep, dropout_p)).swapaxes(-1, -2) @ r(dout)
+        dp = dropout_apply(r(dout) @ r(v).swapaxes(-1, -2), keep, dropout_p)
     else:
-        dv = p.swapaxes(-1, -2) @ dout
-        dp = dout @ v.swapaxes(-1, -2)
+        dv = r(p).swapaxes(-1, -2) @ r(dout)
+        dp = r(dout) @ r(v).swapaxes(-1, -2)
     d = np.einsum("...i,...i->...", dout, out)
     dp -= d[..., None]
     dp *= p  # dS; zero wherever P is (hidden keys, empty rows)
     scale = q.dtype.type(1.0 / np.sqrt(q.shape[-1]))
-    dq = (dp @ k) * scale
-    dk = (dp.swapaxes(-1, -2) @ q) * scale
+    dq = (r(dp) @ r(k)) * scale
+    dk = (r(dp).swapaxes(-1, -2) @ r(q)) * scale
     return dq, dk, dv
 
 
@@ -102,8 +130,8 @@ def mha_forward(x_q, x_kv, in_proj_weight, in_proj_bias, out_proj_weight, out_pr
     then come from one (3d, d) projection); in_proj_weight: (3d, d) rows
     [Wq; Wk; Wv]; in_proj_bias: (3d,); out_proj_weight: (d, d); out_proj_bias:
     (d,); key_padding_mask: (B, Tk) bool or None. Returns (y (B, Tq, d), cache).
-    compute_dtype (as in `fastformer.reference.linear`) is that of the projections;
-    attention itself runs in the inputs' precision.
+    compute_dtype (as in `fastformer.reference.linear`) is that of the projections
+    and of attention's products (see the module's docstring).
     """
     B, Tq, d = x_q.shape
     if nhead < 1 or d % nhead:
@@ -119,7 +147,8 @@ def mha_forward(x_q, x_kv, in_proj_weight, in_proj_bias, out_proj_weight, out_pr
         q = q.reshape(B, Tq, nhead, dk).transpose(0, 2, 1, 3)
         kv = linear_forward(x_kv, in_proj_weight[d:], in_proj_bias[d:], compute_dtype=compute_dtype)
         k, v = kv.reshape(B, x_kv.shape[1], 2, nhead, dk).transpose(2, 0, 3, 1, 4)
-    out, lse = attention_forward(q, k, v, key_padding_mask, causal, dropout_p, seed, step, site)
+    out, lse = attention_forward(q, k, v, key_padding_mask, causal, dropout_p, seed, step, site,
+                                 compute_dtype=compute_dtype)
     ctx = _merge_heads(out)
     y = linear_forward(ctx, out_proj_weight, out_proj_bias, compute_dtype=compute_dtype)
     cache = dict(x_q=x_q, x_kv=None if self_attn else x_kv, q=q, k=k, v=v, out=out, lse=lse,
@@ -142,7 +171,7 @@ def mha_backward(dy, cache):
     dout = dctx.reshape(B, Tq, c["nhead"], d // c["nhead"]).transpose(0, 2, 1, 3)
     dq, dk, dv = attention_backward(dout, c["q"], c["k"], c["v"], c["out"], c["lse"],
                                     c["key_padding_mask"], c["causal"], c["dropout_p"],
-                                    c["seed"], c["step"], c["site"])
+                                    c["seed"], c["step"], c["site"], compute_dtype=cd)
     if x_kv is None:
         # (B, h, 3, T, dk) -> (B, T, 3, h, dk): the layout of the fused projection's output.
         dqkv = np.stack([dq, dk, dv], axis=2).transpose(0, 3, 2, 1, 4).reshape(B, Tq, 3 * d)

@@ -1,0 +1,90 @@
+"""Flash attention with compute_dtype="bfloat16" against the float64 twin
+that rounds the same product inputs (fastformer.reference.attention), on
+every bf16 path, with masks and dropout, bitwise across thread counts, and
+its bad options."""
+import numpy as np
+import pytest
+
+from fastformer import ops
+from fastformer import reference as ref
+from test_attention import CASES, ROWS_CASES, f64, inputs
+
+BF16_CASES = CASES + [(1, 2, 40, 90, 200, True, True)]  # dk > 128: the leaf's depth in chunks
+
+
+def rel(a, b):
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def run(case, dropout_p, compute_dtype="bfloat16"):
+    q, k, v, dout, mask, causal = inputs(case)
+    kw = dict(key_padding_mask=mask, causal=causal, dropout_p=dropout_p, seed=11, step=3, site=0x01000000)
+    out, lse = ops.attention_forward(q, k, v, compute_dtype=compute_dtype, **kw)
+    grads = ops.attention_backward(dout, q, k, v, out, lse, compute_dtype=compute_dtype, **kw)
+    return (q, k, v, dout, kw), out, lse, grads
+
+
+@pytest.mark.parametrize("dropout_p", [0.0, 0.25])
+@pytest.mark.parametrize("case", BF16_CASES, ids=str)
+def test_matches_bf16_twin(bf16_simd, case, dropout_p):
+    """Norm-wise within a few float32 roundings of the twin (an intermediate
+    rounded to the other side of a bf16 tie moves one term by 2^-8), where
+    the float32 kernel is 3e-3 to 9e-3 away: the test sees the rounding."""
+    (q, k, v, dout, kw), out, lse, grads = run(case, dropout_p)
+    out64, lse64 = ref.attention_forward(*f64(q, k, v), compute_dtype="bfloat16", **kw)
+    assert np.array_equal(np.isneginf(lse), np.isneginf(lse64))
+    np.testing.assert_allclose(lse, lse64, rtol=1e-5, atol=1e-5)
+    # one key block (128) rounds exp(S - max) as the twin does; beyond, against a running maximum
+    assert rel(out, out64) <= (1e-4 if case[3] <= 128 else 2e-3)
+    grads64 = ref.attention_backward(*f64(dout, q, k, v, out, lse), compute_dtype="bfloat16", **kw)
+    for name, g, g64 in zip(("dq", "dk", "dv"), grads, grads64):
+        assert g.dtype == np.float32 and rel(g, g64) <= 1e-3, name
+
+
+@pytest.mark.parametrize("case", ROWS_CASES, ids=str)
+def test_rows_matches_bf16_twin(bf16_simd, case):
+    """The query-by-query forward (cached decoding's) rounds as the flash
+    forward does on one key block: the twin's numbers, and flash's."""
+    q, k, v, dout, mask, causal = inputs(case)
+    out, lse = ops.attention_forward(q, k, v, mask, causal, impl="rows", compute_dtype="bfloat16")
+    out64, lse64 = ref.attention_forward(*f64(q, k, v), key_padding_mask=mask, causal=causal,
+                                         compute_dtype="bfloat16")
+    assert np.array_equal(np.isneginf(lse), np.isneginf(lse64))
+    np.testing.assert_allclose(lse, lse64, rtol=1e-5, atol=1e-5)
+    assert rel(out, out64) <= 1e-4
+    flash, _ = ops.attention_forward(q, k, v, mask, causal, impl="flash", compute_dtype="bfloat16")
+    assert rel(out, flash) <= (1e-4 if case[3] <= 128 else 2e-3)
+    if mask is not None:
+        assert not out[0].any() and np.isneginf(lse[0]).all()
+
+
+def test_differs_from_float32():
+    """The bf16 products are not the float32 ones (the rounding happens)."""
+    _, out, _, grads = run(CASES[0], 0.0)
+    _, out32, _, grads32 = run(CASES[0], 0.0, "float32")
+    assert rel(out, out32) > 1e-3 and all(rel(g, g32) > 1e-3 for g, g32 in zip(grads, grads32))
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[5]], ids=str)
+def test_bitwise_over_threads(bf16_simd, threads, case):
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        _, out, lse, grads = run(case, 0.25)
+        results.append((out, lse) + tuple(grads))
+    for other in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(results[0], other))
+
+
+def test_bad_options():
+    q, k, v, dout, mask, causal = inputs(CASES[0])
+    with pytest.raises(ValueError, match="compute_dtype='bfloat16' needs impl='flash' or 'rows'"):
+        ops.attention_forward(q, k, v, impl="materialized", compute_dtype="bfloat16")
+    with pytest.raises(ValueError, match="compute_dtype='bfloat16' needs impl='flash' or 'rows'"):
+        ops.attention_backward(dout, q, k, v, q, np.zeros(q.shape[:3], np.float32), impl="materialized", compute_dtype="bfloat16")
+    with pytest.raises(ValueError, match="compute_dtype must be"):
+        ops.attention_forward(q, k, v, compute_dtype="float16")
+    with pytest.raises(TypeError, match="compute_dtype must be"):
+        ops.attention_backward(dout, q, k, v, q, np.zeros(q.shape[:3], np.float32), compute_dtype=None)
+    with pytest.raises(ValueError, match="compute_dtype must be"):
+        ref.attention_forward(q, k, v, compute_dtype="half")
