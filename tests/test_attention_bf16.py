@@ -88,3 +88,34 @@ def test_bad_options():
         ops.attention_backward(dout, q, k, v, q, np.zeros(q.shape[:3], np.float32), compute_dtype=None)
     with pytest.raises(ValueError, match="compute_dtype must be"):
         ref.attention_forward(q, k, v, compute_dtype="half")
+
+
+def test_rows_on_bf16_values_skips_nothing(bf16_simd):
+    """Keys and values rounded once (a bf16 decoder's cache, kv_bf16=True)
+    give the bits of rounding them on every call."""
+    from fastformer import _C
+
+    q, k, v, dout, mask, causal = inputs((3, 8, 4, 64, 64, False, True))
+    kr, vr = (_C._round_bf16_inplace(a.copy()) for a in (k, v))
+    np.testing.assert_array_equal(kr, ref.round_bf16(k))
+    results = []
+    for keys, values, rounded in ((k, v, False), (kr, vr, True)):
+        out, lse = np.empty_like(q), np.empty(q.shape[:3], np.float32)
+        _C._attention_forward_views(out, lse, q, keys, values, mask, causal, impl="rows", compute_dtype="bfloat16",
+                                    kv_bf16=rounded)
+        results.append((out, lse))
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
+
+
+def test_round_bf16_inplace_matches_twin(simd):
+    from fastformer import _C
+
+    x = np.random.default_rng(1).standard_normal(1037).astype(np.float32) * 1e3
+    x[:6] = [np.inf, -np.inf, np.nan, 0.0, -0.0, 1.00390625]  # 1 + 2^-8: a tie, to even (1.0)
+    expect = ref.round_bf16(x)
+    got = _C._round_bf16_inplace(x)
+    assert got is x and np.array_equal(got, expect, equal_nan=True)
+    with pytest.raises(TypeError):
+        _C._round_bf16_inplace(x.astype(np.float64))
+    with pytest.raises(ValueError):
+        _C._round_bf16_inplace(np.zeros((4, 4), np.float32)[:, ::2])

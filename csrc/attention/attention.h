@@ -37,8 +37,13 @@ typedef struct {
     int causal;       /* hide key j > query i */
     double dropout_p; /* 0 <= p < 1 */
     uint64_t seed, step, site;
-    int bf16; /* flash only: the block products on bf16-rounded inputs, fp32 sums */
+    int bf16;    /* the products on bf16-rounded inputs, fp32 sums (flash and rows) */
+    int kv_bf16; /* with bf16, rows only: k and v already hold bf16 values (not rounded again) */
 } ff_attn_dims_t;
+
+/* x[i] rounded to bf16 in place (nearest even, as the bf16 kernels round
+ * their inputs), i < n: a decoder's cache kept in bf16 values (kv_bf16). */
+void ff_attn_round_bf16(float *x, size_t n);
 
 /* The view of a contiguous (B, H, T, dk) array. */
 static inline ff_attn_view_t ff_attn_contiguous(size_t H, size_t T, size_t dk) {

@@ -16,6 +16,8 @@ const ff_attn_leaves_t *ff_attn_leaves(void) {
     return &ff_attn_leaves_generic;
 }
 
+void ff_attn_round_bf16(float *x, size_t n) { ff_attn_leaves()->round_bf16(x, x, n); }
+
 const ff_attn_leaves_t *ff_attn_leaves_for(const ff_attn_dims_t *d, ff_attn_leaves_t *copy) {
     const ff_attn_leaves_t *L = ff_attn_leaves();
     if (!d->bf16) return L;

@@ -12,9 +12,10 @@
  * slot its history wrote there, so a beam reorder moves an index, never
  * the keys.
  *
- * With d->bf16, the unit's keys, values and queries are rounded to bf16
- * into scratch first, and the probabilities as the flash forward rounds
- * them: E = exp(s - max s) rounded, out = (E V) / sum E.
+ * With d->bf16, the unit's keys and values (unless d->kv_bf16 says they
+ * hold bf16 values already) and queries are rounded to bf16 into scratch
+ * first, and the probabilities as the flash forward rounds them: E =
+ * exp(s - max s) rounded, out = (E V) / sum E.
  *
  * Determinism: a (batch, head) unit's arithmetic depends on the unit alone,
  * so any thread split gives the same bits. */
@@ -71,7 +72,7 @@ static void rows_unit(float *out, ff_attn_view_t so, float *lse, const float *q,
         kp[j] = k + slot * sk.batch + h * sk.head + j * sk.row;
         vp[j] = v + slot * sv.batch + h * sv.head + j * sv.row;
     }
-    if (d->bf16)
+    if (d->bf16 && !d->kv_bf16)
         for (size_t j = 0; j < Tk; j++) {
             float *kr = rounded + dk + 2 * j * dk, *vr = kr + dk;
             L->round_bf16(kr, kp[j], dk), L->round_bf16(vr, vp[j], dk);
@@ -105,7 +106,7 @@ int ff_attention_rows_forward(float *out, ff_attn_view_t so, float *lse, const f
     if (units == 0 || d->Tq == 0) return 0;
     const ff_attn_leaves_t *L = ff_attn_leaves();
     const float scale = (float)(1.0 / sqrt((double)d->dk)); /* in double, cast once: as the reference */
-    const size_t nptr = 2 * (d->Tk + 1), nround = d->bf16 ? (2 * d->Tk + 1) * d->dk : 0;
+    const size_t nptr = 2 * (d->Tk + 1), nround = d->bf16 ? (d->kv_bf16 ? 1 : 2 * d->Tk + 1) * d->dk : 0;
     const size_t sbytes = nptr * sizeof(float *) + (d->Tk + 16 + nround) * sizeof(float);
     const key_map_t map = {key_rows, key_rows_ld};
     int err = 0;

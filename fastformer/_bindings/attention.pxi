@@ -17,6 +17,8 @@ cdef extern from "attention/attention.h" nogil:
         uint64_t step
         uint64_t site
         int bf16
+        int kv_bf16
+    void ff_attn_round_bf16(float *x, size_t n)
     ff_attn_view_t ff_attn_contiguous(size_t H, size_t T, size_t dk)
     int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
                                    const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
@@ -108,6 +110,7 @@ cdef object _attn_dims(ff_attn_dims_t *d, object q, object k, object key_padding
                        object dropout_p, object seed, object step, object site, object compute_dtype):
     """Fill d from checked arguments; return the mask as a uint8 view (or None)."""
     d.bf16 = _check_compute_dtype(compute_dtype)
+    d.kv_bf16 = 0
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
     cdef double p = check_real("dropout_p", dropout_p)
@@ -289,14 +292,16 @@ cdef bint _rows_within(const int64_t *p, size_t ld, size_t B, size_t T, size_t n
 
 
 def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0,
-                             site=0, impl="flash", key_rows=None, compute_dtype="float32"):
+                             site=0, impl="flash", key_rows=None, compute_dtype="float32", kv_bf16=False):
     """The forward (flash unless impl says otherwise) on strided views (e.g.
     q, k, v = qkv.reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4) of a packed
     projection), writing into out (a view of any layout with a contiguous last
     axis) and lse ((B, h, Tq), contiguous). Outputs must not overlap the inputs.
     key_rows (impl="rows" only): (B, Tk) int64 with a contiguous last axis; key
     j of batch b is then k[key_rows[b, j], :, j] (k and v may hold any number
-    of batches: a cache reordered by index)."""
+    of batches: a cache reordered by index). kv_bf16 (impl="rows", bf16): the
+    caller vouches that k and v hold bf16 values (`_round_bf16_inplace`), so the
+    kernel does not round them again per call."""
     if not isinstance(q, np.ndarray) or q.ndim != 4:
         raise ValueError("q must be a 4-D numpy.ndarray (B, h, Tq, dk)")
     if not isinstance(k, np.ndarray) or k.ndim != 4:
@@ -330,6 +335,7 @@ def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=Fa
     cdef ff_attn_dims_t d
     mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site, compute_dtype)
     cdef int which = _attn_impl(impl, &d, True)
+    d.kv_bf16 = bool(kv_bf16) and d.bf16 != 0
     if B * H * Tq * dk == 0:
         return out, lse
     cdef float *po = _attn_ptr(out)
@@ -344,6 +350,18 @@ def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=Fa
     if rc != 0:
         raise MemoryError("attention_forward: could not allocate its workspace")
     return out, lse
+
+
+def _round_bf16_inplace(x):
+    """Round a C-contiguous float32 array to bf16 values in place (nearest
+    even, as the bf16 kernels round their inputs); returns x."""
+    check_float32("x", x, -1, True)
+    cdef float *p = _f32p(x) if x.size else NULL
+    cdef size_t n = x.size
+    with nogil:
+        if n:
+            ff_attn_round_bf16(p, n)
+    return x
 
 
 def _attention_backward_views(dq, dk, dv, dout, q, k, v, out, lse, key_padding_mask=None, causal=False,

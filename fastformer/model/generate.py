@@ -22,6 +22,7 @@ from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN
 from fastformer.ops import embedding_forward, gelu_forward, layer_norm_forward, matmul_packed, pack_matrix
 
 _attention_forward = _C._attention_forward_views
+_round_bf16_inplace = _C._round_bf16_inplace
 
 
 class _DecodeWeights:
@@ -69,6 +70,7 @@ class CachedDecoder:
         self.m = m = model
         B, S, d = memory.shape
         h, dk = m.nhead, m.d_model // m.nhead
+        self.bf16 = m.compute_dtype == "bfloat16"
         self.B, self.beam, self.R, self.t = B, beam, B * beam, 0
         self.src_mask = None if src_mask is None else np.ascontiguousarray(src_mask)
         mem2d = np.ascontiguousarray(memory.reshape(B * S, d))
@@ -77,7 +79,7 @@ class CachedDecoder:
         for sub in m._dec:
             if sub.kind == CROSS_ATTN:
                 kv = m._matmul(mem2d, sub.w.w_kv, trans_b=True, bias=sub.w.b_kv)
-                self.mem_kv.append(np.ascontiguousarray(kv.reshape(B, S, 2, h, dk).transpose(2, 0, 3, 1, 4)))
+                self.mem_kv.append(self._kv_values(kv.reshape(B, S, 2, h, dk).transpose(2, 0, 3, 1, 4)))
             elif sub.kind == SELF_ATTN:
                 self.cache.append(np.empty((self.R, 2 * h, max_len, dk), dtype=np.float32))
         self.key_rows = np.zeros((self.R, max_len), dtype=np.int64)
@@ -90,6 +92,13 @@ class CachedDecoder:
         self.buf = SimpleNamespace(x=empty(R, d), y=empty(R, d), inp=empty(R, d), ctx=empty(R, d), q=empty(R, d),
                                    qkv=empty(R, 3 * d), hidden=empty(R, f), lse=empty(R * h), mean=empty(R),
                                    rstd=empty(R))
+
+    def _kv_values(self, a):
+        """a as a C-contiguous array; in a bf16 model, rounded to bf16 once
+        here (queries too: the kernel rounds them anyway), so attention over
+        the cache never rounds keys and values again (kv_bf16)."""
+        a = np.ascontiguousarray(a)
+        return _round_bf16_inplace(a) if self.bf16 else a
 
     def reorder(self, rows):
         """Row r continues row rows[r]'s history (the step-decoder protocol)."""
@@ -133,19 +142,21 @@ class CachedDecoder:
                 if w.kind == SELF_ATTN:
                     cache = self.cache[self_i]
                     self_i += 1
-                    qkv = matmul_packed(inp, w.w_in, bias=w.b_in, out=buf.qkv[:R])
+                    qkv = self._kv_values(matmul_packed(inp, w.w_in, bias=w.b_in, out=buf.qkv[:R]))
                     cache[:R, :, t] = qkv[:, d:].reshape(R, 2 * h, dk)
                     k, v = cache[:, :h, :t + 1], cache[:, h:, :t + 1]  # (slots, h, t+1, dk) views
                     _attention_forward(ctx.reshape(R, h, 1, dk), buf.lse[:R * h].reshape(R, h, 1),
                                        qkv[:, :d].reshape(R, h, 1, dk), k, v, None, False, impl="rows",
-                                       key_rows=self.key_rows[:R, :t + 1], compute_dtype=m.compute_dtype)
+                                       key_rows=self.key_rows[:R, :t + 1], compute_dtype=m.compute_dtype,
+                                       kv_bf16=self.bf16)
                 else:
                     q = matmul_packed(inp, w.w_in, bias=w.b_in, out=buf.q[:R])
                     k, v = self.mem_kv[cross_i]  # (B, h, S, dk) each; queries (B*K, d) -> (B, h, K, dk)
                     cross_i += 1
                     _attention_forward(ctx.reshape(B, K, h, dk).transpose(0, 2, 1, 3),
                                        buf.lse[:R * h].reshape(B, h, K), q.reshape(B, K, h, dk).transpose(0, 2, 1, 3),
-                                       k, v, self.src_mask, False, impl="rows", compute_dtype=m.compute_dtype)
+                                       k, v, self.src_mask, False, impl="rows", compute_dtype=m.compute_dtype,
+                                       kv_bf16=self.bf16)
                 a, w_out, b_out = ctx, w.w_out, w.b_out
             if m.norm_first:  # x += the sublayer's output, in the product's epilogue
                 matmul_packed(a, w_out, bias=b_out, beta=1.0, out=x)
