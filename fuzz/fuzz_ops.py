@@ -95,11 +95,11 @@ def calls(ops, x):
         "attention_forward": lambda: ops.attention_forward(
             x.array((B, H, T, d)), x.array((B, H, S, d)), x.array((B, H, S, d)), key_padding_mask=x.mask((B, S)),
             causal=x.flag(), dropout_p=x.real(0.25), seed=x.integer(1), step=x.integer(2), site=x.integer(3),
-            impl=x.fdp.PickValueInList([None, "flash", "materialized", "other"])),
+            impl=x.fdp.PickValueInList([None, "flash", "materialized", "rows", "other"]), compute_dtype=cd),
         "attention_backward": lambda: ops.attention_backward(
             x.array((B, H, T, d)), x.array((B, H, T, d)), x.array((B, H, S, d)), x.array((B, H, S, d)),
             x.array((B, H, T, d)), x.array((B, H, T)), key_padding_mask=x.mask((B, S)), causal=x.flag(),
-            dropout_p=x.real(0.0), impl=x.fdp.PickValueInList([None, "flash", "materialized"])),
+            dropout_p=x.real(0.0), impl=x.fdp.PickValueInList([None, "flash", "materialized"]), compute_dtype=cd),
         "linear_forward": lambda: ops.linear_forward(x.array((B, T, d)), x.array((S, d)), x.array((S,))),
         "linear_backward": lambda: ops.linear_backward(x.array((B, T, S)), x.array((B, T, d)), x.array((S, d)),
                                                        need_dx=x.flag()),
