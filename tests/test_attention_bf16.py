@@ -119,3 +119,15 @@ def test_round_bf16_inplace_matches_twin(simd):
         _C._round_bf16_inplace(x.astype(np.float64))
     with pytest.raises(ValueError):
         _C._round_bf16_inplace(np.zeros((4, 4), np.float32)[:, ::2])
+
+
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("impl", ["flash", "rows"])
+def test_nan_query_gives_nan_not_zero(impl, compute_dtype):
+    """A NaN score is no 'key unseen' (lse -inf, a zero gradient): the
+    query's output and log-sum-exp are NaN; the other queries are finite."""
+    q, k, v, dout, mask, causal = inputs((2, 2, 1, 5, 8, False, False))
+    q[0, 0, 0, :] = np.nan
+    out, lse = ops.attention_forward(q, k, v, impl=impl, compute_dtype=compute_dtype)
+    assert np.isnan(out[0, 0, 0]).all() and np.isnan(lse[0, 0, 0])
+    assert np.isfinite(out[1]).all() and np.isfinite(lse[1]).all()

@@ -4,10 +4,11 @@
  * QK^T, PV and the backward's four products take the bf16 numerics of the
  * linear layers while the softmax statistics stay fp32.
  *
- * Per chunk of KCH k, A and B are rounded once into small buffers: bf16 pair
- * panels for vdpbf16ps (the packers of the bf16 GEMM), or rounded floats for
- * the fp32 leaf (the emulated path). A chunk's sum goes into C before the
- * next chunk's (k <= KCH in the model unless the head width is larger). */
+ * Per chunk of KCH k, A and B are rounded once into small buffers, by path
+ * (ff_bf16_path): the AMX kernel's panels (the bf16 GEMM's packers and tile
+ * kernel), bf16 pair panels for vdpbf16ps, or rounded floats for the fp32
+ * leaf (the emulated path). A chunk's sum goes into C before the next
+ * chunk's (k <= KCH in the model unless the head width is larger). */
 #include <string.h>
 
 #include "attention/attn_internal.h"

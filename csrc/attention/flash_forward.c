@@ -99,7 +99,7 @@ static void forward_unit(float *out, ff_attn_view_t so, float *lse, const float 
         float li = w.l[i];
         float inv = li > 0.0f ? 1.0f / li : 0.0f;
         for (size_t j = 0; j < dk; j++) op[i * so.row + j] = w.O[i * dk + j] * inv;
-        lp[i] = li > 0.0f ? w.m[i] + logf(li) : -INFINITY;
+        lp[i] = li > 0.0f || li != li ? w.m[i] + logf(li) : -INFINITY; /* NaN stays NaN: not "no key seen" */
     }
 }
 

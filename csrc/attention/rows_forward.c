@@ -39,7 +39,7 @@ typedef struct {
 static void softmax_bf16(const ff_attn_leaves_t *L, float *s, size_t n, const float *const *vp, size_t dk, float *o,
                          float *lse) {
     float mx = -INFINITY, l = 0.0f;
-    for (size_t j = 0; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+    for (size_t j = 0; j < n; j++) mx = s[j] > mx || s[j] != s[j] ? s[j] : mx; /* a NaN score stays NaN */
     if (mx == -INFINITY) {
         for (size_t c = 0; c < dk; c++) o[c] = 0.0f;
         *lse = -INFINITY;
