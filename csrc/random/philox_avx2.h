@@ -14,6 +14,15 @@ static inline void ff_mulhilo8(__m256i *hi, __m256i *lo, __m256i a, __m256i m) {
     *lo = _mm256_mullo_epi32(a, m);
 }
 
+/* ff_philox10_x8(&c0, &c1, &c2, &c3, seed): the 10 Philox rounds on 8
+ * counters at once (random/philox_rounds.h). */
+#define PHILOX_V __m256i
+#define PHILOX_ROUNDS ff_philox10_x8
+#define PHILOX_MULHILO ff_mulhilo8
+#define PHILOX_XOR _mm256_xor_si256
+#define PHILOX_SET1(x) _mm256_set1_epi32((int)(x))
+#include "random/philox_rounds.h"
+
 /* w[0..3] = the words of elements 4*block0 .. 4*block0 + 31 in element order
  * (w[0] holds elements 0..7). The 8 blocks must share their high 32 bits
  * ((block0 >> 32) == ((block0 + 7) >> 32)); callers do the rare others in scalar. */
@@ -21,21 +30,7 @@ static inline void ff_philox8_avx2(__m256i w[4], uint64_t block0, uint64_t seed,
     __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)block0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     __m256i c1 = _mm256_set1_epi32((int)(uint32_t)(block0 >> 32));
     __m256i c2 = _mm256_set1_epi32((int)(uint32_t)site), c3 = _mm256_set1_epi32((int)(uint32_t)step);
-    const __m256i m0 = _mm256_set1_epi32((int)FF_PHILOX_M0), m1 = _mm256_set1_epi32((int)FF_PHILOX_M1);
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    for (int r = 0; r < 10; r++) {
-        if (r) {
-            k0 += FF_PHILOX_W0;
-            k1 += FF_PHILOX_W1;
-        }
-        __m256i hi0, lo0, hi1, lo1;
-        ff_mulhilo8(&hi0, &lo0, c0, m0);
-        ff_mulhilo8(&hi1, &lo1, c2, m1);
-        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
-        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
-        c1 = lo1;
-        c3 = lo0;
-    }
+    ff_philox10_x8(&c0, &c1, &c2, &c3, seed);
     /* 4x4 transpose inside each 128-bit lane: t_j lane L = the 4 words of block 4L + j */
     __m256i a = _mm256_unpacklo_epi32(c0, c1), b = _mm256_unpackhi_epi32(c0, c1);
     __m256i c = _mm256_unpacklo_epi32(c2, c3), d = _mm256_unpackhi_epi32(c2, c3);

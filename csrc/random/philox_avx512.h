@@ -14,27 +14,14 @@ static inline void ff_mulhilo16(__m512i *hi, __m512i *lo, __m512i a, __m512i m) 
     *lo = _mm512_mullo_epi32(a, m);
 }
 
-/* The 10 Philox rounds on 16 counters at once: lane k of c0..c3 is one
- * block's counter on entry and its 4 output words on return. */
-static inline void ff_philox10_x16(__m512i *c0, __m512i *c1, __m512i *c2, __m512i *c3, uint64_t seed) {
-    const __m512i m0 = _mm512_set1_epi32((int)FF_PHILOX_M0), m1 = _mm512_set1_epi32((int)FF_PHILOX_M1);
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    __m512i a0 = *c0, a1 = *c1, a2 = *c2, a3 = *c3;
-    for (int r = 0; r < 10; r++) {
-        if (r) {
-            k0 += FF_PHILOX_W0;
-            k1 += FF_PHILOX_W1;
-        }
-        __m512i hi0, lo0, hi1, lo1;
-        ff_mulhilo16(&hi0, &lo0, a0, m0);
-        ff_mulhilo16(&hi1, &lo1, a2, m1);
-        a0 = _mm512_xor_si512(_mm512_xor_si512(hi1, a1), _mm512_set1_epi32((int)k0));
-        a2 = _mm512_xor_si512(_mm512_xor_si512(hi0, a3), _mm512_set1_epi32((int)k1));
-        a1 = lo1;
-        a3 = lo0;
-    }
-    *c0 = a0, *c1 = a1, *c2 = a2, *c3 = a3;
-}
+/* ff_philox10_x16(&c0, &c1, &c2, &c3, seed): the 10 Philox rounds on 16
+ * counters at once (random/philox_rounds.h). */
+#define PHILOX_V __m512i
+#define PHILOX_ROUNDS ff_philox10_x16
+#define PHILOX_MULHILO ff_mulhilo16
+#define PHILOX_XOR _mm512_xor_si512
+#define PHILOX_SET1(x) _mm512_set1_epi32((int)(x))
+#include "random/philox_rounds.h"
 
 /* w[0..3] = the words of elements 4*block0 .. 4*block0 + 63 in element
  * order (w[0] holds elements 0..15, i.e. blocks block0 .. block0+3). */

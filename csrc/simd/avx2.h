@@ -25,6 +25,10 @@ FF_TARGET_AVX2_BEGIN
 #define FFV_FN(name) name##_avx2
 
 typedef __m256 ffv;
+typedef __m256d ffvd; /* half an ffv's lanes, for leaves that finish in double */
+#define FFV_PS(op) _mm256_##op##_ps
+#define FFV_PD(op) _mm256_##op##_pd
+#include "simd/x86_ops.h"
 typedef __m256i ffv_int;
 /* A set of lanes: the bit mask, and for a set from ffv_first its lane count
  * (whole vectors load and store with plain instructions); 0 for other sets. */
@@ -33,10 +37,6 @@ typedef struct {
     unsigned len;
 } ffv_lanes;
 
-static inline ffv ffv_zero(void) { return _mm256_setzero_ps(); }
-static inline ffv ffv_set1(float a) { return _mm256_set1_ps(a); }
-static inline ffv ffv_load(const float *p) { return _mm256_loadu_ps(p); }
-static inline void ffv_store(float *p, ffv v) { _mm256_storeu_ps(p, v); }
 
 /* The lanes of the next min(n, 8) elements. */
 static inline ffv_lanes ffv_first(size_t n) {
@@ -65,17 +65,7 @@ static inline ffv_lanes ffv_gt(ffv a, ffv b) { return (ffv_lanes){_mm256_castps_
 static inline unsigned ffv_lanes_bits(ffv_lanes t) { return (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(t.bits)); }
 static inline ffv_lanes ffv_eq(ffv a, ffv b) { return (ffv_lanes){_mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_EQ_OQ)), 0}; }
 
-static inline ffv ffv_add(ffv a, ffv b) { return _mm256_add_ps(a, b); }
-static inline ffv ffv_sub(ffv a, ffv b) { return _mm256_sub_ps(a, b); }
-static inline ffv ffv_mul(ffv a, ffv b) { return _mm256_mul_ps(a, b); }
-static inline ffv ffv_div(ffv a, ffv b) { return _mm256_div_ps(a, b); }
-static inline ffv ffv_max(ffv a, ffv b) { return _mm256_max_ps(a, b); }
-static inline ffv ffv_min(ffv a, ffv b) { return _mm256_min_ps(a, b); }
 static inline ffv ffv_abs(ffv a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
-static inline ffv ffv_sqrt(ffv a) { return _mm256_sqrt_ps(a); }
-static inline ffv ffv_fmadd(ffv a, ffv b, ffv c) { return _mm256_fmadd_ps(a, b, c); }   /* a*b + c */
-static inline ffv ffv_fmsub(ffv a, ffv b, ffv c) { return _mm256_fmsub_ps(a, b, c); }   /* a*b - c */
-static inline ffv ffv_fnmadd(ffv a, ffv b, ffv c) { return _mm256_fnmadd_ps(a, b, c); } /* c - a*b */
 static inline ffv ffv_round(ffv a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 
 /* p * 2^n for integral n in [-252, 254] (the range exp needs): two exact
@@ -102,13 +92,6 @@ static inline float ffv_hmax(ffv v) {
     return _mm_cvtss_f32(s);
 }
 
-/* Doubles: ffvd holds half an ffv's lanes, for leaves that finish in double. */
-typedef __m256d ffvd;
-static inline ffvd ffvd_set1(double a) { return _mm256_set1_pd(a); }
-static inline ffvd ffvd_add(ffvd a, ffvd b) { return _mm256_add_pd(a, b); }
-static inline ffvd ffvd_sub(ffvd a, ffvd b) { return _mm256_sub_pd(a, b); }
-static inline ffvd ffvd_mul(ffvd a, ffvd b) { return _mm256_mul_pd(a, b); }
-static inline ffvd ffvd_div(ffvd a, ffvd b) { return _mm256_div_pd(a, b); }
 static inline ffvd ffv_lo_to_d(ffv v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
 static inline ffvd ffv_hi_to_d(ffv v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
 static inline ffv ffv_from_d(ffvd lo, ffvd hi) {
@@ -139,10 +122,6 @@ static inline void ffv_store_first(float *p, size_t n, ffv v) {
 /* Transposes (simd/math.h's ffv_transpose): interleaves within 128-bit
  * lanes, of 32-bit and of 64-bit elements, then the lanes themselves:
  * b[4g+c], 128-bit lane l, holds column 4l+c of rows 4g..4g+3. */
-static inline ffv ffv_unpacklo(ffv a, ffv b) { return _mm256_unpacklo_ps(a, b); }
-static inline ffv ffv_unpackhi(ffv a, ffv b) { return _mm256_unpackhi_ps(a, b); }
-static inline ffv ffv_unpacklo2(ffv a, ffv b) { return _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(a), _mm256_castps_pd(b))); }
-static inline ffv ffv_unpackhi2(ffv a, ffv b) { return _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(a), _mm256_castps_pd(b))); }
 static inline void ffv_transpose_lanes(ffv r[8], const ffv b[8]) {
     for (int c = 0; c < 4; c++) {
         r[c] = _mm256_permute2f128_ps(b[c], b[4 + c], 0x20);

@@ -16,13 +16,13 @@ FF_TARGET_AVX512_BEGIN
 #define FFV_FN(name) name##_avx512
 
 typedef __m512 ffv;
+typedef __m512d ffvd; /* half an ffv's lanes, for leaves that finish in double */
+#define FFV_PS(op) _mm512_##op##_ps
+#define FFV_PD(op) _mm512_##op##_pd
+#include "simd/x86_ops.h"
 typedef __m512i ffv_int;
 typedef __mmask16 ffv_lanes;
 
-static inline ffv ffv_zero(void) { return _mm512_setzero_ps(); }
-static inline ffv ffv_set1(float a) { return _mm512_set1_ps(a); }
-static inline ffv ffv_load(const float *p) { return _mm512_loadu_ps(p); }
-static inline void ffv_store(float *p, ffv v) { _mm512_storeu_ps(p, v); }
 
 static inline ffv_lanes ffv_first(size_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 /* Whole vectors use plain instructions: masked memory operations are slower
@@ -45,17 +45,7 @@ static inline ffv_lanes ffv_gt(ffv a, ffv b) { return _mm512_cmp_ps_mask(a, b, _
 static inline unsigned ffv_lanes_bits(ffv_lanes t) { return (unsigned)t; }
 static inline ffv_lanes ffv_eq(ffv a, ffv b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
 
-static inline ffv ffv_add(ffv a, ffv b) { return _mm512_add_ps(a, b); }
-static inline ffv ffv_sub(ffv a, ffv b) { return _mm512_sub_ps(a, b); }
-static inline ffv ffv_mul(ffv a, ffv b) { return _mm512_mul_ps(a, b); }
-static inline ffv ffv_div(ffv a, ffv b) { return _mm512_div_ps(a, b); }
-static inline ffv ffv_max(ffv a, ffv b) { return _mm512_max_ps(a, b); }
-static inline ffv ffv_min(ffv a, ffv b) { return _mm512_min_ps(a, b); }
 static inline ffv ffv_abs(ffv a) { return _mm512_abs_ps(a); }
-static inline ffv ffv_sqrt(ffv a) { return _mm512_sqrt_ps(a); }
-static inline ffv ffv_fmadd(ffv a, ffv b, ffv c) { return _mm512_fmadd_ps(a, b, c); }
-static inline ffv ffv_fmsub(ffv a, ffv b, ffv c) { return _mm512_fmsub_ps(a, b, c); }
-static inline ffv ffv_fnmadd(ffv a, ffv b, ffv c) { return _mm512_fnmadd_ps(a, b, c); }
 static inline ffv ffv_round(ffv a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 static inline ffv ffv_mul_exp2(ffv p, ffv n) { return _mm512_scalef_ps(p, n); }
 
@@ -69,12 +59,6 @@ static inline float ffv_hsum(ffv v) {
 }
 static inline float ffv_hmax(ffv v) { return _mm512_reduce_max_ps(v); }
 
-typedef __m512d ffvd;
-static inline ffvd ffvd_set1(double a) { return _mm512_set1_pd(a); }
-static inline ffvd ffvd_add(ffvd a, ffvd b) { return _mm512_add_pd(a, b); }
-static inline ffvd ffvd_sub(ffvd a, ffvd b) { return _mm512_sub_pd(a, b); }
-static inline ffvd ffvd_mul(ffvd a, ffvd b) { return _mm512_mul_pd(a, b); }
-static inline ffvd ffvd_div(ffvd a, ffvd b) { return _mm512_div_pd(a, b); }
 static inline ffvd ffv_lo_to_d(ffv v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
 static inline ffvd ffv_hi_to_d(ffv v) { return _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)); }
 static inline ffv ffv_from_d(ffvd lo, ffvd hi) {
@@ -83,10 +67,6 @@ static inline ffv ffv_from_d(ffvd lo, ffvd hi) {
 
 static inline void ffv_store_first(float *p, size_t n, ffv v) { ffv_st(p, ffv_first(n), v); }
 
-static inline ffv ffv_unpacklo(ffv a, ffv b) { return _mm512_unpacklo_ps(a, b); }
-static inline ffv ffv_unpackhi(ffv a, ffv b) { return _mm512_unpackhi_ps(a, b); }
-static inline ffv ffv_unpacklo2(ffv a, ffv b) { return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b))); }
-static inline ffv ffv_unpackhi2(ffv a, ffv b) { return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b))); }
 static inline void ffv_transpose_lanes(ffv r[16], const ffv b[16]) {
     for (int c = 0; c < 4; c++) {
         __m512 e = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x88), f = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xDD);
