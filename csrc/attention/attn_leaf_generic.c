@@ -3,7 +3,7 @@
 #include <math.h>
 
 #include "attention/attn_internal.h"
-#include "gemm/gemm.h"
+#include "gemm/gemm_internal.h"
 
 static void gemm_generic(float *C, size_t ldc, const float *A, size_t ars, size_t acs, const float *B, size_t ldb,
                          size_t m, size_t n, size_t k, float alpha, int accumulate) {
@@ -98,13 +98,9 @@ static void weighted_sum_generic(float *o, const float *p, const float *const *v
         for (size_t c = 0; c < dk; c++) o[c] += p[j] * values[j][c];
 }
 
-static void round_bf16_generic(float *dst, const float *src, size_t n) {
-    for (size_t j = 0; j < n; j++) dst[j] = ff_bf16_round(src[j]);
-}
-
 const ff_attn_leaves_t ff_attn_leaves_generic = {
     gemm_generic,        softmax_cols_generic, scale_rows_generic,  exp_sub_cols_generic,
     dsoftmax_cols_generic, softmax_row_generic, exp_sub_row_generic, dsoftmax_row_generic,
     dot_generic,         ff_attn_philox_words_scalar, ff_attn_keep_block_scalar, ff_attn_transpose,
-    scores_generic,      weighted_sum_generic,  round_bf16_generic,
+    scores_generic,      weighted_sum_generic,  ff_gemm_round_bf16,
 };

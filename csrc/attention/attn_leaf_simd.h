@@ -156,13 +156,6 @@ static void dsoftmax_row(float *dP, const float *P, size_t n, float D) {
     }
 }
 
-static void round_bf16(float *dst, const float *src, size_t n) {
-    for (size_t j = 0; j < n; j += FFV_W) {
-        ffv_lanes t = ffv_first(n - j);
-        ffv_st(dst + j, t, ffv_round_bf16(ffv_ld(src + j, t)));
-    }
-}
-
 static float dot(const float *a, const float *b, size_t n) {
     ffv acc = ffv_zero();
     for (size_t j = 0; j < n; j += FFV_W) {
@@ -275,5 +268,5 @@ const ff_attn_leaves_t FFV_FN(ff_attn_leaves) = {
     .transpose = transpose,
     .scores = ff_attn_scores_avx2,
     .weighted_sum = ff_attn_weighted_sum_avx2,
-    .round_bf16 = round_bf16,
+    .round_bf16 = FFV_FN(ff_gemm_round_bf16), /* the bf16 GEMM's (gemm/pack_simd.h) */
 };

@@ -39,8 +39,8 @@ float ff_bf16_round(float x) {
     return y;
 }
 
-void ff_gemm_round_bf16(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = ff_bf16_round(x[i]);
+void ff_gemm_round_bf16(float *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = ff_bf16_round(src[i]);
 }
 
 /* ---- emulated: the fp32 packers, then rounding (vectors in pack_*.c) ---- */
@@ -48,7 +48,7 @@ void ff_gemm_round_bf16(float *x, size_t n) {
 #define ROUNDING_PACKER(name, packer, round)                                                       \
     static void name(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {    \
         packer(dst, src, ld, kc, w, W);                                                            \
-        round(dst, kc * W);                                                                        \
+        round(dst, dst, kc * W);                                                                        \
     }
 ROUNDING_PACKER(rows_generic, ff_gemm_pack_rows, ff_gemm_round_bf16)
 ROUNDING_PACKER(cols_generic, ff_gemm_pack_cols, ff_gemm_round_bf16)

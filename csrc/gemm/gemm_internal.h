@@ -138,10 +138,11 @@ void ff_gemm_store_avx512(const float *t, float *c, size_t ldc, size_t mr, size_
 /* The same epilogue on `rows` (any number) whole 32-wide rows, [rows][32] at t. */
 void ff_gemm_store_rows_avx512(const float *t, float *c, size_t ldc, size_t rows, const ff_gemm_epi_t *epi);
 
-/* x[i] = x[i] rounded to bf16 (ff_bf16_round), i < n: the emulated path's packers. */
-void ff_gemm_round_bf16(float *x, size_t n);
-void ff_gemm_round_bf16_avx2(float *x, size_t n);
-void ff_gemm_round_bf16_avx512(float *x, size_t n);
+/* dst[i] = src[i] rounded to bf16 (ff_bf16_round), i < n; dst may be src: the
+ * emulated path's packers, and attention's round_bf16 leaf. */
+void ff_gemm_round_bf16(float *dst, const float *src, size_t n);
+void ff_gemm_round_bf16_avx2(float *dst, const float *src, size_t n);
+void ff_gemm_round_bf16_avx512(float *dst, const float *src, size_t n);
 
 /* bf16 pair panels (gemm_bf16.c, and with AVX-512 pack_avx512.c): slot
  * (s, r) of a W-wide panel, 32 bits, holds elements k = 2s (low half) and

@@ -58,10 +58,10 @@ void FFV_FN(ff_gemm_pack_cols)(float *dst, const float *src, size_t ld, size_t k
     }
 }
 
-/* x rounded to bf16 in place (still fp32 values): the emulated path's packers. */
-void FFV_FN(ff_gemm_round_bf16)(float *x, size_t n) {
+/* src rounded to bf16 into dst (still fp32 values; dst may be src). */
+void FFV_FN(ff_gemm_round_bf16)(float *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i += FFV_W) {
         ffv_lanes t = ffv_first(n - i);
-        ffv_st(x + i, t, ffv_round_bf16(ffv_ld(x + i, t)));
+        ffv_st(dst + i, t, ffv_round_bf16(ffv_ld(src + i, t)));
     }
 }
