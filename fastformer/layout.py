@@ -401,6 +401,21 @@ class TransformerBase:
         tgt_mask = check_mask("tgt_key_padding_mask", tgt_key_padding_mask, tgt_in.shape)
         return src, tgt_in, src_mask, tgt_mask
 
+    def _logits_out(self, out, shape):
+        """Where forward writes the logits: `out` (checked) or a new array."""
+        dtype = np.dtype(self.dtype)
+        if out is None:
+            return np.empty(shape, dtype=dtype)
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        if out.dtype != dtype:
+            raise TypeError(f"out must have the model's dtype {dtype}, got {out.dtype}")
+        if out.shape != shape:
+            raise ValueError(f"out must have the logits' shape {shape}, got {out.shape}")
+        if not (out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError("out must be C-contiguous and writeable")
+        return out
+
     @staticmethod
     def _check_dlogits(dlogits, shape):
         """dlogits: a float array of the last forward's logits `shape`."""

@@ -21,7 +21,7 @@ from fastformer.data.vocab import BOS_ID, EOS_ID
 from fastformer.data_parallel import DataParallel, check_same_setup, setup_digests
 from fastformer.decoding import decode, strip_eos
 from fastformer.ema import ExponentialMovingAverage
-from fastformer.losses import cross_entropy
+from fastformer.losses import LogitsBuffer, cross_entropy
 from fastformer.optim.clip import clip_grad_norm as _clip_grad_norm
 from fastformer.optim.clip import grad_norm as _grad_norm
 from fastformer.validation import METRICS, check_metric, improves
@@ -130,6 +130,7 @@ class Trainer:
         self.ema = None if ema is None else ExponentialMovingAverage(model, ema, ema_warmup)
         self.world = distributed.init() if world is None else world
         self.data_parallel = None  # made for the first batch (see plan_micro_batches)
+        self._logits = LogitsBuffer()  # every forward's logits, training and evaluation
         self.step = 0
         self.history = []
         # Early stopping: the validation metric, its best score and step, validations
@@ -172,8 +173,7 @@ class Trainer:
             if not math.isfinite(loss):
                 raise NonFiniteLossError(self._stop_message(f"the loss is {loss}"))
         else:
-            logits = model.forward(batch.src, batch.tgt_in, src_key_padding_mask=batch.src_key_padding_mask,
-                                   tgt_key_padding_mask=batch.tgt_key_padding_mask)
+            logits = self._logits.forward(model, batch)
             # the gradient overwrites the logits: no second (B, T, V) array per step
             loss, dlogits = cross_entropy(logits, batch.tgt_out, label_smoothing=self.label_smoothing, out=logits)
             if not math.isfinite(loss):
@@ -212,7 +212,8 @@ class Trainer:
                                      f"{self.world.size} ranks: give micro_batch_size")
                 micro = batch_size // self.world.size
             # micro None (accumulation in one process): each batch is one micro-batch, of any size
-            self.data_parallel = DataParallel(self.model, micro, batch_size, self.world, accum=self.accum)
+            self.data_parallel = DataParallel(self.model, micro, batch_size, self.world, accum=self.accum,
+                                              logits=self._logits)
         return self.data_parallel
 
     def step_batches(self, source, step):
@@ -246,15 +247,13 @@ class Trainer:
         loss_sum = correct = tokens = exact = examples = 0
         try:
             for batch in batches:
-                logits = model.forward(batch.src, batch.tgt_in,
-                                       src_key_padding_mask=batch.src_key_padding_mask,
-                                       tgt_key_padding_mask=batch.tgt_key_padding_mask)
-                loss, _ = cross_entropy(logits, batch.tgt_out)
+                logits = self._logits.forward(model, batch)
                 valid = batch.tgt_out != IGNORE_INDEX
+                correct += int((logits.argmax(axis=-1) == batch.tgt_out)[valid].sum())
+                loss, _ = cross_entropy(logits, batch.tgt_out, out=logits)  # the gradient is not needed
                 n = int(valid.sum())
                 loss_sum += loss * n
                 tokens += n
-                correct += int((logits.argmax(axis=-1) == batch.tgt_out)[valid].sum())
                 examples += len(batch)
                 if exact_match:
                     max_len = self.max_decode_len or batch.tgt_out.shape[1]

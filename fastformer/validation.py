@@ -13,7 +13,7 @@ import numpy as np
 
 from fastformer.data.batch import IGNORE_INDEX, make_batch
 from fastformer.data.token_batches import token_budget_batches
-from fastformer.losses import cross_entropy
+from fastformer.losses import LogitsBuffer, cross_entropy
 from fastformer.translate import translate_ids
 
 # valid_metric -> (history key, higher is better)
@@ -117,13 +117,13 @@ class Validator:
             sources, targets, _ = self._fitted(model)
         tok = self.tokenizer
         loss_sum, tokens = 0.0, 0
+        buffer = LogitsBuffer()
         lengths = [max(len(s), len(t) + 1) for s, t in zip(sources, targets)]
         for index in token_budget_batches(np.array(lengths, dtype=np.int64), self.max_tokens):
             batch = make_batch([sources[i] for i in index], [targets[i] for i in index],
                                tok.pad_id, tok.bos_id, tok.eos_id)
-            logits = model.forward(batch.src, batch.tgt_in, src_key_padding_mask=batch.src_key_padding_mask,
-                                   tgt_key_padding_mask=batch.tgt_key_padding_mask)
-            loss, _ = cross_entropy(logits, batch.tgt_out)
+            logits = buffer.forward(model, batch)
+            loss, _ = cross_entropy(logits, batch.tgt_out, out=logits)  # the gradient is not kept
             n = int((batch.tgt_out != IGNORE_INDEX).sum())
             loss_sum += loss * n
             tokens += n

@@ -231,6 +231,31 @@ def test_forward_returns_a_new_array():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("which", ["compiled", "reference"])
+def test_forward_into_out(which):
+    """forward(out=) writes the logits there (the trainer's reused buffer):
+    the bits of a new array, the same backward, and clear errors."""
+    models = pair()
+    model = models[0] if which == "compiled" else models[1]
+    batch = make_batch(0, True)
+    src, tgt_in, _, src_mask, tgt_mask = batch
+    logits, grads = step(model, batch)
+    out = np.full_like(logits, np.nan)
+    model.zero_grad()
+    got = model.forward(src, tgt_in, src_key_padding_mask=src_mask, tgt_key_padding_mask=tgt_mask, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, logits)
+    _, dlogits = ff.reference.cross_entropy(logits, batch[2], label_smoothing=0.1)
+    model.backward(dlogits)
+    for name, p in model.named_parameters():
+        np.testing.assert_array_equal(p.grad, grads[name], err_msg=name)
+    for bad, error, match in [(logits.astype(np.float64), TypeError, "dtype"), (logits[:, :-1].copy(), ValueError, "shape"),
+                              (np.asfortranarray(logits), ValueError, "C-contiguous"), (logits.tolist(), TypeError, "out"),
+                              (np.broadcast_to(logits[:1], logits.shape), ValueError, "writeable")]:
+        with pytest.raises(error, match=match):
+            model.forward(src, tgt_in, src_key_padding_mask=src_mask, tgt_key_padding_mask=tgt_mask, out=bad)
+
+
 # ----- the shared layout ------------------------------------------------------------------
 
 def test_layout_and_initialisation_are_the_reference_ones():

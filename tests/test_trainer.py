@@ -111,8 +111,8 @@ def test_exact_match_of_a_perfect_model():
     trainer = make_trainer(len(task.vocab))
     answers = {tuple(task.vocab.encode(s)): task.vocab.encode(t) + [task.vocab.eos_id] for s, t in task.heldout}
 
-    class Oracle:
-        training, max_len = False, 12
+    class Oracle:  # the model protocol the trainer uses, nothing more
+        training, max_len, dtype, tgt_vocab_size = False, 12, np.float32, len(task.vocab)
 
         def train(self, mode=True):
             return self
@@ -120,8 +120,9 @@ def test_exact_match_of_a_perfect_model():
         def eval(self):
             return self
 
-        def forward(self, src, tgt_in, src_key_padding_mask=None, tgt_key_padding_mask=None):
-            logits = np.zeros(tgt_in.shape + (len(task.vocab),), np.float32)
+        def forward(self, src, tgt_in, src_key_padding_mask=None, tgt_key_padding_mask=None, *, out=None):
+            logits = np.zeros(tgt_in.shape + (len(task.vocab),), np.float32) if out is None else out
+            logits.fill(0)
             for b in range(src.shape[0]):
                 answer = answers[tuple(int(x) for x, pad in zip(src[b], src_key_padding_mask[b]) if not pad)]
                 for t in range(tgt_in.shape[1]):
@@ -164,3 +165,27 @@ def test_short_run_learns_reverse(model_cls):
                       clip_grad_norm=1.0, progress=False, log_every=100)
     history = trainer.fit(task, steps=400, eval_data=task)
     assert history[-1]["eval_exact_match"] == 1.0
+
+
+def test_logits_buffer_reuses_one_array():
+    """The loops' logits: the model's own numbers, in one array whose front
+    serves smaller batches (no (B, T, V) allocation per step), retyped for a
+    model of another dtype."""
+    from fastformer.data.batch import make_batch
+    from fastformer.losses import LogitsBuffer
+
+    model = ff.Transformer(9, 9, d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                           dim_feedforward=32, dropout=0.0, max_len=12)
+    big = make_batch([[3, 4, 5, 6], [4, 5]], [[5, 6, 7], [8]])
+    small = make_batch([[3, 4]], [[5]])
+    buffer = LogitsBuffer()
+    first = buffer.forward(model, big)
+    np.testing.assert_array_equal(first, model.forward(big.src, big.tgt_in, big.src_key_padding_mask,
+                                                       big.tgt_key_padding_mask))
+    second = buffer.forward(model, small)
+    assert second.shape == (1, 2, 9) and np.shares_memory(first, second)
+    np.testing.assert_array_equal(second, model.forward(small.src, small.tgt_in, small.src_key_padding_mask,
+                                                        small.tgt_key_padding_mask))
+    ref = ff.reference.Transformer(9, 9, d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                                   dim_feedforward=32, dropout=0.0, max_len=12, dtype=np.float64)
+    assert buffer.forward(ref, big).dtype == np.float64

@@ -155,17 +155,19 @@ class Transformer(TransformerBase):
     # ----- forward ------------------------------------------------------------------------
 
     @synchronized
-    def forward(self, src, tgt_in, src_key_padding_mask=None, tgt_key_padding_mask=None):
+    def forward(self, src, tgt_in, src_key_padding_mask=None, tgt_key_padding_mask=None, *, out=None):
         """src: (B, S), tgt_in: (B, T) integer token ids; masks (B, S) / (B, T)
         bool, True = padding (the source mask also hides memory keys from
         cross-attention; decoder self-attention is always causal).
-        Returns logits (B, T, tgt_vocab_size) float32, a new array.
+        Returns logits (B, T, tgt_vocab_size) float32: `out` when given (a
+        C-contiguous float32 array of that shape), else a new array.
 
         In training mode dropout uses step = rng_step, which then advances by 1.
         """
         src, tgt_in, src_mask, tgt_mask = self._check_inputs(src, tgt_in, src_key_padding_mask,
                                                               tgt_key_padding_mask)
         (B, S), T = src.shape, tgt_in.shape[1]
+        logits = self._logits_out(out, (B, T, self.tgt_vocab_size))
         run = _Run()
         run.plan = plan = self._plan(B, S, T)
         run.src, run.tgt_in = src, tgt_in
@@ -186,7 +188,6 @@ class Transformer(TransformerBase):
             n = self._dec_norm
             layer_norm_forward(y, n.w, n.b, self.layer_norm_eps, out=plan.dec_out,
                                out_mean=plan.dec_out_mean, out_rstd=plan.dec_out_rstd)
-        logits = np.empty((B, T, self.tgt_vocab_size), dtype=np.float32)
         self._matmul(plan.dec_out, self._gen.w, trans_b=True, bias=self._gen.b, out=logits.reshape(B * T, -1))
         run.logits_shape = logits.shape
         self._run = run

@@ -18,19 +18,23 @@ def _padded(n):
 
 
 class Workspace:
-    """An arena of float32 carved into per-shape plans.
+    """An arena of `dtype` (float32 by default) carved into per-shape plans.
 
     plan(key, specs, build): `specs` is [(name, shape)]; `build(views)` gets
-    {name: float32 C-contiguous view of shape} and returns the plan object,
+    {name: C-contiguous view of shape} and returns the plan object,
     which is cached under `key` until the arena has to grow (growing
     reallocates it and drops every cached plan, whose views would point into
     the old arena).
     """
 
-    def __init__(self, max_plans=32):
-        self._arena = np.empty(0, dtype=np.float32)
+    def __init__(self, max_plans=32, dtype=np.float32):
+        self._arena = np.empty(0, dtype=dtype)
         self._plans = {}
         self._max_plans = max_plans  # shapes vary with bucketing; keep the cache bounded
+
+    @property
+    def dtype(self):
+        return self._arena.dtype
 
     @property
     def nbytes(self):
@@ -44,7 +48,7 @@ class Workspace:
         sizes = [int(np.prod(shape)) for _, shape in specs]
         total = sum(_padded(n) for n in sizes)
         if total > self._arena.size:
-            self._arena = np.empty(total, dtype=np.float32)
+            self._arena = np.empty(total, dtype=self._arena.dtype)
             self._plans.clear()
         elif len(self._plans) >= self._max_plans:
             self._plans.clear()

@@ -199,16 +199,19 @@ class Transformer(TransformerBase):
         return self._drop(x, dropout_site(PART_EMBEDDING, 0, slot))
 
     @synchronized
-    def forward(self, src, tgt_in, src_key_padding_mask=None, tgt_key_padding_mask=None):
+    def forward(self, src, tgt_in, src_key_padding_mask=None, tgt_key_padding_mask=None, *, out=None):
         """src: (B, S), tgt_in: (B, T) integer token ids; masks (B, S) / (B, T)
         bool, True = padding (the source mask also hides memory keys from
         cross-attention; decoder self-attention is always causal).
-        Returns logits (B, T, tgt_vocab_size) in the model's dtype.
+        Returns logits (B, T, tgt_vocab_size) in the model's dtype: `out`
+        when given (a C-contiguous array of that shape and dtype), else new.
 
         In training mode dropout uses step = rng_step, which then advances by 1.
         """
         src, tgt_in, src_mask, tgt_mask = self._check_inputs(src, tgt_in, src_key_padding_mask,
                                                               tgt_key_padding_mask)
+        if out is not None:  # checked before the work
+            out = self._logits_out(out, tgt_in.shape + (self.tgt_vocab_size,))
         self._cache = c = dict(training=self.training, step=self.rng_step, src=src, tgt_in=tgt_in)
         if self.training:
             self.rng_step += 1
@@ -230,15 +233,18 @@ class Transformer(TransformerBase):
             y, layer_cache = self._decoder_layer_forward(i, y, memory, tgt_mask, src_mask)
             c["decoder"].append(layer_cache)
         if self.final_norm:
-            out, mean, rstd = self._norm_forward("decoder.norm", y)
+            y_norm, mean, rstd = self._norm_forward("decoder.norm", y)
             c["decoder_norm"] = (y, mean, rstd)
         else:
-            out = y
-        c["out"] = out
-        logits = linear_forward(out, self._w(self._generator_weight), self._w("generator.bias"),
+            y_norm = y
+        c["out"] = y_norm
+        logits = linear_forward(y_norm, self._w(self._generator_weight), self._w("generator.bias"),
                                 compute_dtype=self.compute_dtype)
         c["logits_shape"] = logits.shape
-        return logits
+        if out is None:
+            return logits
+        np.copyto(out, logits)
+        return out
 
     @synchronized
     def backward(self, dlogits):
