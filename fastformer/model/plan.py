@@ -15,9 +15,11 @@ and the body's own activations:
     cross-attention  q (M, d), kv (N, 2d), ctx (M, d), lse (B, h, T)
     feed-forward     hact (rows, d_ff) = act(hidden), and hpre (rows, d_ff),
                      the pre-activation, for gelu (relu's derivative reads hact)
-Gradient scratch, one set per side (enc: N rows, dec: M rows): g1, g2 (the
-running gradient, ping-ponged by post-norm sublayers), body, ctx, qkv, q (dec),
-ln, h; plus mem and kv (N rows) for the memory's gradient from cross-attention.
+Gradient scratch, one set for both sides (the decoder's backward ends before
+the encoder's begins; each side views its N or M rows of max(N, M)): g1, g2
+(the running gradient, ping-ponged by post-norm sublayers), body, ctx, qkv,
+ln, h; the decoder's q; and mem, kv (N rows) for the memory's gradient from
+cross-attention, which the decoder's backward fills for the encoder's.
 """
 from types import SimpleNamespace as NS
 
@@ -58,12 +60,15 @@ def plan_specs(cfg, B, S, T):
     if cfg.final_norm:
         specs += [("memory", (N, d)), ("memory_mean", (N,)), ("memory_rstd", (N,)),
                   ("dec_out", (M, d)), ("dec_out_mean", (M,)), ("dec_out_rstd", (M,))]
-    for side, rows in (("genc.", N), ("gdec.", M)):
-        specs += [(side + "g1", (rows, d)), (side + "g2", (rows, d)), (side + "body", (rows, d)),
-                  (side + "ctx", (rows, d)), (side + "qkv", (rows, 3 * d)), (side + "ln", (rows, d)),
-                  (side + "h", (rows, f))]
+    specs += [("g." + name, (max(N, M) * width,)) for name, width in _shared_grads(cfg)]
     specs += [("gdec.q", (M, d)), ("genc.mem", (N, d)), ("genc.kv", (N, 2 * d))]
     return specs
+
+
+def _shared_grads(cfg):
+    """[(name, width)] of the gradient scratch both sides use in turn."""
+    d = cfg.d_model
+    return [("g1", d), ("g2", d), ("body", d), ("ctx", d), ("qkv", 3 * d), ("ln", d), ("h", cfg.dim_feedforward)]
 
 
 def build_plan(cfg, B, S, T, views):
@@ -108,6 +113,8 @@ def build_plan(cfg, B, S, T, views):
 
     def grads(prefix, L):
         g = NS(**{k[len(prefix):]: v for k, v in views.items() if k.startswith(prefix)})
+        for name, width in _shared_grads(cfg):
+            setattr(g, name, views["g." + name][:B * L * width].reshape(B * L, width))
         g.qkv_h = packed_heads(g.qkv, L)
         g.ctx_h = heads(g.ctx, L)
         return g
