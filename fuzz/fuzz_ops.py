@@ -115,12 +115,15 @@ def calls(ops, x):
             x.array((B, T, d)), x.array((d,)), x.array((d,)), eps=x.real(1e-5),
             residual=x.array((B, T, d)) if x.fdp.ConsumeBool() else None),
         "layer_norm_backward": lambda: ops.layer_norm_backward(
-            x.array((B, T, d)), x.array((B, T, d)), x.array((d,)), x.array((B, T)), x.array((B, T))),
+            x.array((B, T, d)), x.array((B, T, d)), x.array((d,)), x.array((B, T)), x.array((B, T)),
+            dweight=x.array((d,)) if x.fdp.ConsumeBool() else None, dbias=x.array((d,)) if x.fdp.ConsumeBool() else None,
+            accumulate=x.fdp.ConsumeBool()),
         "softmax_forward": lambda: ops.softmax_forward(x.array((B, T, d)), mask=x.mask((B, T, d))),
         "softmax_backward": lambda: ops.softmax_backward(x.array((B, T, d)), x.array((B, T, d))),
         "embedding_forward": lambda: ops.embedding_forward(x.ids((B, T), V), x.array((V, d)), x.array((T, d))),
         "embedding_backward": lambda: ops.embedding_backward(
-            x.array((B, T, d)), x.ids((B, T), V), x.integer(V), out=x.array((V, d)) if x.fdp.ConsumeBool() else None),
+            x.array((B, T, d)), x.ids((B, T), V), x.integer(V), out=x.array((V, d)) if x.fdp.ConsumeBool() else None,
+            accumulate=x.fdp.ConsumeBool()),
         "dropout": lambda: ops.dropout_forward(x.array((B, T)), x.real(0.5), x.integer(0), x.integer(1), x.integer(2)),
         "dropout_mask": lambda: ops.dropout_mask((B, T), x.real(0.5), x.integer(0), x.integer(1), x.integer(2)),
         "cross_entropy": lambda: ops.cross_entropy(x.array((B, T, V)), x.ids((B, T), V),

@@ -334,16 +334,51 @@ def test_constructor_checks(kwargs, error, name):
 
 
 def test_kernel_out_arguments_the_model_relies_on():
-    """embedding_backward(out=) adds into out (as the reference); the out= of
-    layer_norm and the activations write in place, and agree with the twins."""
+    """The backward ops' one gradient convention, as the twins': out= (and
+    LayerNorm's dweight=, dbias=) is written, with accumulate=True added to
+    (the model's gradient buffers); the out= of layer_norm and the
+    activations write in place, and agree with the twins."""
     rng = np.random.default_rng(0)
     dx, ids = rng.standard_normal((2, 5, 8)).astype(np.float32), rng.integers(0, 4, (2, 5))
     start = rng.standard_normal((6, 8)).astype(np.float32)
-    ours, ref = start.copy(), start.copy()
-    assert ff.ops.embedding_backward(dx, ids, 6, out=ours) is ours
-    R.embedding_backward(dx, ids, 6, out=ref)
-    np.testing.assert_array_equal(ours, ref)
-    np.testing.assert_array_equal(ours[4:], start[4:])  # rows no token uses are left alone
+    fresh = ff.ops.embedding_backward(dx, ids, 6)
+    for accumulate in (False, True):
+        ours, ref = start.copy(), start.copy()
+        assert ff.ops.embedding_backward(dx, ids, 6, out=ours, accumulate=accumulate) is ours
+        R.embedding_backward(dx, ids, 6, out=ref, accumulate=accumulate)
+        np.testing.assert_array_equal(ours, ref)
+        np.testing.assert_allclose(ours, start + fresh if accumulate else fresh, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(ours[4:], start[4:] if accumulate else 0)  # rows no token uses
+    for module in (ff.ops, R):
+        with pytest.raises(ValueError, match="accumulate=True needs out="):
+            module.embedding_backward(dx, ids, 6, accumulate=True)
+    with pytest.raises(ValueError, match="out must not overlap dx"):
+        ff.ops.embedding_backward(dx, ids, 6, out=dx.reshape(10, 8)[:6], accumulate=True)
+    x, dy, r = (rng.standard_normal((5, 8)).astype(np.float32) for _ in range(3))
+    w = rng.standard_normal(8).astype(np.float32)
+    _, mean, rstd = ff.ops.layer_norm_forward(x, w, w, 1e-5, r)
+    dx_new, dw_new, db_new = ff.ops.layer_norm_backward(dy, x, w, mean, rstd, r)
+    for accumulate in (False, True):
+        gw, gb = np.ones(8, np.float32), np.full(8, 2.0, np.float32)
+        got = ff.ops.layer_norm_backward(dy, x, w, mean, rstd, r, dweight=gw, dbias=gb, accumulate=accumulate)
+        assert got[1] is gw and got[2] is gb
+        np.testing.assert_array_equal(got[0], dx_new)
+        np.testing.assert_array_equal(gw, np.float32(1) + dw_new if accumulate else dw_new)  # the bits of an add
+        np.testing.assert_array_equal(gb, np.float32(2) + db_new if accumulate else db_new)
+        rw, rb = np.ones(8), np.full(8, 2.0)
+        R.layer_norm_backward(*(a.astype(np.float64) for a in (dy, x, w, mean, rstd, r)), dweight=rw, dbias=rb,
+                              accumulate=accumulate)
+        np.testing.assert_allclose(gw, rw, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(gb, rb, rtol=1e-5, atol=1e-5)
+    for module in (ff.ops, R):
+        with pytest.raises(ValueError, match="accumulate=True needs dweight="):
+            module.layer_norm_backward(dy, x, w, mean, rstd, r, dbias=gb, accumulate=True)
+    for kwargs, match in [(dict(dweight=gw, dbias=gw), "dweight must not overlap dbias"),
+                          (dict(dweight=w, dbias=gb), "dweight must not overlap weight"),
+                          (dict(dweight=np.ones(7, np.float32)), "dweight must have shape"),
+                          (dict(dbias=np.ones(8)), "dbias must have dtype float32")]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            ff.ops.layer_norm_backward(dy, x, w, mean, rstd, r, **kwargs)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((5, 8), (8,), (8,)))
     y, mean, rstd = np.empty((5, 8), np.float32), np.empty(5, np.float32), np.empty(5, np.float32)
     got = ff.ops.layer_norm_forward(x, w, b, 1e-5, x[::-1].copy(), out=y, out_mean=mean, out_rstd=rstd)

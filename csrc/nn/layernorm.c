@@ -55,11 +55,14 @@ void ff_layer_norm_forward(float *y, float *mean, float *rstd, const float *x, c
 }
 
 int ff_layer_norm_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x, const float *r,
-                           const float *weight, const float *mean, const float *rstd, size_t rows, size_t d) {
+                           const float *weight, const float *mean, const float *rstd, size_t rows, size_t d,
+                           int accumulate) {
     if (d == 0) return 0;
     if (rows == 0) {
-        memset(dweight, 0, d * sizeof(float));
-        memset(dbias, 0, d * sizeof(float));
+        if (!accumulate) {
+            memset(dweight, 0, d * sizeof(float));
+            memset(dbias, 0, d * sizeof(float));
+        }
         return 0;
     }
     ff_ln_bwd_row_fn leaf = FF_SIMD_PICK(ff_ln_bwd_row);
@@ -91,8 +94,8 @@ int ff_layer_norm_backward(float *dx, float *dweight, float *dbias, const float 
                 }
             }
             for (size_t j = 0; j < nj; j++) {
-                dweight[j0 + j] = (float)sw[j];
-                dbias[j0 + j] = (float)sb[j];
+                dweight[j0 + j] = accumulate ? dweight[j0 + j] + (float)sw[j] : (float)sw[j];
+                dbias[j0 + j] = accumulate ? dbias[j0 + j] + (float)sb[j] : (float)sb[j];
             }
         }
     }

@@ -20,10 +20,13 @@ void ff_layer_norm_forward(float *y, float *mean, float *rstd, const float *x, c
                const float *bias, size_t rows, size_t d, float eps);
 
 /* dx, dy, x, r are (rows, d) (r may be NULL); dweight, dbias, weight are (d,);
- * mean, rstd are (rows,). dx is also the residual's gradient. Returns 0, or
- * -1 when out of memory for the partial sums (outputs then undefined). */
+ * mean, rstd are (rows,). dx is also the residual's gradient. accumulate:
+ * dweight and dbias get the sums added (a model's gradient buffer), else
+ * hold them. Returns 0, or -1 when out of memory for the partial sums
+ * (outputs then undefined). */
 int ff_layer_norm_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x, const float *r,
-               const float *weight, const float *mean, const float *rstd, size_t rows, size_t d);
+                           const float *weight, const float *mean, const float *rstd, size_t rows, size_t d,
+                           int accumulate);
 
 /* Per-row leaves. The backward leaf adds dy * xhat into dw_acc and dy into db_acc. */
 typedef void (*ff_ln_fwd_row_fn)(float *y, float *mean, float *rstd, const float *x, const float *r,

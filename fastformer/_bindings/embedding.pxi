@@ -38,21 +38,24 @@ def embedding_forward(ids, weight, positions, *, out=None):
     return y
 
 
-def embedding_backward(dx, ids, num_embeddings, *, out=None):
-    """embedding_backward(dx, ids, num_embeddings, *, out=None) -> dweight (num_embeddings, d)
+def embedding_backward(dx, ids, num_embeddings, *, out=None, accumulate=False):
+    """embedding_backward(dx, ids, num_embeddings, *, out=None, accumulate=False) -> dweight (num_embeddings, d)
 
     The scaled gradient scatter-added by id, each table row summing its tokens in
     token order: the same bits for any thread count, repeated ids included.
-    With `out` (float32 (num_embeddings, d)) the gradient is added into out, as
-    the reference's: a model accumulates into its gradient buffer directly."""
+    Written into `out` (float32 (num_embeddings, d)) when given, or, with
+    accumulate=True, added to it: a model accumulates into its gradient buffer
+    without a (V, d) temporary."""
     check_float32("dx", dx)
     cdef Py_ssize_t V = check_int("num_embeddings", num_embeddings, 1)
     ids = check_ids("ids", ids, V)
     if dx.ndim != ids.ndim + 1 or dx.shape[:dx.ndim - 1] != ids.shape:
         raise ValueError(f"dx must have shape {ids.shape} + (d,) (ids' shape plus the model width), got {dx.shape}")
     cdef size_t d = dx.shape[dx.ndim - 1]
-    dweight = check_out("out", out, (V, <Py_ssize_t>d))
-    cdef int accumulate = out is not None
+    dweight = check_grad_out("out", out, (V, <Py_ssize_t>d), accumulate)
+    if np.may_share_memory(dweight, dx):
+        raise ValueError("out must not overlap dx")
+    cdef int acc = 1 if accumulate else 0
     cdef size_t ntok = ids.size
     cdef float scale = <float>sqrt(<double>d)
     cdef float *dwp = _f32p(dweight)
@@ -62,7 +65,7 @@ def embedding_backward(dx, ids, num_embeddings, *, out=None):
     if d == 0:
         return dweight
     with nogil:
-        rc = ff_embedding_backward(dwp, dxp, ip, ntok, V, d, scale, accumulate)
+        rc = ff_embedding_backward(dwp, dxp, ip, ntok, V, d, scale, acc)
     if rc != 0:
         raise MemoryError("embedding_backward: out of memory for the id sort")
     return dweight

@@ -5,7 +5,7 @@ cdef extern from "nn/layernorm.h" nogil:
                                const float *weight, const float *bias, size_t rows, size_t d, float eps)
     int ff_layer_norm_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
                                const float *r, const float *weight, const float *mean, const float *rstd,
-                               size_t rows, size_t d)
+                               size_t rows, size_t d, int accumulate)
 
 
 cdef void _check_ln_vec(str name, object v, Py_ssize_t d) except *:
@@ -48,12 +48,16 @@ def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None, *, out=None, ou
     return y, mean, rstd
 
 
-def layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None):
-    """layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None) -> (dx, dweight, dbias)
+def layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None, dweight=None, dbias=None,
+                        accumulate=False):
+    """layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None, dweight=None, dbias=None,
+    accumulate=False) -> (dx, dweight, dbias)
 
     dx (like x; written into `out` when given, which must not overlap the inputs)
-    is also the residual's gradient. dweight and dbias are summed over
-    rows in fixed chunks combined in a fixed order: the same bits for any thread count."""
+    is also the residual's gradient. dweight and dbias (d,) are summed over
+    rows in fixed chunks combined in a fixed order: the same bits for any thread
+    count; written into `dweight`/`dbias` when given, or, with accumulate=True,
+    added to them (a model's gradient buffers)."""
     check_float32("dy", dy)
     check_float32("x", x)
     check_same_shape("dy", dy, "x", x)
@@ -70,8 +74,16 @@ def layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None):
         check_same_shape("residual", residual, "x", x)
     cdef size_t rows = x.size // d if d else 0
     dx = check_out("out", out, x.shape)
-    dweight = np.empty(d, dtype=np.float32)
-    dbias = np.empty(d, dtype=np.float32)
+    dweight = check_grad_out("dweight", dweight, (d,), accumulate)
+    dbias = check_grad_out("dbias", dbias, (d,), accumulate)
+    for name, a in (("dweight", dweight), ("dbias", dbias)):
+        for other, oname in ((dx, "out"), (dy, "dy"), (x, "x"), (residual, "residual"), (weight, "weight"),
+                             (mean, "mean"), (rstd, "rstd")):
+            if other is not None and np.may_share_memory(a, other):
+                raise ValueError(f"{name} must not overlap {oname}")
+    if np.may_share_memory(dweight, dbias):
+        raise ValueError("dweight must not overlap dbias")
+    cdef int acc = 1 if accumulate else 0
     cdef float *dxp = _f32p(dx)
     cdef float *dwp = _f32p(dweight)
     cdef float *dbp = _f32p(dbias)
@@ -83,7 +95,7 @@ def layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None):
     cdef const float *rp = _f32p(rstd)
     cdef int rc
     with nogil:
-        rc = ff_layer_norm_backward(dxp, dwp, dbp, dyp, xp, resp, wp, mp, rp, rows, d)
+        rc = ff_layer_norm_backward(dxp, dwp, dbp, dyp, xp, resp, wp, mp, rp, rows, d, acc)
     if rc != 0:
         raise MemoryError("layer_norm_backward: out of memory for the partial sums")
     return dx, dweight, dbias

@@ -51,7 +51,7 @@ def column_sum(x, *, out=None, accumulate=False):
     cdef size_t n = x.shape[x.ndim - 1]
     if out is None:
         if accumulate:
-            raise ValueError("accumulate=True needs out= (the sum that is added to)")
+            raise ValueError("accumulate=True needs out= (the gradient that is added to)")
         out = np.empty(n, dtype=np.float32)
     else:
         check_float32("out", out, 1, writeable=True)

@@ -110,3 +110,12 @@ cdef object check_out(str name, object out, tuple shape):
     if out.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {out.shape}")
     return out
+
+
+cdef object check_grad_out(str name, object out, tuple shape, bint accumulate):
+    """Where a parameter's gradient goes: `out` checked (with accumulate, the
+    gradient is added to it: the one convention of the backward ops), or a
+    fresh array."""
+    if out is None and accumulate:
+        raise ValueError(f"accumulate=True needs {name}= (the gradient that is added to)")
+    return check_out(name, out, shape)

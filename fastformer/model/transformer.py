@@ -11,8 +11,9 @@ How a step stays cheap:
   weight gradient is a GEMM with beta=1 straight into its view of the flat
   gradient, and every bias gradient a column sum added in place
   (`column_sum(..., accumulate=True)`), never a temporary + add;
-- activations live in a `Workspace` plan per (B, S, T) (see `plan.py`), so
-  no large array is allocated per step except the returned logits;
+- activations live in a `Workspace` plan per (B, S, T) (see `plan.py`), and
+  the logits in `out=` when given (the trainer's reused buffer), so a step
+  allocates no large array;
 - self-attention projects Q, K and V with one GEMM into a packed (rows, 3d)
   buffer and the attention kernels read strided head views of it (and of
   the context they write) directly: no transposes, no per-head calls;
@@ -307,14 +308,13 @@ class Transformer(TransformerBase):
     def _norm_backward(self, n, dy, x, mean, rstd, out, residual=None):
         """out = dLN/dx (also the residual's gradient); the LayerNorm's weight
         and bias gradients (d,) are added to its grads."""
-        _, dw, db = layer_norm_backward(dy, x, n.w, mean, rstd, residual, out=out)
-        n.gw += dw
-        n.gb += db
+        layer_norm_backward(dy, x, n.w, mean, rstd, residual, out=out, dweight=n.gw, dbias=n.gb, accumulate=True)
 
     def _embedding_backward(self, run, g, ids, table, site):
         if run.p:
             dropout_backward(g, run.p, self.seed, run.step, site, out=g)
-        embedding_backward(g.reshape(ids.shape + (self.d_model,)), ids, table.grad.shape[0], out=table.grad)
+        embedding_backward(g.reshape(ids.shape + (self.d_model,)), ids, table.grad.shape[0], out=table.grad,
+                           accumulate=True)
 
     def _sublayer_backward(self, run, sub, buf, gs, g, spare, mask, mem_beta):
         """Gradient g (rows, d) of buf.out -> (buffer holding the gradient of

@@ -124,6 +124,20 @@ def into_out(out, value):
     return out
 
 
+def gradient_into(out, value, accumulate, name="out"):
+    """A parameter gradient `value`: itself, copied into `out`, or with
+    accumulate added to `out` (the compiled backward ops' convention)."""
+    if out is None:
+        if accumulate:
+            raise ValueError(f"accumulate=True needs {name}= (the gradient that is added to)")
+        return value
+    if accumulate:
+        out += value
+    else:
+        out[...] = value
+    return out
+
+
 def relu_forward(x, *, out=None):
     """y = max(x, 0), elementwise. x: any shape; out: like x (may be x) or None."""
     return into_out(out, np.maximum(x, 0))

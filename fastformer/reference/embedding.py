@@ -25,12 +25,18 @@ def embedding_forward(ids, weight, positions):
     return x
 
 
-def embedding_backward(dx, ids, num_embeddings, out=None):
+def embedding_backward(dx, ids, num_embeddings, *, out=None, accumulate=False):
     """dx: (B, T, d), ids: (B, T) -> dweight: (num_embeddings, d), the scaled
-    gradient scatter-added by id (a repeated id accumulates). With out (an
-    array of dweight's shape) the gradient is added into out, which is returned:
-    a model accumulates into its gradient buffer without a (V, d) temporary."""
+    gradient scatter-added by id (a repeated id accumulates). Written into
+    `out` (an array of dweight's shape) when given, or with accumulate=True
+    added to it: a model accumulates into its gradient buffer without a (V, d)
+    temporary."""
     d = dx.shape[-1]
-    dweight = np.zeros((num_embeddings, d), dtype=dx.dtype) if out is None else out
-    np.add.at(dweight, ids.reshape(-1), dx.reshape(-1, d) * dx.dtype.type(np.sqrt(d)))
-    return dweight
+    if out is None:
+        if accumulate:
+            raise ValueError("accumulate=True needs out= (the gradient that is added to)")
+        out = np.zeros((num_embeddings, d), dtype=dx.dtype)
+    elif not accumulate:
+        out.fill(0)
+    np.add.at(out, ids.reshape(-1), dx.reshape(-1, d) * dx.dtype.type(np.sqrt(d)))
+    return out

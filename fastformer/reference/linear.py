@@ -4,6 +4,7 @@ compute_dtype="bfloat16" rounds the inputs of every product to bfloat16
 (`round_bf16`), as the compiled bf16 model does; the sums, the bias and its
 gradient stay in the inputs' precision."""
 from fastformer.layout import check_compute_dtype
+from fastformer.reference.activations import gradient_into
 from fastformer.reference.gemm import round_bf16
 
 
@@ -38,13 +39,4 @@ def linear_backward(dy, x, weight, need_dx=True, *, compute_dtype="float32"):
 def column_sum(x, *, out=None, accumulate=False):
     """x: (..., n) -> out (n,) = x summed over every leading axis (a bias
     gradient), or out += that sum when accumulate."""
-    total = x.reshape(-1, x.shape[-1]).sum(axis=0)
-    if out is None:
-        if accumulate:
-            raise ValueError("accumulate=True needs out= (the sum that is added to)")
-        return total
-    if accumulate:
-        out += total
-    else:
-        out[...] = total
-    return out
+    return gradient_into(out, x.reshape(-1, x.shape[-1]).sum(axis=0), accumulate)

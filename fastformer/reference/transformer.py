@@ -113,9 +113,10 @@ class Transformer(TransformerBase):
                                   self.layer_norm_eps, residual)
 
     def _norm_backward(self, norm, dy, x, mean, rstd, residual=None):
-        dx, dw, db = layer_norm_backward(dy, x, self._w(f"{norm}.weight"), mean, rstd, residual)
-        self._accumulate([f"{norm}.weight", f"{norm}.bias"], [dw, db])
-        return dx
+        P = self._params
+        return layer_norm_backward(dy, x, self._w(f"{norm}.weight"), mean, rstd, residual,
+                                   dweight=P[f"{norm}.weight"].grad, dbias=P[f"{norm}.bias"].grad,
+                                   accumulate=True)[0]
 
     def _sublayer_forward(self, x, norm, body, site):
         """One residual sublayer around body(h) -> (y, body_cache):
@@ -266,7 +267,7 @@ class Transformer(TransformerBase):
             dmemory = dm if dmemory is None else dmemory + dm
         dy = self._drop(dy, dropout_site(PART_EMBEDDING, 0, SLOT_TGT_EMBEDDING), backward=True)
         embedding_backward(dy, c["tgt_in"], self.tgt_vocab_size,
-                           out=self._params["tgt_embedding.weight"].grad)
+                           out=self._params["tgt_embedding.weight"].grad, accumulate=True)
 
         if dmemory is not None:
             dx = self._norm_backward("encoder.norm", dmemory, *c["encoder_norm"]) if self.final_norm else dmemory
@@ -274,5 +275,5 @@ class Transformer(TransformerBase):
                 dx = self._encoder_layer_backward(i, dx, c["encoder"][i])
             dx = self._drop(dx, dropout_site(PART_EMBEDDING, 0, SLOT_SRC_EMBEDDING), backward=True)
             embedding_backward(dx, c["src"], self.src_vocab_size,
-                               out=self._params["src_embedding.weight"].grad)
+                               out=self._params["src_embedding.weight"].grad, accumulate=True)
         self._cache = None

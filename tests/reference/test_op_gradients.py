@@ -162,8 +162,10 @@ def test_embedding():
     dw = R.embedding_backward(r, ids, V)
     assert_grad(lambda: float(np.sum(R.embedding_forward(ids, w, pe) * r)), w, dw)
     out = np.ones((V, d))
-    R.embedding_backward(r, ids, V, out=out)
+    R.embedding_backward(r, ids, V, out=out, accumulate=True)
     np.testing.assert_allclose(out, dw + 1, rtol=1e-15)
+    R.embedding_backward(r, ids, V, out=out)
+    np.testing.assert_array_equal(out, dw)
 
 
 @pytest.mark.parametrize("label_smoothing,ignore", [(0.0, False), (0.1, True), (0.3, False)])
