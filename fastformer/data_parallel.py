@@ -37,7 +37,6 @@ from fastformer._runtime import build_info
 from fastformer._version import __version__
 from fastformer.checkpoint import model_config
 from fastformer.data.batch import IGNORE_INDEX, Batch
-from fastformer.losses import LogitsBuffer, cross_entropy
 
 _SHARD_ALIGN = 16  # floats: shard boundaries on 64-byte lines
 # A rank that dies ends the job through mpiexec; one that hangs is caught by
@@ -103,8 +102,7 @@ class DataParallel:
     e.g. the last of a bucket, never larger), or None for batches of any
     size (token-budget batches: no check that they share out evenly);
     world: a fastformer.distributed.World; accum: batches per step
-    (gradient accumulation); logits: the LogitsBuffer its forwards write to
-    (None: its own).
+    (gradient accumulation).
 
     `gradient(batches, step)` (one Batch, or a list of `accum` at most)
     leaves the step's gradient in the model's flat gradient buffer on every
@@ -113,9 +111,8 @@ class DataParallel:
     (default FASTFORMER_RANK_TIMEOUT or 1800) for another aborts the job.
     """
 
-    def __init__(self, model, micro_batch_size, batch_size, world, timeout=None, accum=1, logits=None):
+    def __init__(self, model, micro_batch_size, batch_size, world, timeout=None, accum=1):
         self.model, self.world = model, world
-        self.logits = LogitsBuffer() if logits is None else logits
         if timeout is None:
             timeout = float(os.environ.get("FASTFORMER_RANK_TIMEOUT", DEFAULT_RANK_TIMEOUT_S))
         if not timeout > 0:
@@ -215,13 +212,13 @@ class DataParallel:
         part = batch if self.micro_batch_size is None else micro_batch(batch, first, end)
         model = self.model
         model.rng_step = self.rng_base + m  # dropout keyed by the micro-batch, never the rank
-        logits = self.logits.forward(model, part)
-        loss, dlogits = cross_entropy(logits, part.tgt_out, label_smoothing=label_smoothing, out=logits)
         n = int((part.tgt_out != IGNORE_INDEX).sum())
-        if n != tokens:  # mean over this micro-batch's tokens -> share of the step's mean
-            dlogits *= dlogits.dtype.type(n / tokens)
-        model.backward(dlogits)
-        self.loss_sums[m] = loss if self._single else loss * n
+        normalizer = None if n == tokens else tokens  # the step's mean: this micro-batch's share of it
+        loss = model.forward_backward(part.src, part.tgt_in, part.tgt_out,
+                                      src_key_padding_mask=part.src_key_padding_mask,
+                                      tgt_key_padding_mask=part.tgt_key_padding_mask,
+                                      label_smoothing=label_smoothing, normalizer=normalizer)
+        self.loss_sums[m] = loss if self._single else loss * (normalizer or n)  # the sum of its losses
         self.stats["compute_s"] += time.perf_counter() - start
 
     def _gradient_alone(self, units, step, count, tokens, label_smoothing):

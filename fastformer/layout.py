@@ -6,6 +6,8 @@ Pure Python and NumPy: `fastformer.reference` imports it, so it must not
 import the compiled core.
 """
 import functools
+import math
+import numbers
 import os
 import threading
 from collections import namedtuple
@@ -400,6 +402,25 @@ class TransformerBase:
         src_mask = check_mask("src_key_padding_mask", src_key_padding_mask, src.shape)
         tgt_mask = check_mask("tgt_key_padding_mask", tgt_key_padding_mask, tgt_in.shape)
         return src, tgt_in, src_mask, tgt_mask
+
+    def _check_targets(self, targets, shape, ignore_index, label_smoothing, normalizer):
+        """forward_backward's loss arguments -> targets as int64 (B, T), checked."""
+        if not isinstance(targets, np.ndarray) or not np.issubdtype(targets.dtype, np.integer):
+            raise TypeError(f"targets must be an integer numpy.ndarray, got "
+                            f"{getattr(targets, 'dtype', type(targets).__name__)}")
+        if targets.shape != shape:
+            raise ValueError(f"targets must have tgt_in's shape {shape}, got {targets.shape}")
+        targets = np.ascontiguousarray(targets, dtype=np.int64)
+        valid = targets[targets != ignore_index]
+        if valid.size and (valid.min() < 0 or valid.max() >= self.tgt_vocab_size):
+            raise ValueError(f"targets must be in [0, {self.tgt_vocab_size}) or ignore_index={ignore_index}")
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
+                or not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+        if normalizer is not None and (isinstance(normalizer, bool) or not isinstance(normalizer, numbers.Real)
+                                       or not 0 < normalizer < math.inf):
+            raise ValueError(f"normalizer must be a positive finite number, got {normalizer!r}")
+        return targets
 
     def _logits_out(self, out, shape):
         """Where forward writes the logits: `out` (checked) or a new array."""

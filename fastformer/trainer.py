@@ -130,7 +130,7 @@ class Trainer:
         self.ema = None if ema is None else ExponentialMovingAverage(model, ema, ema_warmup)
         self.world = distributed.init() if world is None else world
         self.data_parallel = None  # made for the first batch (see plan_micro_batches)
-        self._logits = LogitsBuffer()  # every forward's logits, training and evaluation
+        self._logits = LogitsBuffer()  # evaluate's logits
         self.step = 0
         self.history = []
         # Early stopping: the validation metric, its best score and step, validations
@@ -173,12 +173,12 @@ class Trainer:
             if not math.isfinite(loss):
                 raise NonFiniteLossError(self._stop_message(f"the loss is {loss}"))
         else:
-            logits = self._logits.forward(model, batch)
-            # the gradient overwrites the logits: no second (B, T, V) array per step
-            loss, dlogits = cross_entropy(logits, batch.tgt_out, label_smoothing=self.label_smoothing, out=logits)
+            loss = model.forward_backward(batch.src, batch.tgt_in, batch.tgt_out,  # no (B, T, V) logits
+                                          src_key_padding_mask=batch.src_key_padding_mask,
+                                          tgt_key_padding_mask=batch.tgt_key_padding_mask,
+                                          label_smoothing=self.label_smoothing)
             if not math.isfinite(loss):
                 raise NonFiniteLossError(self._stop_message(f"the loss is {loss}"))
-            model.backward(dlogits)
         if self.clip_grad_norm is not None:
             norm = _clip_grad_norm(model, self.clip_grad_norm)  # leaves non-finite gradients as they are
         else:
@@ -212,8 +212,7 @@ class Trainer:
                                      f"{self.world.size} ranks: give micro_batch_size")
                 micro = batch_size // self.world.size
             # micro None (accumulation in one process): each batch is one micro-batch, of any size
-            self.data_parallel = DataParallel(self.model, micro, batch_size, self.world, accum=self.accum,
-                                              logits=self._logits)
+            self.data_parallel = DataParallel(self.model, micro, batch_size, self.world, accum=self.accum)
         return self.data_parallel
 
     def step_batches(self, source, step):

@@ -378,13 +378,14 @@ def test_a_non_finite_gradient_stops_training_before_the_update_naming_the_param
     trainer.train_step(task.get_batch(0))
     model = trainer.model
     before = model.state_dict()
-    real_backward = model.backward
+    real_step = model.forward_backward  # the trainer's forward, loss and backward
 
-    def poisoned_backward(dlogits):
-        real_backward(dlogits)
+    def poisoned_step(*args, **kwargs):
+        loss = real_step(*args, **kwargs)
         model._params["decoder.layers.0.linear1.weight"].grad[0, 0] = np.inf
+        return loss
 
-    model.backward = poisoned_backward
+    model.forward_backward = poisoned_step
     with pytest.raises(NonFiniteLossError, match="step 2: the gradient norm is .*'decoder.layers.0.linear1.weight'"):
         trainer.train_step(task.get_batch(1))
     assert trainer.step == 1 and trainer.optimizer.steps == 1

@@ -249,11 +249,75 @@ def test_forward_into_out(which):
     model.backward(dlogits)
     for name, p in model.named_parameters():
         np.testing.assert_array_equal(p.grad, grads[name], err_msg=name)
-    for bad, error, match in [(logits.astype(np.float64), TypeError, "dtype"), (logits[:, :-1].copy(), ValueError, "shape"),
-                              (np.asfortranarray(logits), ValueError, "C-contiguous"), (logits.tolist(), TypeError, "out"),
+    for bad, error, match in [(logits.astype(np.float64), TypeError, "dtype"),
+                              (logits[:, :-1].copy(), ValueError, "shape"),
+                              (np.asfortranarray(logits), ValueError, "C-contiguous"),
+                              (logits.tolist(), TypeError, "out"),
                               (np.broadcast_to(logits[:1], logits.shape), ValueError, "writeable")]:
         with pytest.raises(error, match=match):
             model.forward(src, tgt_in, src_key_padding_mask=src_mask, tgt_key_padding_mask=tgt_mask, out=bad)
+
+
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("options", [dict(), dict(label_smoothing=0.1), dict(normalizer=50),
+                                     dict(label_smoothing=0.2, ignore_index=3)])
+def test_forward_backward_is_forward_loss_backward(compute_dtype, options):
+    """The fused step (generator, loss and its backward LOSS_CHUNK_ROWS rows at
+    a time, no (B, T, V) logits) gives the bits of forward, ops.cross_entropy
+    and backward, chunks of any size; the reference's equals its own three."""
+    batch = make_batch(1, True, b=5, t=9)
+    src, tgt_in, targets, src_mask, tgt_mask = batch
+    ce = {k: v for k, v in options.items() if k != "ignore_index"}
+    ignore = options.get("ignore_index", -100)
+    targets = np.where(targets == -100, ignore, targets)  # the padding's targets: ignored
+    for chunk in (7, 16, 512):  # 45 rows: 7 chunks with a short last one, 3, 1
+        fused, plain = (pair(dropout=0.1, compute_dtype=compute_dtype)[0] for _ in range(2))
+        fused.LOSS_CHUNK_ROWS = plain.LOSS_CHUNK_ROWS = chunk
+        fused.zero_grad(), plain.zero_grad()
+        loss = fused.forward_backward(src, tgt_in, targets, src_key_padding_mask=src_mask,
+                                      tgt_key_padding_mask=tgt_mask, ignore_index=ignore, **ce)
+        logits = plain.forward(src, tgt_in, src_key_padding_mask=src_mask, tgt_key_padding_mask=tgt_mask)
+        expected, dlogits = ff.ops.cross_entropy(logits, targets, ignore, out=logits, **ce)
+        plain.backward(dlogits)
+        assert loss == expected and fused.rng_step == plain.rng_step == 1
+        for (name, p), (_, q) in zip(fused.named_parameters(), plain.named_parameters()):
+            np.testing.assert_array_equal(p.grad, q.grad, err_msg=f"{name}, chunks of {chunk}")
+        with pytest.raises(RuntimeError, match="forward"):
+            fused.backward(dlogits)  # nothing left pending
+    ours, ref = pair(compute_dtype=compute_dtype)
+    ref64 = R.Transformer(**{**SIZES, "dropout": 0.0, "max_len": 32, "compute_dtype": compute_dtype},
+                          dtype=np.float64)
+    ref64.load_state_dict(ours.state_dict())
+    ours.zero_grad(), ref64.zero_grad()
+    args = (src, tgt_in, targets, src_mask, tgt_mask)
+    loss, loss64 = (m.forward_backward(*args, ignore_index=ignore, **ce) for m in (ours, ref64))
+    assert abs(loss - loss64) <= 1e-5 * abs(loss64)
+    for (name, p), (_, q) in zip(ours.named_parameters(), ref64.named_parameters()):
+        assert_close(p.grad, q.grad, 2e-4 if compute_dtype == "float32" else 2e-2, name)
+
+
+@pytest.mark.parametrize("model", [0, 1], ids=["compiled", "reference"])
+def test_forward_backward_bad_input_and_empty_targets(model):
+    m = pair()[model]
+    src, tgt_in, targets, src_mask, tgt_mask = make_batch(0, True)
+    for kwargs, error, match in [
+            (dict(targets=targets.astype(np.float32)), TypeError, "targets must be an integer"),
+            (dict(targets=targets[:, :-1]), ValueError, "targets must have tgt_in's shape"),
+            (dict(targets=targets + 13), ValueError, r"targets must be in \[0, 13\)"),
+            (dict(label_smoothing=1.5), ValueError, "label_smoothing"),
+            (dict(normalizer=0), ValueError, "normalizer must be a positive"),
+            (dict(normalizer=float("inf")), ValueError, "normalizer must be a positive"),
+            (dict(tgt_in=tgt_in[:2]), ValueError, "batch size")]:
+        args = dict(src=src, tgt_in=tgt_in, targets=targets, src_key_padding_mask=src_mask,
+                    tgt_key_padding_mask=tgt_mask)
+        args.update(kwargs)
+        with pytest.raises(error, match=match):
+            m.forward_backward(**args)
+    none = np.full_like(targets, -100)
+    m.zero_grad()
+    assert np.isnan(m.forward_backward(src, tgt_in, none))  # the mean over no target, as cross_entropy
+    assert m.forward_backward(src, tgt_in, none, normalizer=4) == 0.0  # a share of a step's mean: nothing
+    assert all(not np.any(p.grad) for _, p in m.named_parameters())
 
 
 # ----- the shared layout ------------------------------------------------------------------

@@ -27,18 +27,12 @@ double ff_ce_row_generic(float *dl, const float *x, size_t V, size_t t, double e
     return ff_ce_row_finish(dl, V, t, eps, inv_n, m, se, sx, e_t, x_t);
 }
 
-double ff_cross_entropy(float *dlogits, const float *logits, const int64_t *targets, size_t rows, size_t V,
-                        int64_t ignore_index, double label_smoothing) {
-    size_t n_valid = 0;
-    for (size_t i = 0; i < rows; i++) n_valid += targets[i] != ignore_index;
-    if (n_valid == 0) { /* torch: 0 / 0 */
-        memset(dlogits, 0, rows * V * sizeof(float));
-        return NAN;
-    }
+int ff_cross_entropy_rows(float *dlogits, const float *logits, const int64_t *targets, size_t rows, size_t V,
+                          int64_t ignore_index, double label_smoothing, double inv_n, double *total) {
+    if (rows == 0) return 0;
     double *row_loss = ff_scratch(0, rows * sizeof(double));
-    if (row_loss == NULL) return NAN;
+    if (row_loss == NULL) return -1;
     ff_ce_row_fn leaf = FF_SIMD_PICK(ff_ce_row);
-    double inv_n = 1.0 / (double)n_valid;
     FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(rows * V, CE_GRAIN)))
     for (size_t i = 0; i < rows; i++) {
         if (targets[i] == ignore_index) {
@@ -48,7 +42,23 @@ double ff_cross_entropy(float *dlogits, const float *logits, const int64_t *targ
             row_loss[i] = leaf(dlogits + i * V, logits + i * V, V, (size_t)targets[i], label_smoothing, inv_n);
         }
     }
+    double sum = *total;
+    for (size_t i = 0; i < rows; i++) sum += row_loss[i];
+    *total = sum;
+    return 0;
+}
+
+double ff_cross_entropy(float *dlogits, const float *logits, const int64_t *targets, size_t rows, size_t V,
+                        int64_t ignore_index, double label_smoothing) {
+    size_t n_valid = 0;
+    for (size_t i = 0; i < rows; i++) n_valid += targets[i] != ignore_index;
+    if (n_valid == 0) { /* torch: 0 / 0 */
+        memset(dlogits, 0, rows * V * sizeof(float));
+        return NAN;
+    }
+    const double inv_n = 1.0 / (double)n_valid;
     double total = 0.0;
-    for (size_t i = 0; i < rows; i++) total += row_loss[i];
+    if (ff_cross_entropy_rows(dlogits, logits, targets, rows, V, ignore_index, label_smoothing, inv_n, &total))
+        return NAN;
     return total * inv_n;
 }

@@ -19,6 +19,13 @@
 double ff_cross_entropy(float *dlogits, const float *logits, const int64_t *targets, size_t rows, size_t V,
                         int64_t ignore_index, double label_smoothing);
 
+/* The same on a slice of a batch's rows, for a caller that goes through the
+ * batch in row chunks: dlogits = (...) * inv_n (1 / the batch's normalizer),
+ * and the rows' losses added to *total in row order (chunks in order give the
+ * whole batch's bits). Returns 0, or -1 when out of memory (*total as was). */
+int ff_cross_entropy_rows(float *dlogits, const float *logits, const int64_t *targets, size_t rows, size_t V,
+                          int64_t ignore_index, double label_smoothing, double inv_n, double *total);
+
 /* One valid row: writes dl (V,) and returns the row's loss
  * (1 - eps) * (lse - x[t]) + eps * (lse - mean(x)). inv_n = 1 / n_valid.
  * dl may be x (in place): every x[j] is read before dl[j] is written. */

@@ -21,10 +21,12 @@ How a step stays cheap:
   gradient is accumulated (beta=1) into the LayerNorm's gradient buffer.
 """
 import functools
+import math
 
 import numpy as np
 
 from fastformer import _C
+from fastformer.data.batch import IGNORE_INDEX
 from fastformer.layout import TransformerBase, synchronized
 from fastformer.model.precision import warn_if_bf16_emulated
 from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN, build_plan, plan_specs
@@ -39,6 +41,7 @@ from fastformer.reference.dropout import (
 from fastformer.reference.embedding import sinusoidal_positions
 
 _attention_forward = _C._attention_forward_views
+_cross_entropy_rows = _C._cross_entropy_rows
 _attention_backward = _C._attention_backward_views
 
 # kind -> (slot of the sublayer's output dropout, slot of its attention-probability dropout)
@@ -84,8 +87,14 @@ class Transformer(TransformerBase):
     forward(src (B, S), tgt_in (B, T), src_key_padding_mask=None,
     tgt_key_padding_mask=None) -> logits (B, T, V_tgt) float32;
     backward(dlogits) accumulates into every parameter's grad;
+    forward_backward(src, tgt_in, targets, ...) -> loss does the three of a
+    training step (forward, cross-entropy, backward) without the logits;
     generate(...) decodes with a key/value cache (see `fastformer.model.generate`).
     """
+
+    # Rows of logits the generator's backward takes at a time (a GEMM's k block:
+    # the weight gradient is passed over no more often than in one product).
+    LOSS_CHUNK_ROWS = 512
 
     def __init__(self, src_vocab_size, tgt_vocab_size, d_model=512, nhead=8,
                  num_encoder_layers=6, num_decoder_layers=6, dim_feedforward=2048,
@@ -100,6 +109,7 @@ class Transformer(TransformerBase):
         self._matmul = functools.partial(matmul, compute_dtype=self.compute_dtype)
         self.positions = sinusoidal_positions(self.max_len, self.d_model, np.float32)
         self._workspace = Workspace()
+        self._loss_chunks = Workspace(max_plans=4)  # forward_backward's logits, LOSS_CHUNK_ROWS at a time
         self._run = None
         self._bind()
 
@@ -169,6 +179,48 @@ class Transformer(TransformerBase):
                                                               tgt_key_padding_mask)
         (B, S), T = src.shape, tgt_in.shape[1]
         logits = self._logits_out(out, (B, T, self.tgt_vocab_size))
+        run = self._forward_to_generator(src, tgt_in, src_mask, tgt_mask)
+        self._matmul(run.plan.dec_out, self._gen.w, trans_b=True, bias=self._gen.b, out=logits.reshape(B * T, -1))
+        run.logits_shape = logits.shape
+        self._run = run
+        return logits
+
+    @synchronized
+    def forward_backward(self, src, tgt_in, targets, src_key_padding_mask=None, tgt_key_padding_mask=None, *,
+                         label_smoothing=0.0, ignore_index=IGNORE_INDEX, normalizer=None):
+        """A training step's forward, loss and backward in one call, without
+        the (B, T, V) logits: the generator, the loss and the generator's
+        backward go through LOSS_CHUNK_ROWS rows at a time. Returns the loss
+        of `ops.cross_entropy(logits, targets, ignore_index, label_smoothing,
+        normalizer=normalizer)` on forward's logits, and accumulates its
+        gradient into every parameter's grad: the bits of forward, that
+        cross_entropy and backward(dlogits), in a (LOSS_CHUNK_ROWS, V) buffer.
+        targets: (B, T) integer, in [0, tgt_vocab_size) or ignore_index."""
+        src, tgt_in, src_mask, tgt_mask = self._check_inputs(src, tgt_in, src_key_padding_mask,
+                                                              tgt_key_padding_mask)
+        targets = self._check_targets(targets, tgt_in.shape, ignore_index, label_smoothing, normalizer)
+        count = int(np.count_nonzero(targets != ignore_index)) if normalizer is None else normalizer
+        inv_n = 1.0 / count if count else math.nan  # no target and no normalizer: the 0 / 0 of torch
+        run = self._forward_to_generator(src, tgt_in, src_mask, tgt_mask)
+        rows, V = targets.size, self.tgt_vocab_size
+        chunk = self._loss_chunks.plan(min(rows, self.LOSS_CHUNK_ROWS),
+                                       lambda: [("logits", (min(rows, self.LOSS_CHUNK_ROWS), V))],
+                                       lambda views: views["logits"])
+        targets, total = targets.reshape(-1), 0.0
+        for r0 in range(0, rows, self.LOSS_CHUNK_ROWS):
+            part = slice(r0, min(rows, r0 + self.LOSS_CHUNK_ROWS))
+            logits = chunk[:part.stop - r0]
+            self._matmul(run.plan.dec_out[part], self._gen.w, trans_b=True, bias=self._gen.b, out=logits)
+            total = _cross_entropy_rows(logits, logits, targets[part], ignore_index, float(label_smoothing), inv_n,
+                                        total)
+            self._generator_backward(run.plan, logits, part)
+        self._backward_below_generator(run)
+        return total * inv_n
+
+    def _forward_to_generator(self, src, tgt_in, src_mask, tgt_mask):
+        """The forward of checked inputs up to the generator's input
+        (plan.dec_out) -> its _Run (not yet the model's: see forward)."""
+        (B, S), T = src.shape, tgt_in.shape[1]
         run = _Run()
         run.plan = plan = self._plan(B, S, T)
         run.src, run.tgt_in = src, tgt_in
@@ -189,10 +241,7 @@ class Transformer(TransformerBase):
             n = self._dec_norm
             layer_norm_forward(y, n.w, n.b, self.layer_norm_eps, out=plan.dec_out,
                                out_mean=plan.dec_out_mean, out_rstd=plan.dec_out_rstd)
-        self._matmul(plan.dec_out, self._gen.w, trans_b=True, bias=self._gen.b, out=logits.reshape(B * T, -1))
-        run.logits_shape = logits.shape
-        self._run = run
-        return logits
+        return run
 
     def _encode(self, run):
         """Embed run.src and run the encoder into run.plan.memory."""
@@ -272,18 +321,27 @@ class Transformer(TransformerBase):
         self._run = None
         plan = run.plan
         dl = np.ascontiguousarray(dlogits, dtype=np.float32).reshape(plan.B * plan.T, -1)
-        gd, ge = plan.gdec, plan.genc
+        for r0 in range(0, dl.shape[0], self.LOSS_CHUNK_ROWS):  # as forward_backward, for its bits
+            part = slice(r0, min(dl.shape[0], r0 + self.LOSS_CHUNK_ROWS))
+            self._generator_backward(plan, dl[part], part)
+        self._backward_below_generator(run)
 
-        # generator: logits = dec_out Wg^T + bg
+    def _generator_backward(self, plan, dl, part):
+        """logits = dec_out Wg^T + bg on the rows `part` (a slice), whose logits
+        gradient is dl: Wg's and bg's gradients added, dec_out's rows into the
+        decoder's gradient scratch (g2 before the final LayerNorm, else g1)."""
         g = self._gen
-        self._matmul(dl, plan.dec_out, trans_a=True, beta=1.0, out=g.gw)
+        self._matmul(dl, plan.dec_out[part], trans_a=True, beta=1.0, out=g.gw)
         column_sum(dl, out=g.gb, accumulate=True)
+        self._matmul(dl, g.w, out=(plan.gdec.g2 if self.final_norm else plan.gdec.g1)[part])
+
+    def _backward_below_generator(self, run):
+        """The backward from dec_out's gradient (see _generator_backward) down."""
+        plan = run.plan
+        gd, ge = plan.gdec, plan.genc
         if self.final_norm:
-            self._matmul(dl, g.w, out=gd.g2)
             self._norm_backward(self._dec_norm, gd.g2, plan.dec_last, plan.dec_out_mean, plan.dec_out_rstd,
                                 out=gd.g1)
-        else:
-            self._matmul(dl, g.w, out=gd.g1)
         cur, spare = gd.g1, gd.g2
         mem_beta = 0.0  # the first cross-attention gradient sets genc.mem, later ones add
         for sub, buf in zip(reversed(self._dec), reversed(plan.dec)):

@@ -3,14 +3,15 @@
 import numpy as np
 
 
-def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, *, out=None):
+def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, *, out=None, normalizer=None):
     """logits: (..., V) float, targets: (...) integer -> (loss, dlogits).
 
     loss = mean over targets != ignore_index of
     (1 - eps) * (-log p[target]) + eps * mean_c(-log p[c]), eps = label_smoothing,
     a Python float; dlogits: like logits, the gradient of loss. As torch, a
     batch whose targets are all ignore_index gives loss nan (0 / 0) and
-    dlogits 0.
+    dlogits 0. normalizer: what the summed loss is divided by instead of the
+    count of targets (a positive number; e.g. a step's count for one micro-batch).
     """
     logits = np.asarray(logits)
     targets = np.asarray(targets)
@@ -25,6 +26,9 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, *, ou
                          f"last axis), got {targets.shape}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    if normalizer is not None and not (isinstance(normalizer, (int, float, np.integer, np.floating))
+                                       and not isinstance(normalizer, bool) and 0 < normalizer < np.inf):
+        raise ValueError(f"normalizer must be a positive finite number, got {normalizer!r}")
     if out is not None and (not isinstance(out, np.ndarray) or out.shape != logits.shape
                             or out.dtype != logits.dtype):
         raise ValueError(f"out must be an array of the logits' shape {logits.shape} and dtype {logits.dtype}")
@@ -34,7 +38,7 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, *, ou
     valid = t != ignore_index
     if np.any((t[valid] < 0) | (t[valid] >= V)):
         raise ValueError(f"targets must be in [0, {V}) or ignore_index={ignore_index}")
-    n = int(valid.sum())
+    n = int(valid.sum()) if normalizer is None else float(normalizer)
 
     shifted = x - x.max(axis=-1, keepdims=True)
     rows = np.flatnonzero(valid)

@@ -10,6 +10,7 @@ from functools import partial
 
 import numpy as np
 
+from fastformer.data.batch import IGNORE_INDEX
 from fastformer.decoding import generate_uncached
 from fastformer.layout import LoadResult, Parameter, TransformerBase, synchronized  # noqa: F401  (re-exported)
 from fastformer.reference.attention import mha_backward, mha_forward
@@ -21,6 +22,7 @@ from fastformer.reference.embedding import embedding_backward, embedding_forward
 from fastformer.reference.ffn import ffn_backward, ffn_forward
 from fastformer.reference.layernorm import layer_norm_backward, layer_norm_forward
 from fastformer.reference.linear import linear_backward, linear_forward
+from fastformer.reference.loss import cross_entropy
 
 
 class Transformer(TransformerBase):
@@ -246,6 +248,21 @@ class Transformer(TransformerBase):
             return logits
         np.copyto(out, logits)
         return out
+
+    @synchronized
+    def forward_backward(self, src, tgt_in, targets, src_key_padding_mask=None, tgt_key_padding_mask=None, *,
+                         label_smoothing=0.0, ignore_index=IGNORE_INDEX, normalizer=None):
+        """forward, `cross_entropy(logits, targets, ignore_index, label_smoothing,
+        normalizer=normalizer)` and backward of its gradient in one call (a
+        training step's) -> the loss. targets: (B, T) integer, in
+        [0, tgt_vocab_size) or ignore_index."""
+        src, tgt_in, _, _ = self._check_inputs(src, tgt_in, src_key_padding_mask, tgt_key_padding_mask)
+        targets = self._check_targets(targets, tgt_in.shape, ignore_index, label_smoothing, normalizer)
+        logits = self.forward(src, tgt_in, src_key_padding_mask, tgt_key_padding_mask)
+        loss, dlogits = cross_entropy(logits, targets, ignore_index, label_smoothing, out=logits,
+                                      normalizer=normalizer)
+        self.backward(dlogits)
+        return loss
 
     @synchronized
     def backward(self, dlogits):
