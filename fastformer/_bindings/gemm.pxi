@@ -217,22 +217,30 @@ cdef class PackedMatrix:
         return (self.k, self.n)
 
 
-def pack_matrix(b, trans_b=False, *, compute_dtype="float32"):
-    """pack_matrix(b, trans_b=False, *, compute_dtype="float32") -> PackedMatrix
+def pack_matrix(b, trans_b=False, *, compute_dtype="float32", reuse=None):
+    """pack_matrix(b, trans_b=False, *, compute_dtype="float32", reuse=None) -> PackedMatrix
     of op(b), a 2-D float32 array (op(b) = b.T when trans_b): the right operand
-    of matmul_packed, whose products then run in compute_dtype."""
+    of matmul_packed, whose products then run in compute_dtype. reuse: a
+    PackedMatrix (or None) packed again in place, and returned, when it has
+    this shape, compute_dtype and kernel layout; otherwise a new one is made."""
     check_float32("b", b, 2)
     cdef bint tb = _check_flag("trans_b", trans_b)
     cdef bint bf16 = _check_compute_dtype(compute_dtype)
-    cdef PackedMatrix p = PackedMatrix.__new__(PackedMatrix)
-    p.bf16, p.compute_dtype = bf16, compute_dtype
-    p.k, p.n = (b.shape[1], b.shape[0]) if tb else (b.shape[0], b.shape[1])
-    p.layout = ff_gemm_packed_layout(bf16, p.k)
-    cdef size_t nfl = ff_gemm_packed_floats(bf16, p.n, p.k)
-    buf = new_array("packed matrix", (nfl + 16,))
-    cdef size_t skip = (-(<size_t>_f32p(buf)) % 64) // 4  # the kernel loads B panels 64-byte aligned
-    p.data = buf[skip:skip + nfl]
-    p.ptr = _f32p(p.data) if nfl else NULL
+    if reuse is not None and not isinstance(reuse, PackedMatrix):
+        raise TypeError(f"reuse must be a PackedMatrix or None, got {type(reuse).__name__}")
+    cdef size_t k = b.shape[1] if tb else b.shape[0]
+    cdef size_t n = b.shape[0] if tb else b.shape[1]
+    cdef size_t layout = ff_gemm_packed_layout(bf16, k)
+    cdef PackedMatrix p = reuse
+    cdef size_t nfl = ff_gemm_packed_floats(bf16, n, k)
+    if p is None or (p.k, p.n, p.bf16, p.layout) != (k, n, bf16, layout) or np.may_share_memory(p.data, b):
+        p = PackedMatrix.__new__(PackedMatrix)
+        p.bf16, p.compute_dtype = bf16, compute_dtype
+        p.k, p.n, p.layout = k, n, layout
+        buf = new_array("packed matrix", (nfl + 16,))
+        skip = (-(<size_t>_f32p(buf)) % 64) // 4  # the kernel loads B panels 64-byte aligned
+        p.data = buf[skip:skip + nfl]
+        p.ptr = _f32p(p.data) if nfl else NULL
     cdef const float *pb = _f32p(b) if b.size else NULL
     cdef float *dst = <float *>p.ptr
     cdef size_t ldb = b.shape[1]

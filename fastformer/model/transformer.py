@@ -33,7 +33,7 @@ from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN, build_plan, plan_s
 from fastformer.model.workspace import Workspace
 from fastformer.ops import (
     column_sum, dropout_backward, dropout_forward, embedding_backward, embedding_forward, gelu_backward,
-    gelu_forward, layer_norm_backward, layer_norm_forward, matmul, relu_backward)
+    gelu_forward, layer_norm_backward, layer_norm_forward, matmul, matmul_packed, pack_matrix, relu_backward)
 from fastformer.reference.dropout import (
     PART_DECODER, PART_EMBEDDING, PART_ENCODER, SLOT_CROSS_ATTN_OUT, SLOT_CROSS_ATTN_PROBS,
     SLOT_FFN_OUT, SLOT_SELF_ATTN_OUT, SLOT_SELF_ATTN_PROBS, SLOT_SRC_EMBEDDING,
@@ -110,6 +110,7 @@ class Transformer(TransformerBase):
         self.positions = sinusoidal_positions(self.max_len, self.d_model, np.float32)
         self._workspace = Workspace()
         self._loss_chunks = Workspace(max_plans=4)  # forward_backward's logits, LOSS_CHUNK_ROWS at a time
+        self._gen_packed = (None, None)  # the generator weight packed for the chunks (_pack_generator)
         self._run = None
         self._bind()
 
@@ -207,13 +208,14 @@ class Transformer(TransformerBase):
                                        lambda: [("logits", (min(rows, self.LOSS_CHUNK_ROWS), V))],
                                        lambda views: views["logits"])
         targets, total = targets.reshape(-1), 0.0
+        w_t, w = self._pack_generator()
         for r0 in range(0, rows, self.LOSS_CHUNK_ROWS):
             part = slice(r0, min(rows, r0 + self.LOSS_CHUNK_ROWS))
             logits = chunk[:part.stop - r0]
-            self._matmul(run.plan.dec_out[part], self._gen.w, trans_b=True, bias=self._gen.b, out=logits)
+            matmul_packed(run.plan.dec_out[part], w_t, bias=self._gen.b, out=logits)
             total = _cross_entropy_rows(logits, logits, targets[part], ignore_index, float(label_smoothing), inv_n,
                                         total)
-            self._generator_backward(run.plan, logits, part)
+            self._generator_backward(run.plan, logits, part, w)
         self._backward_below_generator(run)
         return total * inv_n
 
@@ -321,19 +323,28 @@ class Transformer(TransformerBase):
         self._run = None
         plan = run.plan
         dl = np.ascontiguousarray(dlogits, dtype=np.float32).reshape(plan.B * plan.T, -1)
+        w = self._pack_generator()[1]
         for r0 in range(0, dl.shape[0], self.LOSS_CHUNK_ROWS):  # as forward_backward, for its bits
             part = slice(r0, min(dl.shape[0], r0 + self.LOSS_CHUNK_ROWS))
-            self._generator_backward(plan, dl[part], part)
+            self._generator_backward(plan, dl[part], part, w)
         self._backward_below_generator(run)
 
-    def _generator_backward(self, plan, dl, part):
+    def _pack_generator(self):
+        """(Wg^T, Wg) packed for the chunks' products (bitwise matmul's): once
+        per call, not once per chunk, into the same memory every time."""
+        self._gen_packed = tuple(pack_matrix(self._gen.w, trans_b=t, compute_dtype=self.compute_dtype, reuse=p)
+                                 for t, p in zip((True, False), self._gen_packed))
+        return self._gen_packed
+
+    def _generator_backward(self, plan, dl, part, w):
         """logits = dec_out Wg^T + bg on the rows `part` (a slice), whose logits
-        gradient is dl: Wg's and bg's gradients added, dec_out's rows into the
-        decoder's gradient scratch (g2 before the final LayerNorm, else g1)."""
+        gradient is dl (w: Wg packed): Wg's and bg's gradients added, dec_out's
+        rows into the decoder's gradient scratch (g2 before the final
+        LayerNorm, else g1)."""
         g = self._gen
         self._matmul(dl, plan.dec_out[part], trans_a=True, beta=1.0, out=g.gw)
         column_sum(dl, out=g.gb, accumulate=True)
-        self._matmul(dl, g.w, out=(plan.gdec.g2 if self.final_norm else plan.gdec.g1)[part])
+        matmul_packed(dl, w, out=(plan.gdec.g2 if self.final_norm else plan.gdec.g1)[part])
 
     def _backward_below_generator(self, run):
         """The backward from dec_out's gradient (see _generator_backward) down."""
