@@ -54,6 +54,29 @@ def test_packed_copy_does_not_follow_b():
     assert np.array_equal(ops.matmul_packed(a, p), want)
 
 
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_repacking_into_the_same_memory(compute_dtype):
+    """pack_matrix(reuse=p) packs into p when it fits (shape, compute_dtype,
+    kernel layout): the bits of a fresh pack; otherwise it makes a new one."""
+    rng = np.random.default_rng(2)
+    a, b = rand(rng, (5, 300)), rand(rng, (40, 300))
+    p = ops.pack_matrix(b, trans_b=True, compute_dtype=compute_dtype)
+    data = p.data
+    b2 = rand(rng, (40, 300))
+    assert ops.pack_matrix(b2, trans_b=True, compute_dtype=compute_dtype, reuse=p) is p and p.data is data
+    fresh = ops.pack_matrix(b2, trans_b=True, compute_dtype=compute_dtype)
+    np.testing.assert_array_equal(p.data, fresh.data)
+    np.testing.assert_array_equal(ops.matmul_packed(a, p),
+                                  ops.matmul(a, b2, trans_b=True, compute_dtype=compute_dtype))
+    other = "float32" if compute_dtype == "bfloat16" else "bfloat16"
+    for b3, kwargs in [(rand(rng, (41, 300)), dict(trans_b=True)), (rand(rng, (40, 301)), dict(trans_b=True)),
+                       (b2, dict(trans_b=True, compute_dtype=other))]:
+        q = ops.pack_matrix(b3, **{"compute_dtype": compute_dtype, **kwargs}, reuse=p)
+        assert q is not p and not np.shares_memory(q.data, p.data)
+    with pytest.raises(TypeError, match="reuse must be a PackedMatrix"):
+        ops.pack_matrix(b2, reuse=np.ones(3, np.float32))
+
+
 def test_stale_layout_is_refused():
     levels = ff.simd_levels()
     if len(levels) < 2:
