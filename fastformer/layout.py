@@ -405,6 +405,9 @@ class TransformerBase:
 
     def _check_targets(self, targets, shape, ignore_index, label_smoothing, normalizer):
         """forward_backward's loss arguments -> targets as int64 (B, T), checked."""
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral) \
+                or not -2 ** 63 <= ignore_index < 2 ** 63:
+            raise ValueError(f"ignore_index must be a 64-bit integer, got {ignore_index!r}")
         if not isinstance(targets, np.ndarray) or not np.issubdtype(targets.dtype, np.integer):
             raise TypeError(f"targets must be an integer numpy.ndarray, got "
                             f"{getattr(targets, 'dtype', type(targets).__name__)}")

@@ -130,7 +130,6 @@ class Trainer:
         self.ema = None if ema is None else ExponentialMovingAverage(model, ema, ema_warmup)
         self.world = distributed.init() if world is None else world
         self.data_parallel = None  # made for the first batch (see plan_micro_batches)
-        self._logits = LogitsBuffer()  # evaluate's logits
         self.step = 0
         self.history = []
         # Early stopping: the validation metric, its best score and step, validations
@@ -243,10 +242,11 @@ class Trainer:
         model = self.model
         was_training = model.training
         model.eval()
+        buffer = LogitsBuffer()  # one logits array for all the batches, freed after
         loss_sum = correct = tokens = exact = examples = 0
         try:
             for batch in batches:
-                logits = self._logits.forward(model, batch)
+                logits = buffer.forward(model, batch)
                 valid = batch.tgt_out != IGNORE_INDEX
                 correct += int((logits.argmax(axis=-1) == batch.tgt_out)[valid].sum())
                 loss, _ = cross_entropy(logits, batch.tgt_out, out=logits)  # the gradient is not needed

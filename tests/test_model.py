@@ -307,7 +307,8 @@ def test_forward_backward_bad_input_and_empty_targets(model):
             (dict(label_smoothing=1.5), ValueError, "label_smoothing"),
             (dict(normalizer=0), ValueError, "normalizer must be a positive"),
             (dict(normalizer=float("inf")), ValueError, "normalizer must be a positive"),
-            (dict(tgt_in=tgt_in[:2]), ValueError, "batch size")]:
+            (dict(tgt_in=tgt_in[:2]), ValueError, "batch size"),
+            (dict(ignore_index=2 ** 70), ValueError, "ignore_index must be a 64-bit integer")]:
         args = dict(src=src, tgt_in=tgt_in, targets=targets, src_key_padding_mask=src_mask,
                     tgt_key_padding_mask=tgt_mask)
         args.update(kwargs)

@@ -12,8 +12,9 @@ How a step stays cheap:
   gradient, and every bias gradient a column sum added in place
   (`column_sum(..., accumulate=True)`), never a temporary + add;
 - activations live in a `Workspace` plan per (B, S, T) (see `plan.py`), and
-  the logits in `out=` when given (the trainer's reused buffer), so a step
-  allocates no large array;
+  a training step (`forward_backward`) takes the generator and the loss a
+  chunk of rows at a time, so it allocates no large array and never holds
+  the (B, T, V) logits;
 - self-attention projects Q, K and V with one GEMM into a packed (rows, 3d)
   buffer and the attention kernels read strided head views of it (and of
   the context they write) directly: no transposes, no per-head calls;
@@ -41,8 +42,8 @@ from fastformer.reference.dropout import (
 from fastformer.reference.embedding import sinusoidal_positions
 
 _attention_forward = _C._attention_forward_views
-_cross_entropy_rows = _C._cross_entropy_rows
 _attention_backward = _C._attention_backward_views
+_cross_entropy_rows = _C._cross_entropy_rows
 
 # kind -> (slot of the sublayer's output dropout, slot of its attention-probability dropout)
 _SLOTS = {SELF_ATTN: (SLOT_SELF_ATTN_OUT, SLOT_SELF_ATTN_PROBS),
