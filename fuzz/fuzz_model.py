@@ -1,6 +1,6 @@
 """Fuzz the Transformer: constructor arguments (mostly small, sometimes
-wild), forward with ids, masks and shapes that may not fit, backward, and
-generate. Only TypeError, ValueError or MemoryError may come out; where a
+wild), forward with ids, masks and shapes that may not fit, backward,
+forward_backward with targets and loss options, and generate. Only TypeError, ValueError or MemoryError may come out; where a
 forward succeeds, the compiled model must match the NumPy reference with the
 same weights (a silent wrong answer is a finding too).
 
@@ -71,6 +71,16 @@ def test_one_input(data, ff):
         bos, eos = (small_int(fdp, 0, ours.tgt_vocab_size - 1, wild=0.05) for _ in range(2))
         ours.generate(src, small_int(fdp, 1, 12, wild=0.05), bos, eos, beam_size=beam, src_key_padding_mask=src_mask)
         return
+    if fdp.ConsumeProbability() < 0.3:  # a training step's one call, with the loss's arguments
+        targets = draw_ids(fdp, B, T, ours.tgt_vocab_size).astype(np.int64)
+        targets[np.array([fdp.ConsumeProbability() < 0.3 for _ in range(targets.size)], bool).reshape(B, T)] = -100
+        options = dict(label_smoothing=fdp.PickValueInList([0.0, 0.1, 1.0, 1.5]),
+                       normalizer=fdp.PickValueInList([None, None, 3, 0.5, 0]))
+        losses = [model.forward_backward(src, tgt, targets, src_key_padding_mask=src_mask,
+                                         tgt_key_padding_mask=tgt_mask, **options) for model in (ours, *refs)]
+        check_close("loss", *(np.float64(loss) for loss in losses), rtol=1e-3, atol=1e-4)
+        check_gradients(ours, refs)
+        return
     logits = ours.forward(src, tgt, src_key_padding_mask=src_mask, tgt_key_padding_mask=tgt_mask)
     expected = [ref.forward(src, tgt, src_key_padding_mask=src_mask, tgt_key_padding_mask=tgt_mask) for ref in refs]
     check_close("logits", logits, *expected, rtol=1e-3, atol=1e-4)
@@ -78,6 +88,10 @@ def test_one_input(data, ff):
                          dtype=fdp.PickValueInList([np.float32, np.float32, np.float64, np.int64]))
     for model in (ours, *refs):
         model.backward(dlogits)
+    check_gradients(ours, refs)
+
+
+def check_gradients(ours, refs):
     for (name, p), *twins in zip(ours.named_parameters(), *(ref.named_parameters() for ref in refs)):
         check_close(f"the gradient of {name}", p.grad, *(q.grad for _, q in twins), rtol=1e-2, atol=1e-3)
 

@@ -195,16 +195,22 @@ def test_bitwise_identical_for_any_thread_count(threads, compute_dtype):
     rng = np.random.default_rng(0)
     src, tgt = rng.integers(0, 50, (4, 40)), rng.integers(0, 60, (4, 33))
     src_mask = np.arange(40)[None, :] >= np.array([40, 30, 7, 21])[:, None]
+    targets = np.where(rng.random((4, 33)) < 0.2, -100, rng.integers(0, 60, (4, 33)))
     results = []
     for n in (1, 2, 3):
         threads(n)
         model = ff.Transformer(**config)
         logits = model.forward(src, tgt, src_key_padding_mask=src_mask)
         model.backward(np.cos(logits))
-        results.append((logits, model.flat_parameters()[1].copy()))
-    for logits, grads in results[1:]:
+        fused = ff.Transformer(**config)
+        fused.LOSS_CHUNK_ROWS = 48  # three chunks
+        loss = fused.forward_backward(src, tgt, targets, src_key_padding_mask=src_mask, label_smoothing=0.1)
+        results.append((logits, model.flat_parameters()[1].copy(), loss, fused.flat_parameters()[1].copy()))
+    for logits, grads, loss, fused_grads in results[1:]:
         np.testing.assert_array_equal(logits, results[0][0])
         np.testing.assert_array_equal(grads, results[0][1])
+        assert loss == results[0][2]
+        np.testing.assert_array_equal(fused_grads, results[0][3])
 
 
 def test_workspace_reuse_gives_the_results_of_a_fresh_model():
