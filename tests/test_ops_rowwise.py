@@ -187,6 +187,31 @@ def test_cross_entropy_all_ignored():
     assert (dl == 0).all() and (dl_ref == 0).all()
 
 
+def test_cross_entropy_normalizer(simd):
+    """normalizer=N divides the summed loss by N (a micro-batch's share of a
+    step's mean), its gradient too; N = the count of targets is the default's
+    bits; a batch with every target ignored then gives 0, not nan."""
+    rng = np.random.default_rng(4)
+    logits = rand(rng, (37, 130), 2.0)
+    targets = rng.integers(0, 130, 37)
+    targets[::5] = -100
+    n = int((targets != -100).sum())
+    default = ops.cross_entropy(logits, targets, -100, 0.1)
+    same = ops.cross_entropy(logits, targets, -100, 0.1, normalizer=n)
+    assert same[0] == default[0]
+    np.testing.assert_array_equal(same[1], default[1])
+    loss, dl = ops.cross_entropy(logits, targets, -100, 0.1, normalizer=100)
+    loss64, dl64 = ref.cross_entropy(logits.astype(np.float64), targets, -100, 0.1, normalizer=100)
+    assert abs(loss - default[0] * n / 100) <= 1e-12 * abs(loss) and abs(loss - loss64) <= 1e-6 * abs(loss64)
+    np.testing.assert_allclose(dl, dl64, rtol=1e-4, atol=1e-9)
+    for module in (ops, ref):
+        assert module.cross_entropy(logits, np.full(37, -100), -100, 0.1, normalizer=8)[0] == 0.0
+        for bad, error in [(0, ValueError), (-1.0, ValueError), (float("inf"), ValueError), ("2", TypeError),
+                           (True, TypeError)]:
+            with pytest.raises(error, match="normalizer"):
+                module.cross_entropy(logits, targets, -100, 0.1, normalizer=bad)
+
+
 def test_cross_entropy_bitwise_across_threads(simd, threads):
     rng = np.random.default_rng(9)
     logits = rand(rng, (301, 1001), 3.0)

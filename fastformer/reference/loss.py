@@ -26,9 +26,11 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, *, ou
                          f"last axis), got {targets.shape}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    if normalizer is not None and not (isinstance(normalizer, (int, float, np.integer, np.floating))
-                                       and not isinstance(normalizer, bool) and 0 < normalizer < np.inf):
-        raise ValueError(f"normalizer must be a positive finite number, got {normalizer!r}")
+    if normalizer is not None:
+        if isinstance(normalizer, bool) or not isinstance(normalizer, (int, float, np.integer, np.floating)):
+            raise TypeError(f"normalizer must be a real number, got {type(normalizer).__name__}")
+        if not 0 < normalizer < np.inf:
+            raise ValueError(f"normalizer must be positive and finite, got {normalizer!r}")
     if out is not None and (not isinstance(out, np.ndarray) or out.shape != logits.shape
                             or out.dtype != logits.dtype):
         raise ValueError(f"out must be an array of the logits' shape {logits.shape} and dtype {logits.dtype}")
