@@ -48,7 +48,7 @@ void ff_gemm_round_bf16(float *dst, const float *src, size_t n) {
 #define ROUNDING_PACKER(name, packer, round)                                                       \
     static void name(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {    \
         packer(dst, src, ld, kc, w, W);                                                            \
-        round(dst, dst, kc * W);                                                                        \
+        round(dst, dst, kc * W);                                                                   \
     }
 ROUNDING_PACKER(rows_generic, ff_gemm_pack_rows, ff_gemm_round_bf16)
 ROUNDING_PACKER(cols_generic, ff_gemm_pack_cols, ff_gemm_round_bf16)

@@ -37,7 +37,6 @@ typedef struct {
     unsigned len;
 } ffv_lanes;
 
-
 /* The lanes of the next min(n, 8) elements. */
 static inline ffv_lanes ffv_first(size_t n) {
     if (n >= 8) return (ffv_lanes){_mm256_set1_epi32(-1), 8};

@@ -23,7 +23,6 @@ typedef __m512d ffvd; /* half an ffv's lanes, for leaves that finish in double *
 typedef __m512i ffv_int;
 typedef __mmask16 ffv_lanes;
 
-
 static inline ffv_lanes ffv_first(size_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 /* Whole vectors use plain instructions: masked memory operations are slower
  * on AMD Zen 4/5 even with every lane set. */

@@ -111,7 +111,7 @@ class Transformer(TransformerBase):
         self.positions = sinusoidal_positions(self.max_len, self.d_model, np.float32)
         self._workspace = Workspace()
         self._loss_chunks = Workspace(max_plans=4)  # forward_backward's logits, LOSS_CHUNK_ROWS at a time
-        self._gen_packed = (None, None)  # the generator weight packed for the chunks (_pack_generator)
+        self._gen_packed = {True: None, False: None}  # trans_b -> the generator weight packed (_pack_generator)
         self._run = None
         self._bind()
 
@@ -205,14 +205,12 @@ class Transformer(TransformerBase):
         inv_n = 1.0 / count if count else math.nan  # no target and no normalizer: the 0 / 0 of torch
         run = self._forward_to_generator(src, tgt_in, src_mask, tgt_mask)
         rows, V = targets.size, self.tgt_vocab_size
-        chunk = self._loss_chunks.plan(min(rows, self.LOSS_CHUNK_ROWS),
-                                       lambda: [("logits", (min(rows, self.LOSS_CHUNK_ROWS), V))],
-                                       lambda views: views["logits"])
+        chunk_rows = min(rows, self.LOSS_CHUNK_ROWS)
+        chunk = self._loss_chunks.plan(chunk_rows, lambda: [("logits", (chunk_rows, V))], lambda views: views["logits"])
         targets, total = targets.reshape(-1), 0.0
-        w_t, w = self._pack_generator()
-        for r0 in range(0, rows, self.LOSS_CHUNK_ROWS):
-            part = slice(r0, min(rows, r0 + self.LOSS_CHUNK_ROWS))
-            logits = chunk[:part.stop - r0]
+        w_t, w = self._pack_generator(True), self._pack_generator(False)
+        for part in self._loss_chunk_rows(rows):
+            logits = chunk[:part.stop - part.start]
             matmul_packed(run.plan.dec_out[part], w_t, bias=self._gen.b, out=logits)
             total = _cross_entropy_rows(logits, logits, targets[part], ignore_index, float(label_smoothing), inv_n,
                                         total)
@@ -324,18 +322,22 @@ class Transformer(TransformerBase):
         self._run = None
         plan = run.plan
         dl = np.ascontiguousarray(dlogits, dtype=np.float32).reshape(plan.B * plan.T, -1)
-        w = self._pack_generator()[1]
-        for r0 in range(0, dl.shape[0], self.LOSS_CHUNK_ROWS):  # as forward_backward, for its bits
-            part = slice(r0, min(dl.shape[0], r0 + self.LOSS_CHUNK_ROWS))
+        w = self._pack_generator(False)
+        for part in self._loss_chunk_rows(dl.shape[0]):  # as forward_backward's, for its bits
             self._generator_backward(plan, dl[part], part, w)
         self._backward_below_generator(run)
 
-    def _pack_generator(self):
-        """(Wg^T, Wg) packed for the chunks' products (bitwise matmul's): once
-        per call, not once per chunk, into the same memory every time."""
-        self._gen_packed = tuple(pack_matrix(self._gen.w, trans_b=t, compute_dtype=self.compute_dtype, reuse=p)
-                                 for t, p in zip((True, False), self._gen_packed))
-        return self._gen_packed
+    def _loss_chunk_rows(self, rows):
+        """The slices of LOSS_CHUNK_ROWS rows (the last may be short) the generator's products take."""
+        return (slice(r0, min(rows, r0 + self.LOSS_CHUNK_ROWS)) for r0 in range(0, rows, self.LOSS_CHUNK_ROWS))
+
+    def _pack_generator(self, trans_b):
+        """Wg^T (trans_b) or Wg packed for the chunks' products (bitwise
+        matmul's): once per call, not once per chunk, into the same memory."""
+        packed = pack_matrix(self._gen.w, trans_b=trans_b, compute_dtype=self.compute_dtype,
+                             reuse=self._gen_packed[trans_b])
+        self._gen_packed[trans_b] = packed
+        return packed
 
     def _generator_backward(self, plan, dl, part, w):
         """logits = dec_out Wg^T + bg on the rows `part` (a slice), whose logits
