@@ -60,6 +60,18 @@ def bf16_simd(request):
 
 
 @pytest.fixture
+def internal_checks():
+    """Call with True/False to turn on/off the argument checks of the model's
+    internal calls (FASTFORMER_CHECK_INTERNAL); the setting is restored after."""
+    from fastformer import _C
+
+    before = _C._set_internal_checks(False)
+    _C._set_internal_checks(before)
+    yield _C._set_internal_checks
+    _C._set_internal_checks(before)
+
+
+@pytest.fixture
 def threads():
     """Call with n to set the thread count; the original count is restored after the test."""
     before = ff.get_num_threads()

@@ -147,9 +147,10 @@ def test_rows_forward_on_cache_views(simd):
     assert not ctx.any() and np.isneginf(lse).all()
 
 
-def test_rows_forward_with_key_rows(simd, threads):
+def test_rows_forward_with_key_rows(simd, threads, internal_checks):
     """A cache reordered by index: key j of row b read from slot key_rows[b, j]
-    gives the bits of the call on the gathered keys, for any thread count."""
+    gives the bits of the call on the gathered keys, for any thread count.
+    With internal checks on, a bad key_rows is refused by name."""
     S, R, H, L, t, dk = 7, 5, 2, 12, 9, 24
     rng = np.random.default_rng(11)
     cache = rand(rng, (S, 2 * H, L, dk))
@@ -167,6 +168,7 @@ def test_rows_forward_with_key_rows(simd, threads):
         ff._C._attention_forward_views(out, lse, q, k_all, v_all, impl="rows", key_rows=key_rows[:, :t])
         assert np.array_equal(out, want[0]) and np.array_equal(lse, want[1])
     out, lse = np.empty_like(q), np.empty((R, H, 1), np.float32)
+    internal_checks(True)
     bad = [
         (ValueError, "key_rows", dict(impl="flash", key_rows=key_rows[:, :t])),
         (TypeError, "key_rows", dict(impl="rows", key_rows=key_rows[:, :t].astype(np.int32))),

@@ -107,10 +107,19 @@ cdef object _attn_check_qkv(object q, object k, object v):
 
 
 cdef object _attn_dims(ff_attn_dims_t *d, object q, object k, object key_padding_mask, object causal,
-                       object dropout_p, object seed, object step, object site, object compute_dtype):
-    """Fill d from checked arguments; return the mask as a uint8 view (or None)."""
-    d.bf16 = _check_compute_dtype(compute_dtype)
+                       object dropout_p, object seed, object step, object site, object compute_dtype,
+                       bint check=True):
+    """Fill d from checked arguments (checked here unless not `check`: the
+    model's own calls); return the mask (or None)."""
     d.kv_bf16 = 0
+    if not check:
+        d.bf16 = compute_dtype == "bfloat16"
+        d.B, d.H, d.Tq, d.dk = q.shape
+        d.Tk = k.shape[2]
+        d.causal, d.dropout_p = causal, dropout_p
+        d.seed, d.step, d.site = seed & 0xFFFFFFFFFFFFFFFF, step & 0xFFFFFFFF, site & 0xFFFFFFFF
+        return key_padding_mask
+    d.bf16 = _check_compute_dtype(compute_dtype)
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
     cdef double p = check_real("dropout_p", dropout_p)
@@ -326,14 +335,16 @@ def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=Fa
         if key_rows.size:
             pkr = <const int64_t *><size_t>key_rows.__array_interface__["data"][0]
             kr_ld = key_rows.strides[0] // 8
-            if not _rows_within(pkr, kr_ld, B, Tk, Bk):
+            if _internal_checks and not _rows_within(pkr, kr_ld, B, Tk, Bk):
                 raise ValueError(f"key_rows must be in [0, {Bk}) (the batches of k and v)")
     cdef ff_attn_view_t vo = _attn_view("out", out, (B, H, Tq, dk), True)
-    check_float32("lse", lse, 3, True)
-    if lse.shape != (B, H, Tq):
-        raise ValueError(f"lse must have shape {(B, H, Tq)}, got {lse.shape}")
+    if _internal_checks:
+        check_float32("lse", lse, 3, True)
+        if lse.shape != (B, H, Tq):
+            raise ValueError(f"lse must have shape {(B, H, Tq)}, got {lse.shape}")
     cdef ff_attn_dims_t d
-    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site, compute_dtype)
+    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site, compute_dtype,
+                      _internal_checks)
     cdef int which = _attn_impl(impl, &d, True)
     d.kv_bf16 = bool(kv_bf16) and d.bf16 != 0
     if B * H * Tq * dk == 0:
@@ -383,11 +394,13 @@ def _attention_backward_views(dq, dk, dv, dout, q, k, v, out, lse, key_padding_m
     cdef ff_attn_view_t vdq = _attn_view("dq", dq, sq_, True)
     cdef ff_attn_view_t vdk = _attn_view("dk", dk, sk_, True)
     cdef ff_attn_view_t vdv = _attn_view("dv", dv, sk_, True)
-    check_float32("lse", lse, 3)
-    if lse.shape != (B, H, Tq):
-        raise ValueError(f"lse must have shape {(B, H, Tq)}, got {lse.shape}")
+    if _internal_checks:
+        check_float32("lse", lse, 3)
+        if lse.shape != (B, H, Tq):
+            raise ValueError(f"lse must have shape {(B, H, Tq)}, got {lse.shape}")
     cdef ff_attn_dims_t d
-    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site, compute_dtype)
+    mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site, compute_dtype,
+                      _internal_checks)
     if B * H * dkk == 0 or Tq + Tk == 0:
         return dq, dk, dv
     cdef float *pdq = _attn_ptr(dq)

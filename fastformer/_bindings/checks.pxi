@@ -20,6 +20,19 @@ def _physical_memory():
 
 cdef object _MEMORY_BYTES = _physical_memory()
 
+# The model's own calls (the `_`-prefixed bindings it uses on arrays it made)
+# skip the argument checks, which cost microseconds per call (decoding makes
+# dozens per token). FASTFORMER_CHECK_INTERNAL=1 turns them back on, so a
+# debug or sanitizer run reports a wrong internal call as the public one would.
+cdef bint _internal_checks = os.environ.get("FASTFORMER_CHECK_INTERNAL", "0") not in ("", "0")
+
+
+def _set_internal_checks(on):
+    """Tests: turn the checks of the model's own calls on or off; returns the previous setting."""
+    global _internal_checks
+    previous, _internal_checks = _internal_checks, bool(on)
+    return previous
+
 
 cdef object new_array(str name, tuple shape, object dtype=_FLOAT32):
     """np.empty(shape, dtype), refused with MemoryError when it could not fit

@@ -46,12 +46,26 @@ cdef object _dropout(str name, object x, object p, object seed, object step, obj
     cdef uint64_t s, st, si
     s, st, si = _rng_words(seed, step, site)
     y = check_out("out", out, x.shape)
+    _dropout_run(x, pv, s, st, si, y)
+    return y
+
+
+cdef void _dropout_run(object x, double p, uint64_t seed, uint64_t step, uint64_t site, object y) except *:
     cdef size_t n = x.size
     cdef float *yp = _f32p(y)
     cdef const float *xp = _f32p(x)
     with nogil:
-        ff_dropout_forward(yp, xp, n, pv, s, st, si)
-    return y
+        ff_dropout_forward(yp, xp, n, p, seed, step, site)
+
+
+def _dropout_into(x, double p, seed, step, site, out):
+    """dropout_forward (or _backward: the same mask) of the model's own arrays
+    into out (checked only when internal checks are on)."""
+    if _internal_checks:
+        _dropout("x", x, p, seed, step, site, out)
+    else:
+        _dropout_run(x, p, seed & 0xFFFFFFFFFFFFFFFF, step & 0xFFFFFFFF, site & 0xFFFFFFFF, out)
+    return out
 
 
 def dropout_forward(x, p, seed, step, site, *, out=None):

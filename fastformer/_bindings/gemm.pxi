@@ -42,7 +42,8 @@ cdef bint _check_flag(str name, object v) except -1:
 
 cdef float _check_scalar(str name, object v) except? -1:
     """A real number that is finite in float32 (the kernel's precision)."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, _numbers.Real):
+    if type(v) is not float and type(v) is not int and (isinstance(v, (bool, np.bool_))
+                                                        or not isinstance(v, _numbers.Real)):
         raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
     cdef double f = check_real(name, v)
     if abs(f) > 3.4028234663852886e38:
@@ -107,19 +108,14 @@ cdef object _gemm(str fname, object a, object b, bint batched, object trans_a, o
     cdef size_t k = sa[0] if ta else sa[1]
     cdef size_t kb = sb[1] if tb else sb[0]
     cdef size_t n = sb[0] if tb else sb[1]
-    cdef size_t batch = 1
-    if batched:
-        if a.shape[0] != b.shape[0]:
-            raise ValueError(f"a and b must have the same batch size, got a {a.shape} and b {b.shape}")
-        batch = a.shape[0]
+    if batched and a.shape[0] != b.shape[0]:
+        raise ValueError(f"a and b must have the same batch size, got a {a.shape} and b {b.shape}")
     if k != kb:
         opa = _op_shape(sa, ta)
         opb = _op_shape(sb, tb)
         raise ValueError(f"inner dimensions differ: op(a) is {opa} and op(b) is {opb} "
                          f"(a {a.shape}, b {b.shape}, trans_a={bool(ta)}, trans_b={bool(tb)})")
-    cdef tuple shape_c = (m, n)
-    if batched:
-        shape_c = (batch, m, n)
+    cdef tuple shape_c = (a.shape[0], m, n) if batched else (m, n)
 
     if bias is not None:
         check_float32("bias", bias, 1)
@@ -136,32 +132,46 @@ cdef object _gemm(str fname, object a, object b, bint batched, object trans_a, o
         for other, oname in ((a, "a"), (b, "b"), (bias, "bias")):
             if other is not None and np.may_share_memory(out, other):
                 raise ValueError(f"out must not overlap {oname}")
+    return _gemm_run(fname, a, b, batched, ta, tb, falpha, fbeta, out, bias, act, bf16)
+
+
+def _matmul_into(a, b, out, bint trans_a=False, bint trans_b=False, float beta=0.0, bias=None, activation=None,
+                 bint bf16=False):
+    """matmul(a, b, trans_a, trans_b, beta=beta, out=out, bias=bias,
+    activation=activation) on the model's own 2-D arrays, in bf16 products
+    when bf16 (checked only when internal checks are on)."""
+    if _internal_checks:
+        return _gemm("matmul", a, b, False, trans_a, trans_b, 1.0, beta, out, bias, activation,
+                     "bfloat16" if bf16 else "float32")
+    return _gemm_run("matmul", a, b, False, trans_a, trans_b, 1.0, beta, out, bias, _ACTIVATIONS[activation], bf16)
+
+
+cdef object _gemm_run(str fname, object a, object b, bint batched, bint ta, bint tb, float alpha, float beta,
+                      object out, object bias, ff_activation_t act, bint bf16):
+    """out = act(alpha op(a) op(b) + beta out + bias) (per batch) on checked arguments."""
+    cdef int nd = 3 if batched else 2
+    sa = a.shape[nd - 2:]
+    sb = b.shape[nd - 2:]
+    cdef size_t m = sa[1] if ta else sa[0]
+    cdef size_t k = sa[0] if ta else sa[1]
+    cdef size_t n = sb[0] if tb else sb[1]
+    cdef size_t batch = a.shape[0] if batched else 1
     if m == 0 or n == 0 or batch == 0:
         return out
-
-    cdef const float[::1] av = a.reshape(-1)
-    cdef const float[::1] bv = b.reshape(-1)
-    cdef float[::1] cv = out.reshape(-1)
-    cdef const float[::1] biasv
-    cdef const float *pa = NULL
-    cdef const float *pb = NULL
-    cdef const float *pbias = NULL
-    if k > 0:
-        pa = &av[0]
-        pb = &bv[0]
-    if bias is not None:
-        biasv = bias
-        pbias = &biasv[0]
+    cdef const float *pa = _f32p(a) if k else NULL
+    cdef const float *pb = _f32p(b) if k else NULL
+    cdef const float *pbias = _f32p(bias) if bias is not None else NULL
+    cdef float *pc = _f32p(out)
     cdef size_t lda = sa[1], ldb = sb[1]
     cdef size_t stride_a = sa[0] * sa[1], stride_b = sb[0] * sb[1], stride_c = m * n
     cdef int rc
     with nogil:
         if bf16:
-            rc = ff_bgemm_batched(ta, tb, m, n, k, falpha, pa, lda, stride_a, pb, ldb, stride_b, fbeta,
-                                  &cv[0], n, stride_c, pbias, act, batch)
+            rc = ff_bgemm_batched(ta, tb, m, n, k, alpha, pa, lda, stride_a, pb, ldb, stride_b, beta,
+                                  pc, n, stride_c, pbias, act, batch)
         else:
-            rc = ff_sgemm_batched(ta, tb, m, n, k, falpha, pa, lda, stride_a, pb, ldb, stride_b, fbeta,
-                                  &cv[0], n, stride_c, pbias, act, batch)
+            rc = ff_sgemm_batched(ta, tb, m, n, k, alpha, pa, lda, stride_a, pb, ldb, stride_b, beta,
+                                  pc, n, stride_c, pbias, act, batch)
     if rc != 0:
         raise MemoryError(f"{fname}: could not allocate GEMM pack buffers")
     return out
@@ -256,6 +266,21 @@ def matmul_packed(a, PackedMatrix b, alpha=1.0, beta=0.0, out=None, bias=None, a
     matmul(a, op(b0), ...) for b = pack_matrix(b0, trans_b): out = act(alpha *
     a @ op(b0) + beta * out + bias), a (m, k), out (m, n), bit for bit, in b's
     compute_dtype; B is not packed again. Returns out."""
+    out, falpha, fbeta = _packed_checked(a, b, alpha, beta, out, bias, activation)
+    return _packed_run(a, b, falpha, fbeta, out, bias, _ACTIVATIONS[activation])
+
+
+def _linear_packed(a, PackedMatrix b, out, bias=None, activation=None, float beta=0.0):
+    """matmul_packed(a, b, beta=beta, out=out, bias=bias, activation=activation)
+    on the model's own arrays: checked only when internal checks are on."""
+    if _internal_checks:
+        _packed_checked(a, b, 1.0, beta, out, bias, activation)
+    return _packed_run(a, b, 1.0, beta, out, bias, _ACTIVATIONS[activation])
+
+
+cdef tuple _packed_checked(object a, PackedMatrix b, object alpha, object beta, object out, object bias,
+                           object activation):
+    """matmul_packed's argument checks -> (out (new when None), alpha, beta as floats)."""
     if b is None:
         raise TypeError("b must be a PackedMatrix (from pack_matrix), got None")
     if b.layout != ff_gemm_packed_layout(b.bf16, b.k):
@@ -264,7 +289,7 @@ def matmul_packed(a, PackedMatrix b, alpha=1.0, beta=0.0, out=None, bias=None, a
     check_float32("a", a, 2)
     cdef float falpha = _check_scalar("alpha", alpha)
     cdef float fbeta = _check_scalar("beta", beta)
-    cdef ff_activation_t act = _check_activation(activation)
+    _check_activation(activation)
     cdef size_t m = a.shape[0], n = b.n, k = b.k
     if a.shape[1] != k:
         raise ValueError(f"inner dimensions differ: a is {a.shape} and op(b) is {(k, n)}")
@@ -275,14 +300,20 @@ def matmul_packed(a, PackedMatrix b, alpha=1.0, beta=0.0, out=None, bias=None, a
     if out is None:
         if fbeta != 0.0:
             raise ValueError(f"beta={beta} needs out= (the C that is accumulated into)")
-        out = new_array("out", (m, n))
-    else:
-        check_float32("out", out, 2, writeable=True)
-        if out.shape != (m, n):
-            raise ValueError(f"out must have shape {(m, n)}, got {out.shape}")
-        for other, oname in ((a, "a"), (bias, "bias"), (b.data, "b")):
-            if other is not None and np.may_share_memory(out, other):
-                raise ValueError(f"out must not overlap {oname}")
+        return new_array("out", (m, n)), falpha, fbeta
+    check_float32("out", out, 2, writeable=True)
+    if out.shape != (m, n):
+        raise ValueError(f"out must have shape {(m, n)}, got {out.shape}")
+    for other, oname in ((a, "a"), (bias, "bias"), (b.data, "b")):
+        if other is not None and np.may_share_memory(out, other):
+            raise ValueError(f"out must not overlap {oname}")
+    return out, falpha, fbeta
+
+
+cdef object _packed_run(object a, PackedMatrix b, float alpha, float beta, object out, object bias,
+                        ff_activation_t act):
+    """out = act(alpha a op(b) + beta out + bias) on checked arguments."""
+    cdef size_t m = a.shape[0], n = b.n, k = b.k
     if m == 0 or n == 0:
         return out
     cdef const float *pa = _f32p(a) if k else NULL
@@ -290,7 +321,7 @@ def matmul_packed(a, PackedMatrix b, alpha=1.0, beta=0.0, out=None, bias=None, a
     cdef float *pc = _f32p(out)
     cdef int rc
     with nogil:
-        rc = ff_gemm_packed(b.bf16, m, n, k, falpha, pa, k, b.ptr, fbeta, pc, n, pbias, act)
+        rc = ff_gemm_packed(b.bf16, m, n, k, alpha, pa, k, b.ptr, beta, pc, n, pbias, act)
     if rc != 0:
         raise MemoryError("matmul_packed: could not allocate its pack buffer")
     return out

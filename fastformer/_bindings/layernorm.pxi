@@ -22,6 +22,23 @@ def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None, *, out=None, ou
     weight, bias (d,); mean and rstd = 1/sqrt(var + eps) are (...). out, out_mean,
     out_rstd: float32 arrays of those shapes to write into (none may overlap x or
     residual), so a model reuses its workspace instead of allocating."""
+    y, mean, rstd, ev = _ln_forward_checked(x, weight, bias, eps, residual, out, out_mean, out_rstd)
+    _ln_forward_run(x, weight, bias, ev, residual, y, mean, rstd)
+    return y, mean, rstd
+
+
+def _layer_norm_into(x, weight, bias, float eps, residual, out, out_mean, out_rstd):
+    """layer_norm_forward on the model's own arrays (checked only when
+    internal checks are on); returns out."""
+    if _internal_checks:
+        _ln_forward_checked(x, weight, bias, eps, residual, out, out_mean, out_rstd)
+    _ln_forward_run(x, weight, bias, eps, residual, out, out_mean, out_rstd)
+    return out
+
+
+cdef tuple _ln_forward_checked(object x, object weight, object bias, object eps, object residual, object out,
+                               object out_mean, object out_rstd):
+    """layer_norm_forward's checks -> (y, mean, rstd (new where None), eps)."""
     check_float32("x", x)
     if x.ndim < 1 or x.shape[x.ndim - 1] == 0:
         raise ValueError(f"x must have a last axis of at least 1 feature, got shape {x.shape}")
@@ -32,10 +49,14 @@ def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None, *, out=None, ou
     if residual is not None:
         check_float32("residual", residual)
         check_same_shape("residual", residual, "x", x)
-    cdef size_t rows = x.size // d if d else 0
-    y = check_out("out", out, x.shape)
-    mean = check_out("out_mean", out_mean, x.shape[:x.ndim - 1])
-    rstd = check_out("out_rstd", out_rstd, x.shape[:x.ndim - 1])
+    return (check_out("out", out, x.shape), check_out("out_mean", out_mean, x.shape[:x.ndim - 1]),
+            check_out("out_rstd", out_rstd, x.shape[:x.ndim - 1]), ev)
+
+
+cdef void _ln_forward_run(object x, object weight, object bias, float eps, object residual, object y, object mean,
+                          object rstd) except *:
+    cdef size_t d = x.shape[x.ndim - 1]
+    cdef size_t rows = x.size // d
     cdef float *yp = _f32p(y)
     cdef float *mp = _f32p(mean)
     cdef float *rp = _f32p(rstd)
@@ -44,8 +65,7 @@ def layer_norm_forward(x, weight, bias, eps=1e-5, residual=None, *, out=None, ou
     cdef const float *wp = _f32p(weight)
     cdef const float *bp = _f32p(bias)
     with nogil:
-        ff_layer_norm_forward(yp, mp, rp, xp, resp, wp, bp, rows, d, ev)
-    return y, mean, rstd
+        ff_layer_norm_forward(yp, mp, rp, xp, resp, wp, bp, rows, d, eps)
 
 
 def layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None, dweight=None, dbias=None,
@@ -58,6 +78,23 @@ def layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None, d
     rows in fixed chunks combined in a fixed order: the same bits for any thread
     count; written into `dweight`/`dbias` when given, or, with accumulate=True,
     added to them (a model's gradient buffers)."""
+    dx, dweight, dbias = _ln_backward_checked(dy, x, weight, mean, rstd, residual, out, dweight, dbias, accumulate)
+    _ln_backward_run(dy, x, weight, mean, rstd, residual, dx, dweight, dbias, accumulate)
+    return dx, dweight, dbias
+
+
+def _layer_norm_backward_into(dy, x, weight, mean, rstd, residual, out, dweight, dbias):
+    """layer_norm_backward(..., out=out, dweight=dweight, dbias=dbias,
+    accumulate=True) on the model's own arrays (checked only when internal
+    checks are on)."""
+    if _internal_checks:
+        _ln_backward_checked(dy, x, weight, mean, rstd, residual, out, dweight, dbias, True)
+    _ln_backward_run(dy, x, weight, mean, rstd, residual, out, dweight, dbias, True)
+
+
+cdef tuple _ln_backward_checked(object dy, object x, object weight, object mean, object rstd, object residual,
+                                object out, object dweight, object dbias, object accumulate):
+    """layer_norm_backward's checks -> (dx, dweight, dbias), new where None."""
     check_float32("dy", dy)
     check_float32("x", x)
     check_same_shape("dy", dy, "x", x)
@@ -72,7 +109,6 @@ def layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None, d
     if residual is not None:
         check_float32("residual", residual)
         check_same_shape("residual", residual, "x", x)
-    cdef size_t rows = x.size // d if d else 0
     dx = check_out("out", out, x.shape)
     dweight = check_grad_out("dweight", dweight, (d,), accumulate)
     dbias = check_grad_out("dbias", dbias, (d,), accumulate)
@@ -83,6 +119,13 @@ def layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None, d
                 raise ValueError(f"{name} must not overlap {oname}")
     if np.may_share_memory(dweight, dbias):
         raise ValueError("dweight must not overlap dbias")
+    return dx, dweight, dbias
+
+
+cdef void _ln_backward_run(object dy, object x, object weight, object mean, object rstd, object residual,
+                           object dx, object dweight, object dbias, bint accumulate) except *:
+    cdef size_t d = x.shape[x.ndim - 1]
+    cdef size_t rows = x.size // d
     cdef int acc = 1 if accumulate else 0
     cdef float *dxp = _f32p(dx)
     cdef float *dwp = _f32p(dweight)
@@ -98,4 +141,3 @@ def layer_norm_backward(dy, x, weight, mean, rstd, residual=None, *, out=None, d
         rc = ff_layer_norm_backward(dxp, dwp, dbp, dyp, xp, resp, wp, mp, rp, rows, d, acc)
     if rc != 0:
         raise MemoryError("layer_norm_backward: out of memory for the partial sums")
-    return dx, dweight, dbias

@@ -57,6 +57,21 @@ def column_sum(x, *, out=None, accumulate=False):
         check_float32("out", out, 1, writeable=True)
         if out.shape != (n,):
             raise ValueError(f"out must have shape ({n},) to match x, got {out.shape}")
+    _colsum_run(x, out, accumulate)
+    return out
+
+
+def _column_sum_into(x, out):
+    """column_sum(x, out=out, accumulate=True) on the model's own arrays
+    (checked only when internal checks are on)."""
+    if _internal_checks:
+        column_sum(x, out=out, accumulate=True)
+    else:
+        _colsum_run(x, out, True)
+
+
+cdef void _colsum_run(object x, object out, bint accumulate) except *:
+    cdef size_t n = x.shape[x.ndim - 1]
     cdef size_t rows = x.size // n if n else 0
     cdef float *po = _f32p(out)
     cdef const float *px = _f32p(x)
@@ -66,7 +81,6 @@ def column_sum(x, *, out=None, accumulate=False):
         rc = ff_colsum(po, px, rows, n, acc)
     if rc != 0:
         raise MemoryError("column_sum: could not allocate its chunk buffer")
-    return out
 
 
 def linear_forward(x, weight, bias=None):
@@ -139,12 +153,16 @@ def linear_backward(dy, x, weight, need_dx=True):
 cdef object _act_forward(object x, ff_activation_t act, object out):
     check_float32("x", x)
     y = check_out("out", out, x.shape)
+    _act_forward_run(x, act, y)
+    return y
+
+
+cdef void _act_forward_run(object x, ff_activation_t act, object y) except *:
     cdef size_t n = x.size
     cdef float *py = _f32p(y)
     cdef const float *px = _f32p(x)
     with nogil:
         ff_activation_forward(py, px, n, act)
-    return y
 
 
 cdef object _act_backward(object dy, object x, ff_activation_t act, object out):
@@ -152,13 +170,39 @@ cdef object _act_backward(object dy, object x, ff_activation_t act, object out):
     check_float32("x", x)
     check_same_shape("dy", dy, "x", x)
     dx = check_out("out", out, x.shape)
+    _act_backward_run(dy, x, act, dx)
+    return dx
+
+
+cdef void _act_backward_run(object dy, object x, ff_activation_t act, object dx) except *:
     cdef size_t n = x.size
     cdef float *pdx = _f32p(dx)
     cdef const float *pdy = _f32p(dy)
     cdef const float *px = _f32p(x)
     with nogil:
         ff_activation_backward(pdx, pdy, px, n, act)
-    return dx
+
+
+def _activation_into(x, activation, out):
+    """relu_forward / gelu_forward (activation 'relu' or 'gelu') of the model's
+    own arrays into out (checked only when internal checks are on)."""
+    cdef ff_activation_t act = _ACTIVATIONS[activation]
+    if _internal_checks:
+        _act_forward(x, act, out)
+    else:
+        _act_forward_run(x, act, out)
+    return out
+
+
+def _activation_backward_into(dy, x, activation, out):
+    """relu_backward / gelu_backward of the model's own arrays into out
+    (checked only when internal checks are on)."""
+    cdef ff_activation_t act = _ACTIVATIONS[activation]
+    if _internal_checks:
+        _act_backward(dy, x, act, out)
+    else:
+        _act_backward_run(dy, x, act, out)
+    return out
 
 
 def relu_forward(x, *, out=None):

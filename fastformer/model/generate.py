@@ -19,10 +19,14 @@ import numpy as np
 from fastformer import _C
 from fastformer.decoding import check_generate_args
 from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN
-from fastformer.ops import embedding_forward, gelu_forward, layer_norm_forward, matmul_packed, pack_matrix
+from fastformer.ops import embedding_forward, pack_matrix
 
+# Internal entry points: the decoder's own arrays skip the per-call checks (see model/transformer.py).
 _attention_forward = _C._attention_forward_views
 _round_bf16_inplace = _C._round_bf16_inplace
+_linear_packed = _C._linear_packed
+_layer_norm_into = _C._layer_norm_into
+_activation_into = _C._activation_into
 
 
 class _DecodeWeights:
@@ -78,7 +82,8 @@ class CachedDecoder:
         self.cache = []
         for sub in m._dec:
             if sub.kind == CROSS_ATTN:
-                kv = m._matmul(mem2d, sub.w.w_kv, trans_b=True, bias=sub.w.b_kv)
+                kv = m._matmul(mem2d, sub.w.w_kv, trans_b=True, bias=sub.w.b_kv,
+                               out=np.empty((B * S, 2 * d), dtype=np.float32))
                 self.mem_kv.append(self._kv_values(kv.reshape(B, S, 2, h, dk).transpose(2, 0, 3, 1, 4)))
             elif sub.kind == SELF_ATTN:
                 self.cache.append(np.empty((self.R, 2 * h, max_len, dk), dtype=np.float32))
@@ -128,21 +133,21 @@ class CachedDecoder:
         for w in self.layers:
             n = w.norm
             if m.norm_first:
-                layer_norm_forward(x, n.w, n.b, eps, out=inp, out_mean=buf.mean[:R], out_rstd=buf.rstd[:R])
+                _layer_norm_into(x, n.w, n.b, eps, None, inp, buf.mean[:R], buf.rstd[:R])
             else:
                 inp = x
             if w.kind == FFN:
                 hidden = buf.hidden[:R]
                 if m.activation == "relu":
-                    matmul_packed(inp, w.w1, bias=w.b1, activation="relu", out=hidden)
+                    _linear_packed(inp, w.w1, hidden, w.b1, "relu")
                 else:
-                    gelu_forward(matmul_packed(inp, w.w1, bias=w.b1, out=hidden), out=hidden)
+                    _activation_into(_linear_packed(inp, w.w1, hidden, w.b1), "gelu", hidden)
                 a, w_out, b_out = hidden, w.w2, w.b2
             else:
                 if w.kind == SELF_ATTN:
                     cache = self.cache[self_i]
                     self_i += 1
-                    qkv = self._kv_values(matmul_packed(inp, w.w_in, bias=w.b_in, out=buf.qkv[:R]))
+                    qkv = self._kv_values(_linear_packed(inp, w.w_in, buf.qkv[:R], w.b_in))
                     cache[:R, :, t] = qkv[:, d:].reshape(R, 2 * h, dk)
                     k, v = cache[:, :h, :t + 1], cache[:, h:, :t + 1]  # (slots, h, t+1, dk) views
                     _attention_forward(ctx.reshape(R, h, 1, dk), buf.lse[:R * h].reshape(R, h, 1),
@@ -150,7 +155,7 @@ class CachedDecoder:
                                        key_rows=self.key_rows[:R, :t + 1], compute_dtype=m.compute_dtype,
                                        kv_bf16=self.bf16)
                 else:
-                    q = matmul_packed(inp, w.w_in, bias=w.b_in, out=buf.q[:R])
+                    q = _linear_packed(inp, w.w_in, buf.q[:R], w.b_in)
                     k, v = self.mem_kv[cross_i]  # (B, h, S, dk) each; queries (B*K, d) -> (B, h, K, dk)
                     cross_i += 1
                     _attention_forward(ctx.reshape(B, K, h, dk).transpose(0, 2, 1, 3),
@@ -159,17 +164,16 @@ class CachedDecoder:
                                        kv_bf16=self.bf16)
                 a, w_out, b_out = ctx, w.w_out, w.b_out
             if m.norm_first:  # x += the sublayer's output, in the product's epilogue
-                matmul_packed(a, w_out, bias=b_out, beta=1.0, out=x)
+                _linear_packed(a, w_out, x, b_out, None, 1.0)
             else:
-                matmul_packed(a, w_out, bias=b_out, out=y)
-                layer_norm_forward(y, n.w, n.b, eps, residual=x, out=buf.inp[:R], out_mean=buf.mean[:R],
-                                   out_rstd=buf.rstd[:R])
+                _linear_packed(a, w_out, y, b_out)
+                _layer_norm_into(y, n.w, n.b, eps, x, buf.inp[:R], buf.mean[:R], buf.rstd[:R])
                 x[:] = buf.inp[:R]
         if m.final_norm:
-            x = layer_norm_forward(x, m._dec_norm.w, m._dec_norm.b, eps, out=buf.inp[:R], out_mean=buf.mean[:R],
-                                   out_rstd=buf.rstd[:R])[0]
+            x = _layer_norm_into(x, m._dec_norm.w, m._dec_norm.b, eps, None, buf.inp[:R], buf.mean[:R],
+                                 buf.rstd[:R])
         self.t += 1
-        return matmul_packed(x, self.gen, bias=m._gen.b)
+        return _linear_packed(x, self.gen, np.empty((R, m.tgt_vocab_size), dtype=np.float32), m._gen.b)
 
 
 def cached_decoder(model, src, mask, beam_size, max_len):

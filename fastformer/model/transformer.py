@@ -21,7 +21,6 @@ How a step stays cheap:
 - post-norm sublayers fuse the residual into LayerNorm, and the body's input
   gradient is accumulated (beta=1) into the LayerNorm's gradient buffer.
 """
-import functools
 import math
 
 import numpy as np
@@ -32,18 +31,27 @@ from fastformer.layout import TransformerBase, synchronized
 from fastformer.model.precision import warn_if_bf16_emulated
 from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN, build_plan, plan_specs
 from fastformer.model.workspace import Workspace
-from fastformer.ops import (
-    column_sum, dropout_backward, dropout_forward, embedding_backward, embedding_forward, gelu_backward,
-    gelu_forward, layer_norm_backward, layer_norm_forward, matmul, matmul_packed, pack_matrix, relu_backward)
+from fastformer.ops import embedding_backward, embedding_forward, pack_matrix
 from fastformer.reference.dropout import (
     PART_DECODER, PART_EMBEDDING, PART_ENCODER, SLOT_CROSS_ATTN_OUT, SLOT_CROSS_ATTN_PROBS,
     SLOT_FFN_OUT, SLOT_SELF_ATTN_OUT, SLOT_SELF_ATTN_PROBS, SLOT_SRC_EMBEDDING,
     SLOT_TGT_EMBEDDING, dropout_site)
 from fastformer.reference.embedding import sinusoidal_positions
 
+# The model's own calls on arrays it made and checked once per forward: the
+# bindings' internal entry points, which skip the per-call argument checks
+# (FASTFORMER_CHECK_INTERNAL=1 restores them; see _bindings/checks.pxi).
 _attention_forward = _C._attention_forward_views
 _attention_backward = _C._attention_backward_views
 _cross_entropy_rows = _C._cross_entropy_rows
+_matmul_into = _C._matmul_into
+_linear_packed = _C._linear_packed
+_column_sum_into = _C._column_sum_into
+_layer_norm_into = _C._layer_norm_into
+_layer_norm_backward_into = _C._layer_norm_backward_into
+_activation_into = _C._activation_into
+_activation_backward_into = _C._activation_backward_into
+_dropout_into = _C._dropout_into
 
 # kind -> (slot of the sublayer's output dropout, slot of its attention-probability dropout)
 _SLOTS = {SELF_ATTN: (SLOT_SELF_ATTN_OUT, SLOT_SELF_ATTN_PROBS),
@@ -107,7 +115,7 @@ class Transformer(TransformerBase):
                          compute_dtype)
         if compute_dtype == "bfloat16":
             warn_if_bf16_emulated()
-        self._matmul = functools.partial(matmul, compute_dtype=self.compute_dtype)
+        self._bf16 = compute_dtype == "bfloat16"
         self.positions = sinusoidal_positions(self.max_len, self.d_model, np.float32)
         self._workspace = Workspace()
         self._loss_chunks = Workspace(max_plans=4)  # forward_backward's logits, LOSS_CHUNK_ROWS at a time
@@ -161,6 +169,10 @@ class Transformer(TransformerBase):
         self._site_src = dropout_site(PART_EMBEDDING, 0, SLOT_SRC_EMBEDDING)
         self._site_tgt = dropout_site(PART_EMBEDDING, 0, SLOT_TGT_EMBEDDING)
 
+    def _matmul(self, a, b, *, out, trans_a=False, trans_b=False, beta=0.0, bias=None, activation=None):
+        """out = activation(op(a) op(b) + beta out + bias) in the model's compute_dtype."""
+        return _matmul_into(a, b, out, trans_a, trans_b, beta, bias, activation, self._bf16)
+
     def _plan(self, B, S, T):
         return self._workspace.plan((B, S, T), lambda: plan_specs(self, B, S, T),
                                     lambda views: build_plan(self, B, S, T, views))
@@ -211,7 +223,7 @@ class Transformer(TransformerBase):
         w_t, w = self._pack_generator(True), self._pack_generator(False)
         for part in self._loss_chunk_rows(rows):
             logits = chunk[:part.stop - part.start]
-            matmul_packed(run.plan.dec_out[part], w_t, bias=self._gen.b, out=logits)
+            _linear_packed(run.plan.dec_out[part], w_t, logits, self._gen.b)
             total = _cross_entropy_rows(logits, logits, targets[part], ignore_index, float(label_smoothing), inv_n,
                                         total)
             self._generator_backward(run.plan, logits, part, w)
@@ -240,8 +252,8 @@ class Transformer(TransformerBase):
             y = self._sublayer_forward(run, sub, buf, y, run.tgt_mask if sub.kind == SELF_ATTN else run.src_mask)
         if self.final_norm:
             n = self._dec_norm
-            layer_norm_forward(y, n.w, n.b, self.layer_norm_eps, out=plan.dec_out,
-                               out_mean=plan.dec_out_mean, out_rstd=plan.dec_out_rstd)
+            _layer_norm_into(y, n.w, n.b, self.layer_norm_eps, None, plan.dec_out, plan.dec_out_mean,
+                             plan.dec_out_rstd)
         return run
 
     def _encode(self, run):
@@ -253,8 +265,8 @@ class Transformer(TransformerBase):
             x = self._sublayer_forward(run, sub, buf, x, run.src_mask)
         if self.final_norm:
             n = self._enc_norm
-            layer_norm_forward(x, n.w, n.b, self.layer_norm_eps, out=plan.memory,
-                               out_mean=plan.memory_mean, out_rstd=plan.memory_rstd)
+            _layer_norm_into(x, n.w, n.b, self.layer_norm_eps, None, plan.memory, plan.memory_mean,
+                             plan.memory_rstd)
         return plan.memory
 
     def _encode_only(self, src, src_mask):
@@ -271,14 +283,14 @@ class Transformer(TransformerBase):
         """out (B*L, d) = Dropout(table[ids] * sqrt(d) + positions)."""
         embedding_forward(ids, table, self.positions, out=out.reshape(ids.shape + (self.d_model,)))
         if run.p:
-            dropout_forward(out, run.p, self.seed, run.step, site, out=out)
+            _dropout_into(out, run.p, self.seed, run.step, site, out)
 
     def _sublayer_forward(self, run, sub, buf, x, mask):
         """x (rows, d) -> buf.out: post-norm LN(x + Drop(body(x))), pre-norm x + Drop(body(LN(x)))."""
         n, eps = sub.norm, self.layer_norm_eps
         h = x
         if self.norm_first:
-            layer_norm_forward(x, n.w, n.b, eps, out=buf.normed, out_mean=buf.mean, out_rstd=buf.rstd)
+            _layer_norm_into(x, n.w, n.b, eps, None, buf.normed, buf.mean, buf.rstd)
             h = buf.normed
         w = sub.w
         if sub.kind == FFN:
@@ -286,7 +298,7 @@ class Transformer(TransformerBase):
                 self._matmul(h, w.w1, trans_b=True, bias=w.b1, activation="relu", out=buf.hact)
             else:
                 self._matmul(h, w.w1, trans_b=True, bias=w.b1, out=buf.hpre)
-                gelu_forward(buf.hpre, out=buf.hact)
+                _activation_into(buf.hpre, "gelu", buf.hact)
             self._matmul(buf.hact, w.w2, trans_b=True, bias=w.b2, out=buf.body)
         else:
             if sub.kind == SELF_ATTN:
@@ -300,12 +312,11 @@ class Transformer(TransformerBase):
                                run.step, sub.site_probs, compute_dtype=self.compute_dtype)
             self._matmul(buf.ctx, w.w_out, trans_b=True, bias=w.b_out, out=buf.body)
         if run.p:
-            dropout_forward(buf.body, run.p, self.seed, run.step, sub.site_out, out=buf.body)
+            _dropout_into(buf.body, run.p, self.seed, run.step, sub.site_out, buf.body)
         if self.norm_first:
             np.add(x, buf.body, out=buf.out)
         else:
-            layer_norm_forward(buf.body, n.w, n.b, eps, residual=x, out=buf.out, out_mean=buf.mean,
-                               out_rstd=buf.rstd)
+            _layer_norm_into(buf.body, n.w, n.b, eps, x, buf.out, buf.mean, buf.rstd)
         return buf.out
 
     # ----- backward -----------------------------------------------------------------------
@@ -346,8 +357,8 @@ class Transformer(TransformerBase):
         LayerNorm, else g1)."""
         g = self._gen
         self._matmul(dl, plan.dec_out[part], trans_a=True, beta=1.0, out=g.gw)
-        column_sum(dl, out=g.gb, accumulate=True)
-        matmul_packed(dl, w, out=(plan.gdec.g2 if self.final_norm else plan.gdec.g1)[part])
+        _column_sum_into(dl, g.gb)
+        _linear_packed(dl, w, (plan.gdec.g2 if self.final_norm else plan.gdec.g1)[part])
 
     def _backward_below_generator(self, run):
         """The backward from dec_out's gradient (see _generator_backward) down."""
@@ -380,11 +391,11 @@ class Transformer(TransformerBase):
     def _norm_backward(self, n, dy, x, mean, rstd, out, residual=None):
         """out = dLN/dx (also the residual's gradient); the LayerNorm's weight
         and bias gradients (d,) are added to its grads."""
-        layer_norm_backward(dy, x, n.w, mean, rstd, residual, out=out, dweight=n.gw, dbias=n.gb, accumulate=True)
+        _layer_norm_backward_into(dy, x, n.w, mean, rstd, residual, out, n.gw, n.gb)
 
     def _embedding_backward(self, run, g, ids, table, site):
         if run.p:
-            dropout_backward(g, run.p, self.seed, run.step, site, out=g)
+            _dropout_into(g, run.p, self.seed, run.step, site, g)
         embedding_backward(g.reshape(ids.shape + (self.d_model,)), ids, table.grad.shape[0], out=table.grad,
                            accumulate=True)
 
@@ -394,7 +405,7 @@ class Transformer(TransformerBase):
         if self.norm_first:
             dbody = g
             if run.p:
-                dbody = dropout_backward(g, run.p, self.seed, run.step, sub.site_out, out=gs.body)
+                dbody = _dropout_into(g, run.p, self.seed, run.step, sub.site_out, gs.body)
             self._body_backward(run, sub, buf, gs, dbody, buf.normed, gs.ln, 0.0, mask, mem_beta)
             self._norm_backward(sub.norm, gs.ln, buf.x, buf.mean, buf.rstd, out=spare)
             np.add(g, spare, out=g)  # the residual path
@@ -403,7 +414,7 @@ class Transformer(TransformerBase):
         self._norm_backward(sub.norm, g, buf.body, buf.mean, buf.rstd, out=spare, residual=buf.x)
         dbody = spare
         if run.p:
-            dbody = dropout_backward(spare, run.p, self.seed, run.step, sub.site_out, out=gs.body)
+            dbody = _dropout_into(spare, run.p, self.seed, run.step, sub.site_out, gs.body)
         self._body_backward(run, sub, buf, gs, dbody, buf.x, spare, 1.0, mask, mem_beta)
         return spare, g
 
@@ -414,35 +425,35 @@ class Transformer(TransformerBase):
         w = sub.w
         if sub.kind == FFN:
             self._matmul(dbody, buf.hact, trans_a=True, beta=1.0, out=w.gw2)
-            column_sum(dbody, out=w.gb2, accumulate=True)
+            _column_sum_into(dbody, w.gb2)
             self._matmul(dbody, w.w2, out=gs.h)
             if self.activation == "relu":
-                relu_backward(gs.h, buf.hact, out=gs.h)  # hact > 0 exactly where hpre > 0
+                _activation_backward_into(gs.h, buf.hact, "relu", gs.h)  # hact > 0 exactly where hpre > 0
             else:
-                gelu_backward(gs.h, buf.hpre, out=gs.h)
+                _activation_backward_into(gs.h, buf.hpre, "gelu", gs.h)
             self._matmul(gs.h, h, trans_a=True, beta=1.0, out=w.gw1)
-            column_sum(gs.h, out=w.gb1, accumulate=True)
+            _column_sum_into(gs.h, w.gb1)
             self._matmul(gs.h, w.w1, beta=dx_beta, out=dx)
             return
         self._matmul(dbody, buf.ctx, trans_a=True, beta=1.0, out=w.gw_out)
-        column_sum(dbody, out=w.gb_out, accumulate=True)
+        _column_sum_into(dbody, w.gb_out)
         self._matmul(dbody, w.w_out, out=gs.ctx)
         if sub.kind == SELF_ATTN:
             _attention_backward(*gs.qkv_h, gs.ctx_h, buf.q, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
                                 sub.causal, run.p, self.seed, run.step, sub.site_probs,
                                 compute_dtype=self.compute_dtype)
             self._matmul(gs.qkv, h, trans_a=True, beta=1.0, out=w.gw_in)
-            column_sum(gs.qkv, out=w.gb_in, accumulate=True)
+            _column_sum_into(gs.qkv, w.gb_in)
             self._matmul(gs.qkv, w.w_in, beta=dx_beta, out=dx)
             return
         ge, memory = run.plan.genc, run.plan.memory
         _attention_backward(gs.q_h, *ge.kv_h, gs.ctx_h, buf.q_h, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
                             False, run.p, self.seed, run.step, sub.site_probs, compute_dtype=self.compute_dtype)
         self._matmul(ge.kv, memory, trans_a=True, beta=1.0, out=w.gw_kv)
-        column_sum(ge.kv, out=w.gb_kv, accumulate=True)
+        _column_sum_into(ge.kv, w.gb_kv)
         self._matmul(ge.kv, w.w_kv, beta=mem_beta, out=ge.mem)
         self._matmul(gs.q, h, trans_a=True, beta=1.0, out=w.gw_q)
-        column_sum(gs.q, out=w.gb_q, accumulate=True)
+        _column_sum_into(gs.q, w.gb_q)
         self._matmul(gs.q, w.w_q, beta=dx_beta, out=dx)
 
     # ----- decoding -----------------------------------------------------------------------
