@@ -19,44 +19,28 @@ How a step stays cheap:
   buffer and the attention kernels read strided head views of it (and of
   the context they write) directly: no transposes, no per-head calls;
 - post-norm sublayers fuse the residual into LayerNorm, and the body's input
-  gradient is accumulated (beta=1) into the LayerNorm's gradient buffer.
+  gradient is accumulated (beta=1) into the LayerNorm's gradient buffer;
+- the kernels are called through the bindings' internal entry points
+  (`internal.py`), without re-checking the model's own views on every call.
+The sublayers themselves (what each saves, its forward, backward and
+decoding step) are `sublayers.py`'s.
 """
 import math
 
 import numpy as np
 
-from fastformer import _C
 from fastformer.data.batch import IGNORE_INDEX
 from fastformer.layout import TransformerBase, synchronized
 from fastformer.model.precision import warn_if_bf16_emulated
-from fastformer.model.plan import CROSS_ATTN, FFN, SELF_ATTN, build_plan, plan_specs
+from fastformer.model.internal import (
+    column_sum_into, cross_entropy_rows, dropout_into, layer_norm_into, linear_packed, matmul_into)
+from fastformer.model.plan import build_plan, plan_specs
+from fastformer.model.sublayers import CROSS_ATTN, SELF_ATTN, CrossAttention, FeedForward, SelfAttention, norm_backward
 from fastformer.model.workspace import Workspace
 from fastformer.ops import embedding_backward, embedding_forward, pack_matrix
 from fastformer.reference.dropout import (
-    PART_DECODER, PART_EMBEDDING, PART_ENCODER, SLOT_CROSS_ATTN_OUT, SLOT_CROSS_ATTN_PROBS,
-    SLOT_FFN_OUT, SLOT_SELF_ATTN_OUT, SLOT_SELF_ATTN_PROBS, SLOT_SRC_EMBEDDING,
-    SLOT_TGT_EMBEDDING, dropout_site)
+    PART_DECODER, PART_EMBEDDING, PART_ENCODER, SLOT_SRC_EMBEDDING, SLOT_TGT_EMBEDDING, dropout_site)
 from fastformer.reference.embedding import sinusoidal_positions
-
-# The model's own calls on arrays it made and checked once per forward: the
-# bindings' internal entry points, which skip the per-call argument checks
-# (FASTFORMER_CHECK_INTERNAL=1 restores them; see _bindings/checks.pxi).
-_attention_forward = _C._attention_forward_views
-_attention_backward = _C._attention_backward_views
-_cross_entropy_rows = _C._cross_entropy_rows
-_matmul_into = _C._matmul_into
-_linear_packed = _C._linear_packed
-_column_sum_into = _C._column_sum_into
-_layer_norm_into = _C._layer_norm_into
-_layer_norm_backward_into = _C._layer_norm_backward_into
-_activation_into = _C._activation_into
-_activation_backward_into = _C._activation_backward_into
-_dropout_into = _C._dropout_into
-
-# kind -> (slot of the sublayer's output dropout, slot of its attention-probability dropout)
-_SLOTS = {SELF_ATTN: (SLOT_SELF_ATTN_OUT, SLOT_SELF_ATTN_PROBS),
-          CROSS_ATTN: (SLOT_CROSS_ATTN_OUT, SLOT_CROSS_ATTN_PROBS),
-          FFN: (SLOT_FFN_OUT, None)}
 
 
 class _Views:
@@ -64,18 +48,6 @@ class _Views:
 
     def __init__(self, **views):
         self.__dict__.update(views)
-
-
-class _Sublayer:
-    """One residual sublayer's weights, LayerNorm and dropout sites."""
-
-    __slots__ = ("kind", "w", "norm", "site_out", "site_probs", "causal")
-
-    def __init__(self, kind, w, norm, part, layer, causal=False):
-        self.kind, self.w, self.norm, self.causal = kind, w, norm, causal
-        out_slot, probs_slot = _SLOTS[kind]
-        self.site_out = dropout_site(part, layer, out_slot)
-        self.site_probs = dropout_site(part, layer, probs_slot) if probs_slot is not None else 0
 
 
 class _Run:
@@ -152,15 +124,14 @@ class Transformer(TransformerBase):
         self._enc = []
         for i in range(self.num_encoder_layers):
             p = f"encoder.layers.{i}"
-            self._enc += [_Sublayer(SELF_ATTN, attn(f"{p}.self_attn"), norm(f"{p}.norm1"), PART_ENCODER, i),
-                          _Sublayer(FFN, ffn(p), norm(f"{p}.norm2"), PART_ENCODER, i)]
+            self._enc += [SelfAttention(attn(f"{p}.self_attn"), norm(f"{p}.norm1"), PART_ENCODER, i),
+                          FeedForward(ffn(p), norm(f"{p}.norm2"), PART_ENCODER, i)]
         self._dec = []
         for i in range(self.num_decoder_layers):
             p = f"decoder.layers.{i}"
-            self._dec += [_Sublayer(SELF_ATTN, attn(f"{p}.self_attn"), norm(f"{p}.norm1"), PART_DECODER, i,
-                                    causal=True),
-                          _Sublayer(CROSS_ATTN, attn(f"{p}.multihead_attn"), norm(f"{p}.norm2"), PART_DECODER, i),
-                          _Sublayer(FFN, ffn(p), norm(f"{p}.norm3"), PART_DECODER, i)]
+            self._dec += [SelfAttention(attn(f"{p}.self_attn"), norm(f"{p}.norm1"), PART_DECODER, i, causal=True),
+                          CrossAttention(attn(f"{p}.multihead_attn"), norm(f"{p}.norm2"), PART_DECODER, i),
+                          FeedForward(ffn(p), norm(f"{p}.norm3"), PART_DECODER, i)]
         self._enc_norm = norm("encoder.norm") if self.final_norm else None
         self._dec_norm = norm("decoder.norm") if self.final_norm else None
         gen, bias = P[self._generator_weight], P["generator.bias"]
@@ -171,7 +142,7 @@ class Transformer(TransformerBase):
 
     def _matmul(self, a, b, *, out, trans_a=False, trans_b=False, beta=0.0, bias=None, activation=None):
         """out = activation(op(a) op(b) + beta out + bias) in the model's compute_dtype."""
-        return _matmul_into(a, b, out, trans_a, trans_b, beta, bias, activation, self._bf16)
+        return matmul_into(a, b, out, trans_a, trans_b, beta, bias, activation, self._bf16)
 
     def _plan(self, B, S, T):
         return self._workspace.plan((B, S, T), lambda: plan_specs(self, B, S, T),
@@ -191,7 +162,7 @@ class Transformer(TransformerBase):
         """
         src, tgt_in, src_mask, tgt_mask = self._check_inputs(src, tgt_in, src_key_padding_mask,
                                                               tgt_key_padding_mask)
-        (B, S), T = src.shape, tgt_in.shape[1]
+        B, T = tgt_in.shape
         logits = self._logits_out(out, (B, T, self.tgt_vocab_size))
         run = self._forward_to_generator(src, tgt_in, src_mask, tgt_mask)
         self._matmul(run.plan.dec_out, self._gen.w, trans_b=True, bias=self._gen.b, out=logits.reshape(B * T, -1))
@@ -223,8 +194,8 @@ class Transformer(TransformerBase):
         w_t, w = self._pack_generator(True), self._pack_generator(False)
         for part in self._loss_chunk_rows(rows):
             logits = chunk[:part.stop - part.start]
-            _linear_packed(run.plan.dec_out[part], w_t, logits, self._gen.b)
-            total = _cross_entropy_rows(logits, logits, targets[part], ignore_index, float(label_smoothing), inv_n,
+            linear_packed(run.plan.dec_out[part], w_t, logits, self._gen.b)
+            total = cross_entropy_rows(logits, logits, targets[part], ignore_index, float(label_smoothing), inv_n,
                                         total)
             self._generator_backward(run.plan, logits, part, w)
         self._backward_below_generator(run)
@@ -249,10 +220,10 @@ class Transformer(TransformerBase):
         self._embed(run, tgt_in, self._tgt_emb.data, plan.tgt_y, self._site_tgt)
         y = plan.tgt_y
         for sub, buf in zip(self._dec, plan.dec):
-            y = self._sublayer_forward(run, sub, buf, y, run.tgt_mask if sub.kind == SELF_ATTN else run.src_mask)
+            y = sub.forward(self, run, buf, y, run.tgt_mask if sub.kind == SELF_ATTN else run.src_mask)
         if self.final_norm:
             n = self._dec_norm
-            _layer_norm_into(y, n.w, n.b, self.layer_norm_eps, None, plan.dec_out, plan.dec_out_mean,
+            layer_norm_into(y, n.w, n.b, self.layer_norm_eps, None, plan.dec_out, plan.dec_out_mean,
                              plan.dec_out_rstd)
         return run
 
@@ -262,10 +233,10 @@ class Transformer(TransformerBase):
         self._embed(run, run.src, self._src_emb.data, plan.src_x, self._site_src)
         x = plan.src_x
         for sub, buf in zip(self._enc, plan.enc):
-            x = self._sublayer_forward(run, sub, buf, x, run.src_mask)
+            x = sub.forward(self, run, buf, x, run.src_mask)
         if self.final_norm:
             n = self._enc_norm
-            _layer_norm_into(x, n.w, n.b, self.layer_norm_eps, None, plan.memory, plan.memory_mean,
+            layer_norm_into(x, n.w, n.b, self.layer_norm_eps, None, plan.memory, plan.memory_mean,
                              plan.memory_rstd)
         return plan.memory
 
@@ -283,41 +254,7 @@ class Transformer(TransformerBase):
         """out (B*L, d) = Dropout(table[ids] * sqrt(d) + positions)."""
         embedding_forward(ids, table, self.positions, out=out.reshape(ids.shape + (self.d_model,)))
         if run.p:
-            _dropout_into(out, run.p, self.seed, run.step, site, out)
-
-    def _sublayer_forward(self, run, sub, buf, x, mask):
-        """x (rows, d) -> buf.out: post-norm LN(x + Drop(body(x))), pre-norm x + Drop(body(LN(x)))."""
-        n, eps = sub.norm, self.layer_norm_eps
-        h = x
-        if self.norm_first:
-            _layer_norm_into(x, n.w, n.b, eps, None, buf.normed, buf.mean, buf.rstd)
-            h = buf.normed
-        w = sub.w
-        if sub.kind == FFN:
-            if self.activation == "relu":  # relu in the GEMM epilogue; its backward reads hact
-                self._matmul(h, w.w1, trans_b=True, bias=w.b1, activation="relu", out=buf.hact)
-            else:
-                self._matmul(h, w.w1, trans_b=True, bias=w.b1, out=buf.hpre)
-                _activation_into(buf.hpre, "gelu", buf.hact)
-            self._matmul(buf.hact, w.w2, trans_b=True, bias=w.b2, out=buf.body)
-        else:
-            if sub.kind == SELF_ATTN:
-                self._matmul(h, w.w_in, trans_b=True, bias=w.b_in, out=buf.qkv)
-                q = buf.q
-            else:
-                self._matmul(h, w.w_q, trans_b=True, bias=w.b_q, out=buf.q)
-                self._matmul(run.plan.memory, w.w_kv, trans_b=True, bias=w.b_kv, out=buf.kv)
-                q = buf.q_h
-            _attention_forward(buf.ctx_h, buf.lse, q, buf.k, buf.v, mask, sub.causal, run.p, self.seed,
-                               run.step, sub.site_probs, compute_dtype=self.compute_dtype)
-            self._matmul(buf.ctx, w.w_out, trans_b=True, bias=w.b_out, out=buf.body)
-        if run.p:
-            _dropout_into(buf.body, run.p, self.seed, run.step, sub.site_out, buf.body)
-        if self.norm_first:
-            np.add(x, buf.body, out=buf.out)
-        else:
-            _layer_norm_into(buf.body, n.w, n.b, eps, x, buf.out, buf.mean, buf.rstd)
-        return buf.out
+            dropout_into(out, run.p, self.seed, run.step, site, out)
 
     # ----- backward -----------------------------------------------------------------------
 
@@ -357,21 +294,20 @@ class Transformer(TransformerBase):
         LayerNorm, else g1)."""
         g = self._gen
         self._matmul(dl, plan.dec_out[part], trans_a=True, beta=1.0, out=g.gw)
-        _column_sum_into(dl, g.gb)
-        _linear_packed(dl, w, (plan.gdec.g2 if self.final_norm else plan.gdec.g1)[part])
+        column_sum_into(dl, g.gb)
+        linear_packed(dl, w, (plan.gdec.g2 if self.final_norm else plan.gdec.g1)[part])
 
     def _backward_below_generator(self, run):
         """The backward from dec_out's gradient (see _generator_backward) down."""
         plan = run.plan
         gd, ge = plan.gdec, plan.genc
         if self.final_norm:
-            self._norm_backward(self._dec_norm, gd.g2, plan.dec_last, plan.dec_out_mean, plan.dec_out_rstd,
-                                out=gd.g1)
+            norm_backward(self._dec_norm, gd.g2, plan.dec_last, plan.dec_out_mean, plan.dec_out_rstd, gd.g1)
         cur, spare = gd.g1, gd.g2
         mem_beta = 0.0  # the first cross-attention gradient sets genc.mem, later ones add
         for sub, buf in zip(reversed(self._dec), reversed(plan.dec)):
             mask = run.tgt_mask if sub.kind == SELF_ATTN else run.src_mask
-            cur, spare = self._sublayer_backward(run, sub, buf, gd, cur, spare, mask, mem_beta)
+            cur, spare = sub.backward(self, run, buf, gd, cur, spare, mask, mem_beta)
             if sub.kind == CROSS_ATTN:
                 mem_beta = 1.0
         self._embedding_backward(run, cur, run.tgt_in, self._tgt_emb, self._site_tgt)
@@ -379,82 +315,19 @@ class Transformer(TransformerBase):
         if not self._dec:
             return  # the loss does not depend on the encoder
         if self.final_norm:
-            self._norm_backward(self._enc_norm, ge.mem, plan.enc_last, plan.memory_mean, plan.memory_rstd,
-                                out=ge.g1)
+            norm_backward(self._enc_norm, ge.mem, plan.enc_last, plan.memory_mean, plan.memory_rstd, ge.g1)
             cur, spare = ge.g1, ge.g2
         else:
             cur, spare = ge.mem, ge.g1
         for sub, buf in zip(reversed(self._enc), reversed(plan.enc)):
-            cur, spare = self._sublayer_backward(run, sub, buf, ge, cur, spare, run.src_mask, 0.0)
+            cur, spare = sub.backward(self, run, buf, ge, cur, spare, run.src_mask, 0.0)
         self._embedding_backward(run, cur, run.src, self._src_emb, self._site_src)
-
-    def _norm_backward(self, n, dy, x, mean, rstd, out, residual=None):
-        """out = dLN/dx (also the residual's gradient); the LayerNorm's weight
-        and bias gradients (d,) are added to its grads."""
-        _layer_norm_backward_into(dy, x, n.w, mean, rstd, residual, out, n.gw, n.gb)
 
     def _embedding_backward(self, run, g, ids, table, site):
         if run.p:
-            _dropout_into(g, run.p, self.seed, run.step, site, g)
+            dropout_into(g, run.p, self.seed, run.step, site, g)
         embedding_backward(g.reshape(ids.shape + (self.d_model,)), ids, table.grad.shape[0], out=table.grad,
                            accumulate=True)
-
-    def _sublayer_backward(self, run, sub, buf, gs, g, spare, mask, mem_beta):
-        """Gradient g (rows, d) of buf.out -> (buffer holding the gradient of
-        buf.x, the free buffer). gs: this side's gradient scratch."""
-        if self.norm_first:
-            dbody = g
-            if run.p:
-                dbody = _dropout_into(g, run.p, self.seed, run.step, sub.site_out, gs.body)
-            self._body_backward(run, sub, buf, gs, dbody, buf.normed, gs.ln, 0.0, mask, mem_beta)
-            self._norm_backward(sub.norm, gs.ln, buf.x, buf.mean, buf.rstd, out=spare)
-            np.add(g, spare, out=g)  # the residual path
-            return g, spare
-        # post-norm: dz = dLN(x + body); the body's input gradient is added to dz
-        self._norm_backward(sub.norm, g, buf.body, buf.mean, buf.rstd, out=spare, residual=buf.x)
-        dbody = spare
-        if run.p:
-            dbody = _dropout_into(spare, run.p, self.seed, run.step, sub.site_out, gs.body)
-        self._body_backward(run, sub, buf, gs, dbody, buf.x, spare, 1.0, mask, mem_beta)
-        return spare, g
-
-    def _body_backward(self, run, sub, buf, gs, dbody, h, dx, dx_beta, mask, mem_beta):
-        """dbody: gradient of the body's output; h: the body's input.
-        dx = dx_beta * dx + dL/dh; weight gradients accumulate into the flat
-        gradient. dbody is read before dx is written (they may alias)."""
-        w = sub.w
-        if sub.kind == FFN:
-            self._matmul(dbody, buf.hact, trans_a=True, beta=1.0, out=w.gw2)
-            _column_sum_into(dbody, w.gb2)
-            self._matmul(dbody, w.w2, out=gs.h)
-            if self.activation == "relu":
-                _activation_backward_into(gs.h, buf.hact, "relu", gs.h)  # hact > 0 exactly where hpre > 0
-            else:
-                _activation_backward_into(gs.h, buf.hpre, "gelu", gs.h)
-            self._matmul(gs.h, h, trans_a=True, beta=1.0, out=w.gw1)
-            _column_sum_into(gs.h, w.gb1)
-            self._matmul(gs.h, w.w1, beta=dx_beta, out=dx)
-            return
-        self._matmul(dbody, buf.ctx, trans_a=True, beta=1.0, out=w.gw_out)
-        _column_sum_into(dbody, w.gb_out)
-        self._matmul(dbody, w.w_out, out=gs.ctx)
-        if sub.kind == SELF_ATTN:
-            _attention_backward(*gs.qkv_h, gs.ctx_h, buf.q, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
-                                sub.causal, run.p, self.seed, run.step, sub.site_probs,
-                                compute_dtype=self.compute_dtype)
-            self._matmul(gs.qkv, h, trans_a=True, beta=1.0, out=w.gw_in)
-            _column_sum_into(gs.qkv, w.gb_in)
-            self._matmul(gs.qkv, w.w_in, beta=dx_beta, out=dx)
-            return
-        ge, memory = run.plan.genc, run.plan.memory
-        _attention_backward(gs.q_h, *ge.kv_h, gs.ctx_h, buf.q_h, buf.k, buf.v, buf.ctx_h, buf.lse, mask,
-                            False, run.p, self.seed, run.step, sub.site_probs, compute_dtype=self.compute_dtype)
-        self._matmul(ge.kv, memory, trans_a=True, beta=1.0, out=w.gw_kv)
-        _column_sum_into(ge.kv, w.gb_kv)
-        self._matmul(ge.kv, w.w_kv, beta=mem_beta, out=ge.mem)
-        self._matmul(gs.q, h, trans_a=True, beta=1.0, out=w.gw_q)
-        _column_sum_into(gs.q, w.gb_q)
-        self._matmul(gs.q, w.w_q, beta=dx_beta, out=dx)
 
     # ----- decoding -----------------------------------------------------------------------
 
