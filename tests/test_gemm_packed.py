@@ -88,6 +88,8 @@ def test_stale_layout_is_refused():
         ff.set_simd("generic")
         with pytest.raises(ValueError, match="pack it again"):
             ops.matmul_packed(np.ones((2, 8), np.float32), p)
+        with pytest.raises(ValueError, match="pack it again"):  # the model's calls check it too
+            ff._C._linear_packed(np.ones((2, 8), np.float32), p, np.empty((2, 40), np.float32))
     finally:
         ff.set_simd(before)
 

@@ -283,9 +283,6 @@ cdef tuple _packed_checked(object a, PackedMatrix b, object alpha, object beta, 
     """matmul_packed's argument checks -> (out (new when None), alpha, beta as floats)."""
     if b is None:
         raise TypeError("b must be a PackedMatrix (from pack_matrix), got None")
-    if b.layout != ff_gemm_packed_layout(b.bf16, b.k):
-        raise ValueError("b was packed for another GEMM kernel or blocking (the SIMD level changed): "
-                         "pack it again with pack_matrix")
     check_float32("a", a, 2)
     cdef float falpha = _check_scalar("alpha", alpha)
     cdef float fbeta = _check_scalar("beta", beta)
@@ -312,7 +309,12 @@ cdef tuple _packed_checked(object a, PackedMatrix b, object alpha, object beta, 
 
 cdef object _packed_run(object a, PackedMatrix b, float alpha, float beta, object out, object bias,
                         ff_activation_t act):
-    """out = act(alpha a op(b) + beta out + bias) on checked arguments."""
+    """out = act(alpha a op(b) + beta out + bias) on checked arguments. The
+    layout is checked on every call, internal ones too: another thread may
+    have changed the SIMD level since b was packed."""
+    if b.layout != ff_gemm_packed_layout(b.bf16, b.k):
+        raise ValueError("b was packed for another GEMM kernel or blocking (the SIMD level changed): "
+                         "pack it again with pack_matrix")
     cdef size_t m = a.shape[0], n = b.n, k = b.k
     if m == 0 or n == 0:
         return out
