@@ -69,6 +69,52 @@ def test_ffn_matches_float64(simd, act, lead, d, d_ff):
         close(g, g64, name)
 
 
+@pytest.mark.parametrize("lead,n_in,n_out", SHAPES, ids=str)
+def test_linear_bf16_is_matmul_bf16_and_matches_its_twin(bf16_simd, lead, n_in, n_out):
+    """compute_dtype="bfloat16": the products of matmul(..., compute_dtype="bfloat16"),
+    bit for bit, and the bf16-rounding float64 twin's numbers."""
+    rng = np.random.default_rng(n_in * n_out + 1)
+    x, w, b = rand(rng, lead + (n_in,)), rand(rng, (n_out, n_in), 0.2), rand(rng, (n_out,))
+    dy = rand(rng, lead + (n_out,))
+    x2, dy2 = x.reshape(-1, n_in), dy.reshape(-1, n_out)
+    bf = dict(compute_dtype="bfloat16")
+    y = ops.linear_forward(x, w, b, **bf)
+    assert np.array_equal(y.reshape(-1, n_out), ops.matmul(x2, w, trans_b=True, bias=b, **bf))
+    close(y, ref.linear_forward(*f64(x, w, b), **bf))
+    dx, dw, db = ops.linear_backward(dy, x, w, **bf)
+    assert np.array_equal(dw, ops.matmul(dy2, x2, trans_a=True, **bf))
+    assert np.array_equal(dx.reshape(-1, n_in), ops.matmul(dy2, w, **bf))
+    for name, g, g64 in zip(("dx", "dweight", "dbias"), (dx, dw, db), ref.linear_backward(*f64(dy, x, w), **bf)):
+        close(g, g64, name)
+
+
+@pytest.mark.parametrize("act", ["relu", "gelu"])
+def test_ffn_bf16_matches_its_twin(bf16_simd, act):
+    """All four products in bf16. act(hidden) is rounded to bf16 after an fp32
+    (compiled) or float64 (twin) activation, which may round a value the other
+    way: norm-wise bounds, ten times below fp32's distance from the twin."""
+    rng = np.random.default_rng(7)
+    lead, d, d_ff = (3, 29), 40, 72
+    x, dy = rand(rng, lead + (d,)), rand(rng, lead + (d,))
+    w1, b1 = rand(rng, (d_ff, d), d ** -0.5), rand(rng, (d_ff,))
+    w2, b2 = rand(rng, (d, d_ff), d_ff ** -0.5), rand(rng, (d,))
+    bf = dict(compute_dtype="bfloat16")
+
+    def near(g, g64, name):
+        assert np.linalg.norm(g - g64) <= 1e-4 * np.linalg.norm(g64), name
+
+    y, hp = ops.ffn_forward(x, w1, b1, w2, b2, act, **bf)
+    y64, hp64 = ref.ffn_forward(*f64(x, w1, b1, w2, b2), act, **bf)
+    near(y, y64, "y")
+    close(hp, hp64, "hidden_pre")
+    fp32 = ops.ffn_forward(x, w1, b1, w2, b2, act)[0]
+    assert np.linalg.norm(fp32 - y64) > 1e-3 * np.linalg.norm(y64)  # the products did round to bf16
+    got = ops.ffn_backward(dy, x, hp, w1, w2, act, **bf)
+    for name, g, g64 in zip(("dx", "dw1", "db1", "dw2", "db2"), got, ref.ffn_backward(*f64(dy, x, hp, w1, w2), act,
+                                                                                       **bf)):
+        near(g, g64, name)
+
+
 def test_bitwise_over_threads(threads):
     rng = np.random.default_rng(3)
     x, dy = rand(rng, (5, 301, 96)), rand(rng, (5, 301, 96))

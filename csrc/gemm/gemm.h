@@ -44,6 +44,11 @@ int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
 int ff_bgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
                      size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
                      size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch);
+
+/* One product in fp32 (bf16 = 0, ff_sgemm) or in bf16 products (bf16 = 1). */
+int ff_gemm(int bf16, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
+            size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc, const float *bias,
+            ff_activation_t act);
 const char *ff_bf16_path(void);
 int ff_cpu_has_avx512_bf16(void);
 /* The CPU has AMX-BF16 and the OS granted this process the tile state. */

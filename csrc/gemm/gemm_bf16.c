@@ -171,3 +171,10 @@ int ff_bgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
     return ff_gemm_batched_arch(ff_gemm_arch_bf16(), trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb,
                                 stride_b, beta, C, ldc, stride_c, bias, act, batch);
 }
+
+int ff_gemm(int bf16, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
+            size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc, const float *bias,
+            ff_activation_t act) {
+    return (bf16 ? ff_bgemm_batched : ff_sgemm_batched)(trans_a, trans_b, m, n, k, alpha, A, lda, 0, B, ldb, 0,
+                                                        beta, C, ldc, 0, bias, act, 1);
+}

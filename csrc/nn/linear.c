@@ -51,24 +51,25 @@ int ff_colsum(float *s, const float *x, size_t rows, size_t n, int accumulate) {
 }
 
 int ff_linear_forward(float *y, const float *x, const float *weight, const float *bias, ff_activation_t act,
-                      size_t rows, size_t in, size_t out) {
+                      size_t rows, size_t in, size_t out, int bf16) {
     if (rows == 0 || out == 0) return 0;
     /* y = x W^T: B transposed, which packing absorbs */
-    return ff_sgemm(0, 1, rows, out, in, 1.0f, x, in, weight, in, 0.0f, y, out, bias, act);
+    return ff_gemm(bf16, 0, 1, rows, out, in, 1.0f, x, in, weight, in, 0.0f, y, out, bias, act);
 }
 
 int ff_linear_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x, const float *weight,
-                       size_t rows, size_t in, size_t out) {
+                       size_t rows, size_t in, size_t out, int bf16) {
     if (out == 0) {
         if (dx) memset(dx, 0, rows * in * sizeof(float));
         return 0;
     }
     if (in > 0) {
         /* dW (out, in) = dy^T x: A transposed */
-        if (ff_sgemm(1, 0, out, in, rows, 1.0f, dy, out, x, in, 0.0f, dweight, in, NULL, FF_ACT_NONE)) return -1;
+        if (ff_gemm(bf16, 1, 0, out, in, rows, 1.0f, dy, out, x, in, 0.0f, dweight, in, NULL, FF_ACT_NONE))
+            return -1;
         /* dx (rows, in) = dy W */
         if (dx && rows > 0 &&
-            ff_sgemm(0, 0, rows, in, out, 1.0f, dy, out, weight, in, 0.0f, dx, in, NULL, FF_ACT_NONE))
+            ff_gemm(bf16, 0, 0, rows, in, out, 1.0f, dy, out, weight, in, 0.0f, dx, in, NULL, FF_ACT_NONE))
             return -1;
     }
     return dbias ? ff_colsum(dbias, dy, rows, out, 0) : 0;

@@ -3,9 +3,9 @@
 
 cdef extern from "nn/linear.h" nogil:
     int ff_linear_forward(float *y, const float *x, const float *weight, const float *bias, ff_activation_t act,
-                          size_t rows, size_t n_in, size_t n_out)
+                          size_t rows, size_t n_in, size_t n_out, int bf16)
     int ff_linear_backward(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
-                           const float *weight, size_t rows, size_t n_in, size_t n_out)
+                           const float *weight, size_t rows, size_t n_in, size_t n_out, int bf16)
     int ff_colsum(float *s, const float *x, size_t rows, size_t n, int accumulate)
 
 cdef extern from "nn/activation.h" nogil:
@@ -14,10 +14,11 @@ cdef extern from "nn/activation.h" nogil:
 
 cdef extern from "nn/ffn.h" nogil:
     int ff_ffn_forward(float *y, float *hidden_pre, const float *x, const float *w1, const float *b1,
-                       const float *w2, const float *b2, ff_activation_t act, size_t rows, size_t d, size_t d_ff)
+                       const float *w2, const float *b2, ff_activation_t act, size_t rows, size_t d, size_t d_ff,
+                       int bf16)
     int ff_ffn_backward(float *dx, float *dw1, float *db1, float *dw2, float *db2, const float *dy, const float *x,
                         const float *hidden_pre, const float *w1, const float *w2, ff_activation_t act, size_t rows,
-                        size_t d, size_t d_ff)
+                        size_t d, size_t d_ff, int bf16)
 
 
 cdef ff_activation_t _check_act_name(object activation) except *:
@@ -83,10 +84,12 @@ cdef void _colsum_run(object x, object out, bint accumulate) except *:
         raise MemoryError("column_sum: could not allocate its chunk buffer")
 
 
-def linear_forward(x, weight, bias=None):
-    """linear_forward(x, weight, bias=None) -> y = x weight^T + bias
+def linear_forward(x, weight, bias=None, *, compute_dtype="float32"):
+    """linear_forward(x, weight, bias=None, *, compute_dtype="float32") -> y = x weight^T + bias
 
-    x: (..., in), weight: (out, in), bias: (out,) or None -> y: (..., out)."""
+    x: (..., in), weight: (out, in), bias: (out,) or None -> y: (..., out).
+    compute_dtype="bfloat16": the product on bf16-rounded inputs (as matmul's)."""
+    cdef int bf16 = _check_compute_dtype(compute_dtype)
     check_float32("weight", weight, 2)
     check_float32("x", x)
     _check_features("x", x, "weight", weight.shape[1])
@@ -110,17 +113,18 @@ def linear_forward(x, weight, bias=None):
     cdef const float *pb = _f32p(bias) if bias is not None else NULL
     cdef int rc
     with nogil:
-        rc = ff_linear_forward(py, px, pw, pb, FF_ACT_NONE, rows, n_in, n_out)
+        rc = ff_linear_forward(py, px, pw, pb, FF_ACT_NONE, rows, n_in, n_out, bf16)
     if rc != 0:
         raise MemoryError("linear_forward: could not allocate GEMM pack buffers")
     return y
 
 
-def linear_backward(dy, x, weight, need_dx=True):
-    """linear_backward(dy, x, weight, need_dx=True) -> (dx or None, dweight, dbias)
+def linear_backward(dy, x, weight, need_dx=True, *, compute_dtype="float32"):
+    """linear_backward(dy, x, weight, need_dx=True, *, compute_dtype="float32") -> (dx or None, dweight, dbias)
 
     dy: (..., out), x: (..., in), weight: (out, in) -> dx (..., in) (None when
-    not need_dx), dweight (out, in), dbias (out,)."""
+    not need_dx), dweight (out, in), dbias (out,); compute_dtype as the forward's."""
+    cdef int bf16 = _check_compute_dtype(compute_dtype)
     check_float32("weight", weight, 2)
     check_float32("x", x)
     check_float32("dy", dy)
@@ -144,7 +148,7 @@ def linear_backward(dy, x, weight, need_dx=True):
     cdef const float *pw = _f32p(weight)
     cdef int rc
     with nogil:
-        rc = ff_linear_backward(pdx, pdw, pdb, pdy, px, pw, rows, n_in, n_out)
+        rc = ff_linear_backward(pdx, pdw, pdb, pdy, px, pw, rows, n_in, n_out, bf16)
     if rc != 0:
         raise MemoryError("linear_backward: could not allocate a workspace")
     return dx, dweight, dbias
@@ -244,12 +248,14 @@ cdef tuple _ffn_check(object x, object w1, object w2):
     return rows, d, d_ff
 
 
-def ffn_forward(x, w1, b1, w2, b2, activation="relu"):
-    """ffn_forward(x, w1, b1, w2, b2, activation="relu") -> (y (..., d), hidden_pre (..., d_ff))
+def ffn_forward(x, w1, b1, w2, b2, activation="relu", *, compute_dtype="float32"):
+    """ffn_forward(x, w1, b1, w2, b2, activation="relu", *, compute_dtype="float32") -> (y (..., d), hidden_pre (..., d_ff))
 
     y = act(x w1^T + b1) w2^T + b2 with w1 (d_ff, d), b1 (d_ff,), w2 (d, d_ff),
-    b2 (d,); hidden_pre = x w1^T + b1 is kept for the backward."""
+    b2 (d,); hidden_pre = x w1^T + b1 is kept for the backward.
+    compute_dtype="bfloat16": both products on bf16-rounded inputs."""
     cdef ff_activation_t act = _check_act_name(activation)
+    cdef int bf16 = _check_compute_dtype(compute_dtype)
     rows, d, d_ff = _ffn_check(x, w1, w2)
     check_float32("b1", b1, 1)
     check_float32("b2", b2, 1)
@@ -276,17 +282,19 @@ def ffn_forward(x, w1, b1, w2, b2, activation="relu"):
     cdef const float *pb2 = _f32p(b2)
     cdef int rc
     with nogil:
-        rc = ff_ffn_forward(py, ph, px, pw1, pb1, pw2, pb2, act, r, dd, dff)
+        rc = ff_ffn_forward(py, ph, px, pw1, pb1, pw2, pb2, act, r, dd, dff, bf16)
     if rc != 0:
         raise MemoryError("ffn_forward: could not allocate a workspace")
     return y, hidden_pre
 
 
-def ffn_backward(dy, x, hidden_pre, w1, w2, activation="relu"):
-    """ffn_backward(dy, x, hidden_pre, w1, w2, activation="relu") -> (dx, dw1, db1, dw2, db2)
+def ffn_backward(dy, x, hidden_pre, w1, w2, activation="relu", *, compute_dtype="float32"):
+    """ffn_backward(dy, x, hidden_pre, w1, w2, activation="relu", *, compute_dtype="float32") -> (dx, dw1, db1, dw2, db2)
 
-    dy: (..., d), x: (..., d), hidden_pre: (..., d_ff) from ffn_forward."""
+    dy: (..., d), x: (..., d), hidden_pre: (..., d_ff) from ffn_forward;
+    compute_dtype as the forward's (all four products)."""
     cdef ff_activation_t act = _check_act_name(activation)
+    cdef int bf16 = _check_compute_dtype(compute_dtype)
     rows, d, d_ff = _ffn_check(x, w1, w2)
     check_float32("dy", dy)
     check_float32("hidden_pre", hidden_pre)
@@ -321,7 +329,7 @@ def ffn_backward(dy, x, hidden_pre, w1, w2, activation="relu"):
     cdef const float *pw2 = _f32p(w2)
     cdef int rc
     with nogil:
-        rc = ff_ffn_backward(pdx, pdw1, pdb1, pdw2, pdb2, pdy, px, ph, pw1, pw2, act, r, dd, dff)
+        rc = ff_ffn_backward(pdx, pdw1, pdb1, pdw2, pdb2, pdy, px, ph, pw1, pw2, act, r, dd, dff, bf16)
     if rc != 0:
         raise MemoryError("ffn_backward: could not allocate a workspace")
     return dx, dw1, db1, dw2, db2

@@ -54,14 +54,26 @@ def _scores(q, k, key_padding_mask, causal, compute_dtype="float32"):
     return s
 
 
+IMPLS = (None, "flash", "materialized", "rows")
+
+
+def check_impl(impl):
+    """The compiled kernels' algorithm choice, which the twin accepts (same
+    signature) and has no use for: one algorithm computes every impl's numbers."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be None, 'flash', 'materialized' or 'rows', got {impl!r}")
+
+
 def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0,
-                      seed=0, step=0, site=0, *, compute_dtype="float32"):
+                      seed=0, step=0, site=0, *, impl=None, compute_dtype="float32"):
     """q: (B, h, Tq, dk), k, v: (B, h, Tk, dk), key_padding_mask: (B, Tk) bool
     (True = padding) or None -> (out (B, h, Tq, dk), lse (B, h, Tq)).
 
     out = Dropout(softmax(S)) v; lse = log-sum-exp of the masked scores S
     over keys, -inf for a query that sees no key (its output is 0).
+    impl: see check_impl.
     """
+    check_impl(impl)
     if q.shape[-1] == 0:
         raise ValueError(f"q, k and v must have a head width dk of at least 1, got q of shape {q.shape}")
     r = _rounding(compute_dtype)
@@ -86,14 +98,15 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.
 
 
 def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=False,
-                       dropout_p=0.0, seed=0, step=0, site=0, *, compute_dtype="float32"):
+                       dropout_p=0.0, seed=0, step=0, site=0, *, impl=None, compute_dtype="float32"):
     """dout, out: (B, h, Tq, dk), q: (B, h, Tq, dk), k, v: (B, h, Tk, dk),
     lse: (B, h, Tq) from the forward -> (dq, dk, dv) shaped like q, k, v.
 
     Recomputes P = exp(S - lse) instead of storing it. With Pd = Dropout(P),
     out = Pd v, so rowsum(dP * P) = rowsum(dout * out) =: D even with dropout,
-    and dS = P * (dP - D).
+    and dS = P * (dP - D). impl: see check_impl.
     """
+    check_impl(impl)
     r = _rounding(compute_dtype)
     p = _scores(q, k, key_padding_mask, causal, compute_dtype)
     # lse = -inf marks a query with no visible key: use +inf so its P row is 0.

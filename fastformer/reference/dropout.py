@@ -23,6 +23,8 @@ the mask from (seed, step, site) instead of storing it.
 """
 import numpy as np
 
+from fastformer.reference.activations import into_out
+
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85
 _LO = np.uint64(0xFFFFFFFF)
@@ -88,17 +90,18 @@ def dropout_apply(x, keep, p):
     return np.where(keep, x * scale, x.dtype.type(0))
 
 
-def dropout_forward(x, p, seed, step, site):
-    """x: any shape -> y like x: x / (1 - p) where kept, else 0."""
+def dropout_forward(x, p, seed, step, site, *, out=None):
+    """x: any shape -> y like x: x / (1 - p) where kept, else 0 (in out,
+    when given; out may be x)."""
     check_p(p)
     if p == 0.0:
-        return x.copy()
-    return dropout_apply(x, dropout_mask(x.shape, p, seed, step, site), p)
+        return into_out(out, x.copy())
+    return into_out(out, dropout_apply(x, dropout_mask(x.shape, p, seed, step, site), p))
 
 
-def dropout_backward(dy, p, seed, step, site):
+def dropout_backward(dy, p, seed, step, site, *, out=None):
     """dy: any shape -> dx like dy, with the forward's mask regenerated."""
-    return dropout_forward(dy, p, seed, step, site)
+    return dropout_forward(dy, p, seed, step, site, out=out)
 
 
 # dropout_site(part, layer, slot): the numbering of the model's dropout layers.

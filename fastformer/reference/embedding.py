@@ -1,6 +1,8 @@
 """Token embedding scaled by sqrt(d_model) plus sinusoidal positions."""
 import numpy as np
 
+from fastformer.reference.activations import into_out
+
 
 def sinusoidal_positions(max_len, d_model, dtype=np.float32):
     """PE: (max_len, d_model), PE[pos, 2i] = sin(pos / 10000^(2i/d_model)),
@@ -15,14 +17,14 @@ def sinusoidal_positions(max_len, d_model, dtype=np.float32):
     return pe.astype(dtype)
 
 
-def embedding_forward(ids, weight, positions):
+def embedding_forward(ids, weight, positions, *, out=None):
     """ids: (B, T) integer, weight: (V, d), positions: (>= T, d) ->
-    x: (B, T, d) = weight[ids] * sqrt(d) + positions[:T]."""
+    x: (B, T, d) = weight[ids] * sqrt(d) + positions[:T] (in out, when given)."""
     scale = weight.dtype.type(np.sqrt(weight.shape[1]))
     x = weight[ids]
     x *= scale
     x += positions[: ids.shape[-1]]
-    return x
+    return into_out(out, x)
 
 
 def embedding_backward(dx, ids, num_embeddings, *, out=None, accumulate=False):

@@ -78,10 +78,14 @@ class PackedMatrix:
         return self.data.shape
 
 
-def pack_matrix(b, trans_b=False, *, compute_dtype="float32"):
+def pack_matrix(b, trans_b=False, *, compute_dtype="float32", reuse=None):
     """op(b) (k, n) as a contiguous copy: the twin of the compiled pack_matrix,
-    whose panel layout is the kernel's business (only matmul_packed reads it)."""
+    whose panel layout is the kernel's business (only matmul_packed reads it).
+    reuse: accepted for the compiled signature (whose memory it recycles); a
+    new copy is made either way."""
     check_compute_dtype(compute_dtype)
+    if reuse is not None and not isinstance(reuse, PackedMatrix):
+        raise TypeError(f"reuse must be a PackedMatrix or None, got {type(reuse).__name__}")
     b = np.asarray(b)
     data = np.ascontiguousarray(b.T if trans_b else b)
     return PackedMatrix(round_bf16(data) if compute_dtype == "bfloat16" else data, compute_dtype)
