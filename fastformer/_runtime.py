@@ -32,5 +32,6 @@ def build_info():
         "bf16": _C.bf16_path(),  # the bf16 products' path: "amx", "avx512_bf16" or "emulated"
         "compiler": _C.compiler(),
         "num_threads": _C.get_num_threads(),
+        "thread_binding": _C.proc_bind(),  # OMP_PROC_BIND's effect; "false" (threads float) unless set
         "cpu_count": os.cpu_count(),
     }

@@ -24,6 +24,21 @@ def test_build_info_fields():
     assert info["simd_detected"] in ("generic", "avx2", "avx512")
     assert isinstance(info["compiler"], str) and info["compiler"]
     assert info["num_threads"] == ff.get_num_threads() >= 1
+    assert info["thread_binding"] in ("false", "true", "primary", "close", "spread", "none")
+
+
+def test_thread_binding_reports_omp_proc_bind():
+    """fastformer leaves the binding to the user, and says which one is in effect."""
+    import subprocess
+    import sys
+
+    code = "import fastformer; print(fastformer.build_info()['thread_binding'])"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY")}
+    unset = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    close = subprocess.run([sys.executable, "-c", code], env=dict(env, OMP_PROC_BIND="close"), capture_output=True,
+                           text=True, check=True)
+    expected = ("false", "close") if ff.build_info()["openmp"] else ("none", "none")
+    assert (unset.stdout.strip(), close.stdout.strip()) == expected
 
 
 @pytest.mark.skipif(not os.environ.get("FASTFORMER_REQUIRE_OPENMP"), reason="only CI promises an OpenMP compiler")

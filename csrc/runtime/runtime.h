@@ -67,6 +67,9 @@ void ff_set_num_threads(int n);
 int ff_threads_for(size_t work, size_t grain);
 
 int ff_have_openmp(void);
+/* The OpenMP thread binding in effect (omp_get_proc_bind): "false", "true",
+ * "primary", "close", "spread", or "none" without OpenMP. */
+const char *ff_proc_bind(void);
 const char *ff_compiler(void);
 
 /* Call once when the module loads. */

@@ -33,6 +33,20 @@ int ff_threads_for(size_t work, size_t grain) {
 
 int ff_have_openmp(void) { return FF_HAVE_OPENMP; }
 
+const char *ff_proc_bind(void) {
+#if FF_HAVE_OPENMP
+    switch (omp_get_proc_bind()) {
+    case omp_proc_bind_false: return "false";
+    case omp_proc_bind_true: return "true";
+    case omp_proc_bind_close: return "close";
+    case omp_proc_bind_spread: return "spread";
+    default: return "primary";
+    }
+#else
+    return "none";
+#endif
+}
+
 const char *ff_compiler(void) {
 #if defined(__clang__)
     return "clang " __clang_version__;

@@ -13,6 +13,7 @@ cdef extern from "runtime/runtime.h" nogil:
     int ff_get_num_threads()
     void ff_set_num_threads(int n)
     int ff_have_openmp()
+    const char *ff_proc_bind()
     const char *ff_compiler()
     void ff_runtime_init()
 
@@ -56,6 +57,13 @@ def set_simd(name):
 
 def have_openmp():
     return bool(ff_have_openmp())
+
+
+def proc_bind():
+    """The OpenMP thread binding in effect: 'false' (threads float, the
+    default), 'true', 'primary', 'close' or 'spread' (OMP_PROC_BIND), or
+    'none' in a build without OpenMP."""
+    return ff_proc_bind().decode()
 
 
 def compiler():
