@@ -24,13 +24,6 @@ def simd(request):
     fastformer.set_simd(before)
 
 
-@pytest.fixture
-def threads():
-    before = fastformer.get_num_threads()
-    yield fastformer.set_num_threads
-    fastformer.set_num_threads(before)
-
-
 def _operands(rng, m, n, k, ta, tb, batch=None):
     pre = () if batch is None else (batch,)
     a = rng.standard_normal(pre + ((k, m) if ta else (m, k)), dtype=np.float32)
