@@ -413,7 +413,7 @@ class TransformerBase:
                             f"{getattr(targets, 'dtype', type(targets).__name__)}")
         if targets.shape != shape:
             raise ValueError(f"targets must have tgt_in's shape {shape}, got {targets.shape}")
-        targets = np.ascontiguousarray(targets, dtype=np.int64)
+        targets = np.require(targets, np.int64, ("C", "A"))
         valid = targets[targets != ignore_index]
         if valid.size and (valid.min() < 0 or valid.max() >= self.tgt_vocab_size):
             raise ValueError(f"targets must be in [0, {self.tgt_vocab_size}) or ignore_index={ignore_index}")
@@ -436,8 +436,10 @@ class TransformerBase:
             raise TypeError(f"out must have the model's dtype {dtype}, got {out.dtype}")
         if out.shape != shape:
             raise ValueError(f"out must have the logits' shape {shape}, got {out.shape}")
-        if not (out.flags.c_contiguous and out.flags.writeable):
-            raise ValueError("out must be C-contiguous and writeable")
+        if not (out.flags.c_contiguous and out.flags.writeable and out.flags.aligned):
+            raise ValueError("out must be C-contiguous, aligned and writeable")
+        if np.may_share_memory(out, self._flat) or np.may_share_memory(out, self._flat_grad):
+            raise ValueError("out must not overlap the model's parameters or gradients")
         return out
 
     @staticmethod

@@ -259,7 +259,10 @@ def test_forward_into_out(which):
                               (logits[:, :-1].copy(), ValueError, "shape"),
                               (np.asfortranarray(logits), ValueError, "C-contiguous"),
                               (logits.tolist(), TypeError, "out"),
-                              (np.broadcast_to(logits[:1], logits.shape), ValueError, "writeable")]:
+                              (np.broadcast_to(logits[:1], logits.shape), ValueError, "writeable"),
+                              (np.frombuffer(bytearray(logits.nbytes + 1), np.uint8)[1:].view(np.float32)
+                               .reshape(logits.shape), ValueError, "aligned"),
+                              (model._flat_grad[:logits.size].reshape(logits.shape), ValueError, "overlap")]:
         with pytest.raises(error, match=match):
             model.forward(src, tgt_in, src_key_padding_mask=src_mask, tgt_key_padding_mask=tgt_mask, out=bad)
 

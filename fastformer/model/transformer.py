@@ -35,7 +35,8 @@ from fastformer.model.precision import warn_if_bf16_emulated
 from fastformer.model.internal import (
     column_sum_into, cross_entropy_rows, dropout_into, layer_norm_into, linear_packed, matmul_into)
 from fastformer.model.plan import build_plan, plan_specs
-from fastformer.model.sublayers import CROSS_ATTN, SELF_ATTN, CrossAttention, FeedForward, SelfAttention, norm_backward
+from fastformer.model.sublayers import (
+    CROSS_ATTN, SELF_ATTN, CrossAttention, FeedForward, SelfAttention, norm_backward)
 from fastformer.model.workspace import Workspace
 from fastformer.ops import embedding_backward, embedding_forward, pack_matrix
 from fastformer.reference.dropout import (
@@ -196,7 +197,7 @@ class Transformer(TransformerBase):
             logits = chunk[:part.stop - part.start]
             linear_packed(run.plan.dec_out[part], w_t, logits, self._gen.b)
             total = cross_entropy_rows(logits, logits, targets[part], ignore_index, float(label_smoothing), inv_n,
-                                        total)
+                                       total)
             self._generator_backward(run.plan, logits, part, w)
         self._backward_below_generator(run)
         return total * inv_n
@@ -269,7 +270,7 @@ class Transformer(TransformerBase):
         dlogits = self._check_dlogits(dlogits, run.logits_shape)
         self._run = None
         plan = run.plan
-        dl = np.ascontiguousarray(dlogits, dtype=np.float32).reshape(plan.B * plan.T, -1)
+        dl = np.require(dlogits, np.float32, ("C", "A")).reshape(plan.B * plan.T, -1)  # the kernels' layout
         w = self._pack_generator(False)
         for part in self._loss_chunk_rows(dl.shape[0]):  # as forward_backward's, for its bits
             self._generator_backward(plan, dl[part], part, w)
