@@ -222,11 +222,11 @@ def test_header_fields(monkeypatch, capsys):
     assert header["cpu"] and header["cpu"] == machine.cpu_model()
     assert header["simd"] == fastformer.build_info()["simd"]
     assert header["threads"] == [1] and header["fma_peak_gflops"]["1"] > 0
-    assert header["thread_binding"] == "unset"
+    assert header["thread_binding"] == {"environment": "unset", "applied": fastformer.build_info()["thread_binding"]}
     assert header["blas_kernel"] == "threadpoolctl not installed"
     machine.print_header(header)
     out = capsys.readouterr().out
-    for text in (header["cpu"], f"simd={header['simd']}", "FMA peak", "threads: 1", "binding: unset",
+    for text in (header["cpu"], f"simd={header['simd']}", "FMA peak", "threads: 1", "binding: environment=unset",
                  "threadpoolctl not installed"):
         assert text in out
     monkeypatch.setenv("OMP_PROC_BIND", "close")

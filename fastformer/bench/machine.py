@@ -105,9 +105,7 @@ def header(threads, torch=None, malloc_kept=None, peak_threads=None, bf16=False)
     simd = fastformer.get_simd()
     numpy_info = blas_info()
     build = fastformer.build_info()
-    binding = thread_binding()
-    if build.get("binding") is not None:  # what the runtime applied, when the build reports it
-        binding = {"environment": binding, "applied": build["binding"]}
+    binding = {"environment": thread_binding(), "applied": build["thread_binding"]}  # OpenMP's omp_get_proc_bind
     h = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
          "fastformer": build, "numpy": numpy_info, "blas_kernel": blas_kernel(numpy_info),
          "torch": getattr(torch, "__version__", None), "simd": simd, "threads": list(threads),
