@@ -49,6 +49,7 @@ int ff_bgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
 int ff_gemm(int bf16, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
             size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc, const float *bias,
             ff_activation_t act);
+
 const char *ff_bf16_path(void);
 int ff_cpu_has_avx512_bf16(void);
 /* The CPU has AMX-BF16 and the OS granted this process the tile state. */

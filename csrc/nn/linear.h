@@ -1,6 +1,7 @@
 /* Linear layer with the PyTorch weight layout, y = x W^T + b, W (out, in),
- * through ff_gemm (bf16 = 1: every product in bf16, see gemm.h): forward is one NT product with the bias in its
- * epilogue; backward is dx = dy W (NN), dW = dy^T x (TN) and a column sum.
+ * through ff_gemm (bf16 = 1: every product in bf16, see gemm.h): forward is
+ * one NT product with the bias in its epilogue; backward is dx = dy W (NN),
+ * dW = dy^T x (TN) and a column sum.
  * Bitwise identical for any thread count (GEMMs never split k; the column
  * sum runs over fixed row chunks combined in a fixed order).
  * Each returns 0, or -1 when a workspace could not be allocated. */
