@@ -109,42 +109,40 @@ cdef object _attn_check_qkv(object q, object k, object v):
 cdef object _attn_dims(ff_attn_dims_t *d, object q, object k, object key_padding_mask, object causal,
                        object dropout_p, object seed, object step, object site, object compute_dtype,
                        bint check=True):
-    """Fill d from checked arguments (checked here unless not `check`: the
+    """Fill d from the arguments, checked here unless not `check` (the
     model's own calls); return the mask (or None)."""
+    if check:
+        _check_compute_dtype(compute_dtype)
+        if not isinstance(causal, (bool, np.bool_)):
+            raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+        if not 0.0 <= check_real("dropout_p", dropout_p) < 1.0:
+            raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
+        for name, v in (("seed", seed), ("step", step), ("site", site)):
+            check_int(name, v, INT64_MIN, UINT64_MAX)
+        _check_key_padding_mask(key_padding_mask, q.shape[0], k.shape[2])
+    d.bf16 = compute_dtype == "bfloat16"
     d.kv_bf16 = 0
-    if not check:
-        d.bf16 = compute_dtype == "bfloat16"
-        d.B, d.H, d.Tq, d.dk = q.shape
-        d.Tk = k.shape[2]
-        d.causal, d.dropout_p = causal, dropout_p
-        d.seed, d.step, d.site = seed & 0xFFFFFFFFFFFFFFFF, step & 0xFFFFFFFF, site & 0xFFFFFFFF
-        return key_padding_mask
-    d.bf16 = _check_compute_dtype(compute_dtype)
-    if not isinstance(causal, (bool, np.bool_)):
-        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-    cdef double p = check_real("dropout_p", dropout_p)
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
     d.B, d.H, d.Tq, d.dk = q.shape
     d.Tk = k.shape[2]
     d.causal = bool(causal)
-    d.dropout_p = p
-    d.seed = check_int("seed", seed, INT64_MIN, UINT64_MAX) & 0xFFFFFFFFFFFFFFFF
-    d.step = check_int("step", step, INT64_MIN, UINT64_MAX) & 0xFFFFFFFF
-    d.site = check_int("site", site, INT64_MIN, UINT64_MAX) & 0xFFFFFFFF
-    if key_padding_mask is None:
-        return None
-    if not isinstance(key_padding_mask, np.ndarray):
-        raise TypeError(f"key_padding_mask must be None or a numpy.ndarray of bool, "
-                        f"got {type(key_padding_mask).__name__}")
-    if key_padding_mask.dtype != np.bool_:
-        raise TypeError(f"key_padding_mask must have dtype bool, got {key_padding_mask.dtype}")
-    if key_padding_mask.shape != (d.B, d.Tk):
-        raise ValueError(f"key_padding_mask must have shape (B, Tk) = ({d.B}, {d.Tk}), "
-                         f"got {key_padding_mask.shape}")
-    if not key_padding_mask.flags.c_contiguous:
-        raise ValueError("key_padding_mask must be C-contiguous (numpy.ascontiguousarray makes it so)")
+    d.dropout_p = float(dropout_p)
+    d.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
+    d.step = int(step) & 0xFFFFFFFF
+    d.site = int(site) & 0xFFFFFFFF
     return key_padding_mask
+
+
+cdef void _check_key_padding_mask(object mask, Py_ssize_t B, Py_ssize_t Tk) except *:
+    if mask is None:
+        return
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"key_padding_mask must be None or a numpy.ndarray of bool, got {type(mask).__name__}")
+    if mask.dtype != np.bool_:
+        raise TypeError(f"key_padding_mask must have dtype bool, got {mask.dtype}")
+    if mask.shape != (B, Tk):
+        raise ValueError(f"key_padding_mask must have shape (B, Tk) = ({B}, {Tk}), got {mask.shape}")
+    if not mask.flags.c_contiguous:
+        raise ValueError("key_padding_mask must be C-contiguous (numpy.ascontiguousarray makes it so)")
 
 
 def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.0, seed=0, step=0, site=0, *,
