@@ -12,6 +12,7 @@
  * thread split changes who computes a tile, never its bits.
  * A batch of small products goes whole products per thread instead (one
  * parallel region either way). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,9 +81,10 @@ static float *pack_buffer(int slot, size_t nfloats) { return ff_scratch(slot, nf
 
 typedef struct {
     int ta, tb;
+    int a16, b16; /* A, B hold bf16 values (uint16) instead of floats */
     size_t m, n, k;
     float alpha, beta;
-    const float *A, *B;
+    const void *A, *B;
     size_t lda, ldb, ldc;
     float *C;
     const float *bias;
@@ -91,6 +93,29 @@ typedef struct {
 
 static inline size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+
+/* Element (r, c) of an operand stored as floats, or as bf16 values (bf16). */
+static inline const void *element(const void *X, int bf16, size_t ld, size_t r, size_t c) {
+    return bf16 ? (const void *)((const uint16_t *)X + r * ld + c) : (const void *)((const float *)X + r * ld + c);
+}
+
+/* The rows x cols block at src (leading dimension *ld) as floats: src itself,
+ * or its bf16 values widened into stage (then *ld = cols). Widening is exact,
+ * and the packers' rounding to bf16 keeps bf16 values as they are, so stored
+ * bf16 operands give the bits of their float32 copies. */
+static const float *as_floats(const void *src, int bf16, size_t *ld, size_t rows, size_t cols, float *stage) {
+    if (!bf16) return src;
+    for (size_t r = 0; r < rows; r++) {
+        const uint16_t *s = (const uint16_t *)src + r * *ld;
+        float *d = stage + r * cols;
+        for (size_t c = 0; c < cols; c++) {
+            const uint32_t u = (uint32_t)s[c] << 16;
+            memcpy(d + c, &u, sizeof u);
+        }
+    }
+    *ld = cols;
+    return stage;
+}
 
 /* KC blocks of near-equal size (a function of k only): k = 300 runs 150 + 150,
  * not 256 + 44. Rounded up to 8 so panels stay aligned (and to the kernel's
@@ -143,21 +168,24 @@ static void pack_cols_block(const ff_gemm_arch_t *ar, float *dst, const float *s
     }
 }
 
-/* op(A) rows [i0, i0+mc) x k range [p0, p0+kc) into MR-row panels. */
+/* op(A) rows [i0, i0+mc) x k range [p0, p0+kc) into MR-row panels (stage:
+ * this thread's buffer for a bf16 A's widened block). */
 static void pack_a(const ff_gemm_arch_t *ar, const problem_t *P, size_t i0, size_t mc, size_t p0, size_t kc,
-                   float *dst) {
+                   float *dst, float *stage) {
     const size_t MR = ar->mr;
+    size_t ld = P->lda; /* A is (k,m) when ta: op(A)(i,p) = A[p*lda + i]; else (m,k) */
+    const float *src = P->ta ? as_floats(element(P->A, P->a16, ld, p0, i0), P->a16, &ld, kc, mc, stage)
+                             : as_floats(element(P->A, P->a16, ld, i0, p0), P->a16, &ld, mc, kc, stage);
     if (ar->pack_a) {
-        ar->pack_a(dst, P->ta ? P->A + p0 * P->lda + i0 : P->A + i0 * P->lda + p0, P->lda, P->ta, mc, kc);
+        ar->pack_a(dst, src, ld, P->ta, mc, kc);
         return;
     }
-    if (P->ta) { /* A is (k,m): op(A)(i,p) = A[p*lda + i] */
-        pack_cols_block(ar, dst, P->A + p0 * P->lda + i0, P->lda, kc, mc, MR);
+    if (P->ta) {
+        pack_cols_block(ar, dst, src, ld, kc, mc, MR);
         return;
     }
-    for (size_t ir = 0; ir < mc; ir += MR) /* A is (m,k): row i at A + i*lda */
-        ar->pack_rows(dst + ir * ff_gemm_slots(ar, kc), P->A + (i0 + ir) * P->lda + p0, P->lda, kc,
-                      min_sz(MR, mc - ir), MR);
+    for (size_t ir = 0; ir < mc; ir += MR)
+        ar->pack_rows(dst + ir * ff_gemm_slots(ar, kc), src + ir * ld, ld, kc, min_sz(MR, mc - ir), MR);
 }
 
 /* B panels packed per take: a row of the group is a few whole cache lines. */
@@ -165,15 +193,19 @@ static void pack_a(const ff_gemm_arch_t *ar, const problem_t *P, size_t i0, size
 
 /* op(B) panels [q0, q0+B_GROUP) of the block at column jc (nc wide) over [p0, p0+kc). */
 static void pack_b_group(const ff_gemm_arch_t *ar, const problem_t *P, size_t jc, size_t nc, size_t q0, size_t p0,
-                         size_t kc, float *bpack) {
+                         size_t kc, float *bpack, float *stage) {
     const size_t NR = ar->nr, j0 = q0 * NR, width = min_sz(B_GROUP * NR, nc - j0);
     const size_t ks = ff_gemm_slots(ar, kc);
     float *dst = bpack + j0 * ks;
-    if (!P->tb) /* B is (k,n) */
-        pack_cols_block(ar, dst, P->B + p0 * P->ldb + jc + j0, P->ldb, kc, width, NR);
-    else /* B is (n,k): op(B)(p,j) = B[j*ldb + p] */
+    size_t ld = P->ldb;
+    if (!P->tb) { /* B is (k,n) */
+        const float *src = as_floats(element(P->B, P->b16, ld, p0, jc + j0), P->b16, &ld, kc, width, stage);
+        pack_cols_block(ar, dst, src, ld, kc, width, NR);
+    } else { /* B is (n,k): op(B)(p,j) = B[j*ldb + p] */
+        const float *src = as_floats(element(P->B, P->b16, ld, jc + j0, p0), P->b16, &ld, width, kc, stage);
         for (size_t j = 0; j < width; j += NR)
-            ar->pack_rows(dst + j * ks, P->B + (jc + j0 + j) * P->ldb + p0, P->ldb, kc, min_sz(NR, width - j), NR);
+            ar->pack_rows(dst + j * ks, src + j * ld, ld, kc, min_sz(NR, width - j), NR);
+    }
     for (size_t j = 0; j < width; j += NR) ff_gemm_pad_panel(ar, dst + j * ks, kc, NR);
 }
 
@@ -201,7 +233,7 @@ static inline void team_barrier(int nth) {
  * thread's own. A compute piece is one MC block of rows times a chunk of the
  * B block's NR panels; chunks exist only to give every thread a few pieces. */
 static void gemm_team(const ff_gemm_arch_t *ar, const problem_t *P, int tid, int nth, team_sync_t *sync,
-                      float *bpack, float *apack) {
+                      float *bpack, float *apack, float *stage) {
     const size_t MR = ar->mr, NR = ar->nr, NC = ar->nc;
     const size_t m = P->m, n = P->n, k = P->k;
     const size_t KC = ff_gemm_k_block(ar, k), MC = ff_gemm_m_block(ar, m);
@@ -220,7 +252,7 @@ static void gemm_team(const ff_gemm_arch_t *ar, const problem_t *P, int tid, int
         for (size_t pc = 0; pc < k; pc += KC) {
             const size_t kc = min_sz(KC, k - pc), ks = ff_gemm_slots(ar, kc);
             for (size_t g; (g = ff_gemm_take(&sync->next_b, nth)) < cdiv(npan, B_GROUP);)
-                pack_b_group(ar, P, jc, nc, g * B_GROUP, pc, kc, bpack);
+                pack_b_group(ar, P, jc, nc, g * B_GROUP, pc, kc, bpack, stage);
             team_barrier(nth);
             if (tid == 0) __atomic_store_n(&sync->next_b, 0, __ATOMIC_RELAXED); /* unused until the next step */
 
@@ -230,7 +262,7 @@ static void gemm_team(const ff_gemm_arch_t *ar, const problem_t *P, int tid, int
             size_t packed_ic = (size_t)-1;
             for (size_t u; (u = ff_gemm_take(&sync->next_c, nth)) < nic * nch;) {
                 const size_t ic = u / nch * MC, ch = u % nch, mc = min_sz(MC, m - ic);
-                if (ic != packed_ic) pack_a(ar, P, ic, mc, pc, kc, apack), packed_ic = ic;
+                if (ic != packed_ic) pack_a(ar, P, ic, mc, pc, kc, apack, stage), packed_ic = ic;
                 for (size_t q = npan * ch / nch; q < npan * (ch + 1) / nch; q++) {
                     const size_t j = jc + q * NR, nr = min_sz(NR, nc - q * NR);
                     const float *bp = bpack + q * NR * ks;
@@ -270,16 +302,34 @@ static size_t bpack_floats(const ff_gemm_arch_t *ar, const problem_t *P) {
  * costs ~6 us, and measured on Zen 5 two threads win from ~150^3 on. */
 #define GEMM_GRAIN ((size_t)3 << 19)
 
-int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int trans_a, int trans_b, size_t m, size_t n, size_t k,
-                         float alpha, const float *A, size_t lda, size_t stride_a, const float *B, size_t ldb,
+/* Item b of a batch of products. */
+static problem_t item(const problem_t *P0, size_t b, size_t stride_a, size_t stride_b, size_t stride_c) {
+    problem_t P = *P0;
+    P.A = element(P0->A, P0->a16, stride_a, b, 0);
+    P.B = element(P0->B, P0->b16, stride_b, b, 0);
+    P.C = P0->C + b * stride_c;
+    return P;
+}
+
+/* Floats of a thread's stage for the widened blocks of bf16 operands: an A
+ * block, or a group of B panels, whichever is larger. */
+static size_t stage_floats(const ff_gemm_arch_t *ar, const problem_t *P) {
+    if (!P->a16 && !P->b16) return 0;
+    const size_t a = apack_floats(ar, P), b = B_GROUP * (size_t)ar->nr * ff_gemm_k_block(ar, P->k);
+    return a > b ? a : b;
+}
+
+int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int storage, int trans_a, int trans_b, size_t m, size_t n,
+                         size_t k, float alpha, const void *A, size_t lda, size_t stride_a, const void *B, size_t ldb,
                          size_t stride_b, float beta, float *C, size_t ldc, size_t stride_c, const float *bias,
                          ff_activation_t act, size_t batch) {
     if (m == 0 || n == 0 || batch == 0) return 0;
-    problem_t P0 = {trans_a != 0, trans_b != 0, m, n, k, alpha, beta, A, B, lda, ldb, ldc, C, bias, (int)act};
+    const int a16 = (storage & FF_GEMM_A_BF16) != 0, b16 = (storage & FF_GEMM_B_BF16) != 0;
+    problem_t P0 = {trans_a != 0, trans_b != 0, a16, b16, m, n, k, alpha, beta, A, B, lda, ldb, ldc, C, bias,
+                    (int)act};
     if (k == 0) {
         for (size_t b = 0; b < batch; b++) {
-            problem_t P = P0;
-            P.C = C + b * stride_c;
+            problem_t P = item(&P0, b, 0, 0, stride_c);
             epilogue_only(&P);
         }
         return 0;
@@ -289,7 +339,7 @@ int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int trans_a, int trans_b, siz
     /* Many items: each thread runs whole products (no barriers, no sharing).
      * Few big ones: the whole team works on each product in turn. */
     const int by_item = batch >= (size_t)(4 * nth) || (batch >= (size_t)nth && macs < ((size_t)1 << 22));
-    const size_t afl = apack_floats(ar, &P0), bfl = bpack_floats(ar, &P0);
+    const size_t afl = apack_floats(ar, &P0), bfl = bpack_floats(ar, &P0), sfl = stage_floats(ar, &P0);
     float *shared_b = NULL;
     if (!by_item && !(shared_b = pack_buffer(FF_SCRATCH_GEMM_B, bfl))) return -1;
     int failed = 0;
@@ -305,7 +355,8 @@ int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int trans_a, int trans_b, siz
 #endif
         float *apack = pack_buffer(FF_SCRATCH_GEMM_A, afl);
         float *bpack = by_item ? pack_buffer(FF_SCRATCH_GEMM_B, bfl) : shared_b;
-        if (!apack || !bpack) {
+        float *stage = sfl ? pack_buffer(FF_SCRATCH_GEMM_STAGE, sfl) : NULL;
+        if (!apack || !bpack || (sfl && !stage)) {
             FF_OMP(atomic write)
             failed = 1;
         }
@@ -319,15 +370,13 @@ int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int trans_a, int trans_b, siz
                 /* Whole items to whoever is free: an item's bits do not depend on who runs it. */
                 team_sync_t own = {0, 0};
                 for (size_t b; (b = ff_gemm_take(&next_item, team)) < batch;) {
-                    problem_t P = P0;
-                    P.A = A + b * stride_a, P.B = B + b * stride_b, P.C = C + b * stride_c;
-                    gemm_team(ar, &P, 0, 1, &own, bpack, apack);
+                    problem_t P = item(&P0, b, stride_a, stride_b, stride_c);
+                    gemm_team(ar, &P, 0, 1, &own, bpack, apack, stage);
                 }
             } else {
                 for (size_t b = 0; b < batch; b++) {
-                    problem_t P = P0;
-                    P.A = A + b * stride_a, P.B = B + b * stride_b, P.C = C + b * stride_c;
-                    gemm_team(ar, &P, tid, team, &sync, bpack, apack);
+                    problem_t P = item(&P0, b, stride_a, stride_b, stride_c);
+                    gemm_team(ar, &P, tid, team, &sync, bpack, apack, stage);
                 }
             }
             if (ar->end) ar->end();
@@ -339,8 +388,8 @@ int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int trans_a, int trans_b, siz
 int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
                      size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
                      size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch) {
-    return ff_gemm_batched_arch(ff_gemm_arch(), trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b,
-                                beta, C, ldc, stride_c, bias, act, batch);
+    return ff_gemm_batched_arch(ff_gemm_arch(), 0, trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb,
+                                stride_b, beta, C, ldc, stride_c, bias, act, batch);
 }
 
 int ff_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,

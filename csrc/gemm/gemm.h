@@ -21,6 +21,7 @@
 #define FF_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum {
     FF_ACT_NONE = 0,
@@ -44,6 +45,21 @@ int ff_sgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
 int ff_bgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
                      size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
                      size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch);
+
+/* ff_bgemm_batched on operands stored in bf16: with FF_GEMM_A_BF16 in
+ * `storage`, A holds bf16 values (uint16_t, the top halves of float32s)
+ * instead of floats, likewise B with FF_GEMM_B_BF16; leading dimensions and
+ * strides count elements. The bits of ff_bgemm_batched on their float32
+ * values (which its rounding keeps as they are), half the bytes read. */
+enum { FF_GEMM_A_BF16 = 1, FF_GEMM_B_BF16 = 2 };
+int ff_bgemm_stored(int storage, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const void *A,
+                    size_t lda, size_t stride_a, const void *B, size_t ldb, size_t stride_b, float beta, float *C,
+                    size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch);
+
+/* dst[i] = the bf16 value nearest src[i] (ties to even; NaN stays a quiet
+ * NaN), stored as uint16_t, i < n: activations kept in bf16 for
+ * ff_bgemm_stored. */
+void ff_to_bf16(uint16_t *dst, const float *src, size_t n);
 
 /* One product in fp32 (bf16 = 0, ff_sgemm) or in bf16 products (bf16 = 1). */
 int ff_gemm(int bf16, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,

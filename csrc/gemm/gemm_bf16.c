@@ -24,12 +24,20 @@
 #include "runtime/runtime.h"
 #include "runtime/simd_target.h"
 
-/* Round to nearest even; NaN stays a (quiet) NaN, infinities stay. */
+/* Round to nearest even; NaN stays a (quiet) NaN, infinities stay. Without
+ * branches, so that loops over it vectorise. */
 static inline uint32_t bf16_bits(float x) {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
-    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const uint32_t nearest = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, quiet_nan = (u >> 16) | 0x40u;
+    return (u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : nearest;
+}
+
+#define TO_BF16_GRAIN 65536 /* elements worth a thread */
+
+void ff_to_bf16(uint16_t *dst, const float *src, size_t n) {
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(n, TO_BF16_GRAIN)))
+    for (size_t i = 0; i < n; i++) dst[i] = (uint16_t)bf16_bits(src[i]);
 }
 
 float ff_bf16_round(float x) {
@@ -165,11 +173,18 @@ const char *ff_bf16_path(void) {
     return ar->kpack == 1 ? "emulated" : ar->name;
 }
 
+int ff_bgemm_stored(int storage, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const void *A,
+                    size_t lda, size_t stride_a, const void *B, size_t ldb, size_t stride_b, float beta, float *C,
+                    size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch) {
+    return ff_gemm_batched_arch(ff_gemm_arch_bf16(), storage, trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B,
+                                ldb, stride_b, beta, C, ldc, stride_c, bias, act, batch);
+}
+
 int ff_bgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,
                      size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
                      size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch) {
-    return ff_gemm_batched_arch(ff_gemm_arch_bf16(), trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb,
-                                stride_b, beta, C, ldc, stride_c, bias, act, batch);
+    return ff_bgemm_stored(0, trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc,
+                           stride_c, bias, act, batch);
 }
 
 int ff_gemm(int bf16, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *A,

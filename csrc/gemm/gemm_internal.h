@@ -57,9 +57,10 @@ ff_gemm_arch_t *ff_gemm_arch(void);
 /* The same for bf16 products (gemm_bf16.c): rounded inputs, fp32 sums. */
 const ff_gemm_arch_t *ff_gemm_arch_bf16(void);
 /* C = act(alpha op(A) op(B) + beta C + bias) for `batch` products with arch
- * ar: ff_sgemm_batched's driver, shared with the bf16 products (gemm.c). */
-int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int trans_a, int trans_b, size_t m, size_t n, size_t k,
-                         float alpha, const float *A, size_t lda, size_t stride_a, const float *B, size_t ldb,
+ * ar: ff_sgemm_batched's driver, shared with the bf16 products (gemm.c);
+ * storage as ff_bgemm_stored's. */
+int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int storage, int trans_a, int trans_b, size_t m, size_t n,
+                         size_t k, float alpha, const void *A, size_t lda, size_t stride_a, const void *B, size_t ldb,
                          size_t stride_b, float beta, float *C, size_t ldc, size_t stride_c, const float *bias,
                          ff_activation_t act, size_t batch);
 /* k values of a panel kc deep, its padding included. */

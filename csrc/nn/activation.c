@@ -40,6 +40,14 @@ void ff_activation_forward(float *y, const float *x, size_t n, ff_activation_t a
     }
 }
 
+void ff_relu_backward_bf16(float *dx, const float *dy, const uint16_t *x, size_t n) {
+    FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(n, RELU_GRAIN)))
+    for (size_t i = 0; i < n; i++) { /* x > 0: bits 0x0001 (the least subnormal) to 0x7f80 (+inf) */
+        float g = dy[i];
+        dx[i] = (uint16_t)(x[i] - 1u) < 0x7f80u ? g : 0.0f;
+    }
+}
+
 void ff_activation_backward(float *dx, const float *dy, const float *x, size_t n, ff_activation_t act) {
     if (act == FF_ACT_GELU) {
         FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(n, GELU_GRAIN)))

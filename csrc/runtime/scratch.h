@@ -23,6 +23,7 @@ enum {
     FF_SCRATCH_ATTN_BACKWARD,
     FF_SCRATCH_GEMM_A, /* GEMM pack buffers, per worker */
     FF_SCRATCH_GEMM_B,
+    FF_SCRATCH_GEMM_STAGE, /* a bf16 operand's block widened to floats, per worker */
     FF_SCRATCH_SLOTS
 };
 

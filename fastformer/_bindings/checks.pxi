@@ -84,6 +84,27 @@ cdef object check_float32(str name, object a, int ndim=-1, bint writeable=False)
     return a
 
 
+cdef object _UINT16 = np.dtype(np.uint16)
+
+
+cdef bint is_bf16_storage(object a):
+    """Whether `a` holds bf16 values as np.uint16 (the top halves of float32s)."""
+    return isinstance(a, np.ndarray) and a.dtype == _UINT16
+
+
+cdef object check_bf16_storage(str name, object a, int ndim=-1, bint writeable=False):
+    """Return `a` if it is a C-contiguous, aligned uint16 ndarray (bf16 values) of rank `ndim`."""
+    if not isinstance(a, np.ndarray) or a.dtype != _UINT16:
+        raise TypeError(f"{name} must be a numpy.ndarray of uint16 (bf16 values)")
+    if ndim >= 0 and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if not a.flags.c_contiguous or not a.flags.aligned:
+        raise ValueError(f"{name} must be C-contiguous and aligned (numpy.ascontiguousarray makes it so)")
+    if writeable and not a.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    return a
+
+
 cdef void check_same_shape(str name, object a, str other, object b) except *:
     if a.shape != b.shape:
         raise ValueError(f"{name} has shape {a.shape} but {other} has shape {b.shape}; they must match")

@@ -1,4 +1,5 @@
 # GEMM (csrc/gemm/) and the measured FMA peak (csrc/runtime/fma_peak*.c).
+from libc.stdint cimport uint16_t
 
 cdef extern from "gemm/gemm.h" nogil:
     ctypedef enum ff_activation_t:
@@ -13,6 +14,14 @@ cdef extern from "gemm/gemm.h" nogil:
                          size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta,
                          float *C, size_t ldc, size_t stride_c, const float *bias, ff_activation_t act,
                          size_t batch)
+    enum:
+        FF_GEMM_A_BF16
+        FF_GEMM_B_BF16
+    int ff_bgemm_stored(int storage, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                        const void *A, size_t lda, size_t stride_a, const void *B, size_t ldb, size_t stride_b,
+                        float beta, float *C, size_t ldc, size_t stride_c, const float *bias, ff_activation_t act,
+                        size_t batch)
+    void ff_to_bf16(uint16_t *dst, const float *src, size_t n)
     const char *ff_bf16_path()
     int ff_bf16_limit(const char *path)
     int ff_bf16_path_built(const char *path)
@@ -94,8 +103,13 @@ cdef object _gemm(str fname, object a, object b, bint batched, object trans_a, o
                   object beta, object out, object bias, object activation, object compute_dtype):
     cdef int nd = 3 if batched else 2
     cdef bint bf16 = _check_compute_dtype(compute_dtype)
-    check_float32("a", a, nd)
-    check_float32("b", b, nd)
+    for x, xname in ((a, "a"), (b, "b")):
+        if not is_bf16_storage(x):
+            check_float32(xname, x, nd)
+        elif not bf16:
+            raise TypeError(f"{xname} holds bf16 values (uint16): that needs compute_dtype='bfloat16'")
+        else:
+            check_bf16_storage(xname, x, nd)
     cdef bint ta = _check_flag("trans_a", trans_a)
     cdef bint tb = _check_flag("trans_b", trans_b)
     cdef float falpha = _check_scalar("alpha", alpha)
@@ -158,8 +172,9 @@ cdef object _gemm_run(str fname, object a, object b, bint batched, bint ta, bint
     cdef size_t batch = a.shape[0] if batched else 1
     if m == 0 or n == 0 or batch == 0:
         return out
-    cdef const float *pa = _f32p(a) if k else NULL
-    cdef const float *pb = _f32p(b) if k else NULL
+    cdef const void *pa = _data_ptr(a) if k else NULL
+    cdef const void *pb = _data_ptr(b) if k else NULL
+    cdef int storage = (FF_GEMM_A_BF16 if is_bf16_storage(a) else 0) | (FF_GEMM_B_BF16 if is_bf16_storage(b) else 0)
     cdef const float *pbias = _f32p(bias) if bias is not None else NULL
     cdef float *pc = _f32p(out)
     cdef size_t lda = sa[1], ldb = sb[1]
@@ -167,14 +182,45 @@ cdef object _gemm_run(str fname, object a, object b, bint batched, bint ta, bint
     cdef int rc
     with nogil:
         if bf16:
-            rc = ff_bgemm_batched(ta, tb, m, n, k, alpha, pa, lda, stride_a, pb, ldb, stride_b, beta,
-                                  pc, n, stride_c, pbias, act, batch)
+            rc = ff_bgemm_stored(storage, ta, tb, m, n, k, alpha, pa, lda, stride_a, pb, ldb, stride_b, beta,
+                                 pc, n, stride_c, pbias, act, batch)
         else:
-            rc = ff_sgemm_batched(ta, tb, m, n, k, alpha, pa, lda, stride_a, pb, ldb, stride_b, beta,
-                                  pc, n, stride_c, pbias, act, batch)
+            rc = ff_sgemm_batched(ta, tb, m, n, k, alpha, <const float *>pa, lda, stride_a, <const float *>pb, ldb,
+                                  stride_b, beta, pc, n, stride_c, pbias, act, batch)
     if rc != 0:
         raise MemoryError(f"{fname}: could not allocate GEMM pack buffers")
     return out
+
+
+def to_bf16(x, *, out=None):
+    """to_bf16(x, *, out=None) -> the bf16 values nearest x's float32 values
+    (ties to even; NaN stays a quiet NaN), as uint16: the top halves of the
+    float32s they are. matmul and bmm with compute_dtype="bfloat16" take them.
+    out: a C-contiguous uint16 array of x's shape."""
+    check_float32("x", x)
+    if out is None:
+        out = new_array("out", x.shape, _UINT16)
+    else:
+        check_bf16_storage("out", out, -1, True)
+        check_same_shape("out", out, "x", x)
+    _to_bf16_run(x, out)
+    return out
+
+
+def _to_bf16_into(x, out):
+    """to_bf16(x, out=out) on the model's own arrays (checked only when internal checks are on)."""
+    if _internal_checks:
+        return to_bf16(x, out=out)
+    _to_bf16_run(x, out)
+    return out
+
+
+cdef void _to_bf16_run(object x, object out) except *:
+    cdef size_t n = x.size
+    cdef uint16_t *po = <uint16_t *>_data_ptr(out) if n else NULL
+    cdef const float *px = _f32p(x) if n else NULL
+    with nogil:
+        ff_to_bf16(po, px, n)
 
 
 def _op_shape(s, t):
@@ -191,8 +237,10 @@ def matmul(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bi
     beta != 0 needs out; beta == 0 never reads out. activation: None, 'relu',
     'gelu' (exact erf form). compute_dtype="bfloat16" rounds every element of
     op(a) and op(b) to bfloat16 (nearest even) and sums the products in
-    float32 (bf16_path() says how). Returns out. Bitwise identical for any
-    thread count."""
+    float32 (bf16_path() says how); a and b may then also hold bf16 values
+    as uint16 (to_bf16's output), read at half the bytes with the bits of
+    their float32 values. Returns out. Bitwise identical for any thread
+    count."""
     return _gemm("matmul", a, b, False, trans_a, trans_b, alpha, beta, out, bias, activation, compute_dtype)
 
 

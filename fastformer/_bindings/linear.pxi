@@ -11,6 +11,7 @@ cdef extern from "nn/linear.h" nogil:
 cdef extern from "nn/activation.h" nogil:
     void ff_activation_forward(float *y, const float *x, size_t n, ff_activation_t act)
     void ff_activation_backward(float *dx, const float *dy, const float *x, size_t n, ff_activation_t act)
+    void ff_relu_backward_bf16(float *dx, const float *dy, const uint16_t *x, size_t n)
 
 cdef extern from "nn/ffn.h" nogil:
     int ff_ffn_forward(float *y, float *hidden_pre, const float *x, const float *w1, const float *b1,
@@ -171,7 +172,10 @@ cdef void _act_forward_run(object x, ff_activation_t act, object y) except *:
 
 cdef object _act_backward(object dy, object x, ff_activation_t act, object out):
     check_float32("dy", dy)
-    check_float32("x", x)
+    if act == FF_ACT_RELU and is_bf16_storage(x):
+        check_bf16_storage("x", x)
+    else:
+        check_float32("x", x)
     check_same_shape("dy", dy, "x", x)
     dx = check_out("out", out, x.shape)
     _act_backward_run(dy, x, act, dx)
@@ -182,9 +186,13 @@ cdef void _act_backward_run(object dy, object x, ff_activation_t act, object dx)
     cdef size_t n = x.size
     cdef float *pdx = _f32p(dx)
     cdef const float *pdy = _f32p(dy)
-    cdef const float *px = _f32p(x)
+    cdef const void *px = _data_ptr(x)
+    cdef bint x_bf16 = is_bf16_storage(x)
     with nogil:
-        ff_activation_backward(pdx, pdy, px, n, act)
+        if x_bf16:
+            ff_relu_backward_bf16(pdx, pdy, <const uint16_t *>px, n)
+        else:
+            ff_activation_backward(pdx, pdy, <const float *>px, n, act)
 
 
 def _activation_into(x, activation, out):
@@ -217,6 +225,7 @@ def relu_forward(x, *, out=None):
 
 def relu_backward(dy, x, *, out=None):
     """relu_backward(dy, x, *, out=None) -> dy where x > 0 else 0.
+    x: float32, or bf16 values as uint16 (to_bf16's output).
     out: a float32 array of the result's shape to write into; may be the input."""
     return _act_backward(dy, x, FF_ACT_RELU, out)
 

@@ -20,3 +20,4 @@ attention_forward_into = _C._attention_forward_views    # on strided views (and 
 attention_backward_into = _C._attention_backward_views
 cross_entropy_rows = _C._cross_entropy_rows        # the loss of a chunk of rows, continuing a sum
 round_bf16_inplace = _C._round_bf16_inplace
+to_bf16_into = _C._to_bf16_into                    # ops.to_bf16(..., out=)

@@ -33,7 +33,7 @@ def plan_specs(cfg, B, S, T):
     N, M = B * S, B * T
     specs = [("src_x", (N, d)), ("tgt_y", (M, d))]
     for side, i, sub, L in _sides(cfg, B, S, T):
-        specs += [((side, i, field), shape) for field, shape in sub.saved(cfg, B, L, S)]
+        specs += [((side, i, field), *rest) for field, *rest in sub.saved(cfg, B, L, S)]
     if cfg.final_norm:
         specs += [("memory", (N, d)), ("memory_mean", (N,)), ("memory_rstd", (N,)),
                   ("dec_out", (M, d)), ("dec_out_mean", (M,)), ("dec_out_rstd", (M,))]
@@ -54,7 +54,7 @@ def build_plan(cfg, B, S, T, views):
     p = NS(B=B, S=S, T=T, src_x=views["src_x"], tgt_y=views["tgt_y"], enc=[], dec=[])
     x = {ENCODER: p.src_x, DECODER: p.tgt_y}
     for side, i, sub, L in _sides(cfg, B, S, T):
-        buf = NS(x=x[side], **{field: views[side, i, field] for field, _ in sub.saved(cfg, B, L, S)})
+        buf = NS(x=x[side], **{field: views[side, i, field] for field, *_ in sub.saved(cfg, B, L, S)})
         sub.head_views(buf, B, L, S, h, dk)
         getattr(p, side).append(buf)
         x[side] = buf.out
@@ -73,6 +73,7 @@ def build_plan(cfg, B, S, T, views):
         g.ctx_h = heads(g.ctx, B, L, h, dk)
         return g
 
+    p.hidden = views["grad", "h"].reshape(-1, cfg.dim_feedforward)  # forward: a bf16 model's FFN hidden in fp32
     p.genc = grads(S, mem=views["genc.mem"], kv=views["genc.kv"])
     p.genc.kv_h = packed_heads(p.genc.kv, B, S, h, dk)
     p.gdec = grads(T, q=views["gdec.q"])

@@ -16,7 +16,7 @@ import numpy as np
 
 from fastformer.model.internal import (
     activation_backward_into, activation_into, attention_backward_into, attention_forward_into,
-    column_sum_into, dropout_into, layer_norm_backward_into, layer_norm_into, linear_packed)
+    column_sum_into, dropout_into, layer_norm_backward_into, layer_norm_into, linear_packed, to_bf16_into)
 from fastformer.reference.dropout import (
     SLOT_CROSS_ATTN_OUT, SLOT_CROSS_ATTN_PROBS, SLOT_FFN_OUT, SLOT_SELF_ATTN_OUT, SLOT_SELF_ATTN_PROBS,
     dropout_site)
@@ -287,18 +287,24 @@ class FeedForward(Sublayer):
 
     def body_saved(self, cfg, B, L, S):
         rows, f = B * L, cfg.dim_feedforward
-        fields = [("hact", (rows, f))]         # act(hidden), the second product's input
+        # act(hidden), the second product's input; a bf16 model's products round it to bf16, so
+        # it keeps those values (uint16, half the bytes): the same products, relu's same signs
+        fields = [("hact", (rows, f), np.uint16 if cfg.compute_dtype == "bfloat16" else np.float32)]
         if cfg.activation != "relu":
             fields.append(("hpre", (rows, f)))  # the hidden pre-activation, for gelu's derivative
         return fields
 
     def body_forward(self, m, run, buf, h, mask):
         w = self.w
+        # float32 act(hidden): hact itself, or the plan's shared scratch to round into hact from
+        hact = buf.hact if buf.hact.dtype == np.float32 else run.plan.hidden[:h.shape[0]]
         if m.activation == "relu":  # relu in the GEMM epilogue; its backward reads hact
-            m._matmul(h, w.w1, trans_b=True, bias=w.b1, activation="relu", out=buf.hact)
+            m._matmul(h, w.w1, trans_b=True, bias=w.b1, activation="relu", out=hact)
         else:
             m._matmul(h, w.w1, trans_b=True, bias=w.b1, out=buf.hpre)
-            activation_into(buf.hpre, "gelu", buf.hact)
+            activation_into(buf.hpre, "gelu", hact)
+        if hact is not buf.hact:
+            to_bf16_into(hact, buf.hact)
         m._matmul(buf.hact, w.w2, trans_b=True, bias=w.b2, out=buf.body)
 
     def body_backward(self, m, run, buf, gs, dbody, h, dx, dx_beta, mask, mem_beta):

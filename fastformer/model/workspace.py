@@ -20,8 +20,10 @@ def _padded(n):
 class Workspace:
     """An arena of `dtype` (float32 by default) carved into per-shape plans.
 
-    plan(key, specs, build): `specs` is [(name, shape)]; `build(views)` gets
-    {name: C-contiguous view of shape} and returns the plan object,
+    plan(key, specs, build): `specs` is [(name, shape)] or [(name, shape,
+    dtype)] (a dtype narrower than the arena's, np.uint16 for bf16 values,
+    takes whole arena elements); `build(views)` gets {name: C-contiguous
+    view of shape} and returns the plan object,
     which is cached under `key` until the arena has to grow (growing
     reallocates it and drops every cached plan, whose views would point into
     the old arena).
@@ -44,8 +46,10 @@ class Workspace:
         plan = self._plans.get(key)
         if plan is not None:
             return plan
-        specs = specs()
-        sizes = [int(np.prod(shape)) for _, shape in specs]
+        specs = [(name, shape, np.dtype(rest[0] if rest else self.dtype)) for name, shape, *rest in specs()]
+        itemsize = self.dtype.itemsize
+        counts = [int(np.prod(shape)) for _, shape, _ in specs]
+        sizes = [-(-n * dtype.itemsize // itemsize) for (_, _, dtype), n in zip(specs, counts)]
         total = sum(_padded(n) for n in sizes)
         if total > self._arena.size:
             self._arena = np.empty(total, dtype=self._arena.dtype)
@@ -53,8 +57,8 @@ class Workspace:
         elif len(self._plans) >= self._max_plans:
             self._plans.clear()
         views, offset = {}, 0
-        for (name, shape), n in zip(specs, sizes):
-            views[name] = self._arena[offset:offset + n].reshape(shape)
-            offset += _padded(n)
+        for (name, shape, dtype), n, size in zip(specs, counts, sizes):
+            views[name] = self._arena[offset:offset + size].view(dtype)[:n].reshape(shape)
+            offset += _padded(size)
         plan = self._plans[key] = build(views)
         return plan

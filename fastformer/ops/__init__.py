@@ -6,6 +6,8 @@ from fastformer._C import (
     # a right operand packed once for many products (decoding's weights); which
     # path bf16 products (compute_dtype="bfloat16") take on this CPU
     matmul, bmm, fma_peak, PackedMatrix, pack_matrix, matmul_packed, bf16_path,
+    # float32 -> bf16 values (uint16), which bf16 products read at half the bytes
+    to_bf16,
     # attention (csrc/attention): flash, materialised (impl="materialized"), or query
     # by query for a few queries per head (impl="rows")
     ATTENTION_MATERIALIZED_MAX_TK, ATTENTION_ROWS_MAX_TQ, attention_forward, attention_backward,
@@ -24,7 +26,7 @@ from fastformer._C import (
 )
 
 __all__ = [
-    "matmul", "bmm", "fma_peak", "PackedMatrix", "pack_matrix", "matmul_packed", "bf16_path",
+    "matmul", "bmm", "fma_peak", "PackedMatrix", "pack_matrix", "matmul_packed", "bf16_path", "to_bf16",
     "attention_forward", "attention_backward",
     "linear_forward", "linear_backward", "column_sum", "ffn_forward", "ffn_backward",
     "relu_forward", "relu_backward", "gelu_forward", "gelu_backward",

@@ -13,7 +13,7 @@ from fastformer.reference.dropout import (
 from fastformer.reference.embedding import (
     embedding_backward, embedding_forward, sinusoidal_positions)
 from fastformer.reference.ffn import ffn_backward, ffn_forward
-from fastformer.reference.gemm import bmm, matmul, matmul_packed, pack_matrix, round_bf16
+from fastformer.reference.gemm import bmm, from_bf16, matmul, matmul_packed, pack_matrix, round_bf16, to_bf16
 from fastformer.reference.layernorm import layer_norm_backward, layer_norm_forward
 from fastformer.reference.linear import column_sum, linear_backward, linear_forward
 from fastformer.reference.loss import cross_entropy
@@ -23,7 +23,7 @@ from fastformer.reference.transformer import Parameter, Transformer
 from fastformer.reference.vector import dot
 
 __all__ = [
-    "optim", "dot", "matmul", "bmm", "pack_matrix", "matmul_packed", "round_bf16",
+    "optim", "dot", "matmul", "bmm", "pack_matrix", "matmul_packed", "round_bf16", "to_bf16", "from_bf16",
     "erf", "erfc", "gelu_forward", "gelu_backward", "relu_forward", "relu_backward",
     "linear_forward", "linear_backward", "column_sum", "softmax_forward", "softmax_backward",
     "layer_norm_forward", "layer_norm_backward", "ffn_forward", "ffn_backward",

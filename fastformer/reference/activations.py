@@ -144,8 +144,10 @@ def relu_forward(x, *, out=None):
 
 
 def relu_backward(dy, x, *, out=None):
-    """dx = dy where x > 0 else 0 (derivative 0 at 0, as PyTorch). dy, x: same shape."""
-    return into_out(out, np.where(x > 0, dy, 0))
+    """dx = dy where x > 0 else 0 (derivative 0 at 0, as PyTorch). dy, x: same
+    shape; x may hold bf16 values (uint16, to_bf16)."""
+    from fastformer.reference.gemm import from_bf16  # gemm imports this module
+    return into_out(out, np.where(from_bf16(x) > 0, dy, 0))
 
 
 def _normal_cdf(x):

@@ -5,7 +5,8 @@
 float32 or float64 (the result has the inputs' dtype). beta == 0 never reads
 out, as in the compiled kernel (out may hold NaN garbage). compute_dtype=
 "bfloat16" rounds op(a) and op(b) to bfloat16 first (round_bf16), as the
-compiled bf16 products do; the sums stay in the inputs' precision."""
+compiled bf16 products do; the sums stay in the inputs' precision. a and b
+may then hold bf16 values as uint16 (to_bf16)."""
 import numpy as np
 
 from fastformer.layout import check_compute_dtype
@@ -23,10 +24,31 @@ def round_bf16(x):
     return np.where(np.isnan(x), x, rounded).astype(x.dtype, copy=False)
 
 
+def to_bf16(x, *, out=None):
+    """The bf16 values nearest x's float32 values (ties to even; NaN a quiet
+    NaN) as uint16, the top halves of the float32s they are."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    nearest = (bits.astype(np.uint64) + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    quiet_nan = (bits >> 16) | 0x40
+    y = np.where((bits & 0x7FFFFFFF) > 0x7F800000, quiet_nan, nearest).astype(np.uint16)
+    if out is None:
+        return y
+    out[...] = y
+    return out
+
+
+def from_bf16(x):
+    """x as float32 if it holds bf16 values (uint16, to_bf16's output), else x."""
+    x = np.asarray(x)
+    return (x.astype(np.uint32) << 16).view(np.float32) if x.dtype == np.uint16 else x
+
+
 def _gemm(a, b, ndim, trans_a, trans_b, alpha, beta, out, bias, activation, compute_dtype="float32"):
     check_compute_dtype(compute_dtype)
-    a = np.asarray(a)
-    b = np.asarray(b)
+    a, b = np.asarray(a), np.asarray(b)
+    if compute_dtype != "bfloat16" and np.uint16 in (a.dtype, b.dtype):
+        raise TypeError("bf16 values (uint16) need compute_dtype='bfloat16'")
+    a, b = from_bf16(a), from_bf16(b)
     if a.ndim != ndim or b.ndim != ndim:
         raise ValueError(f"a and b must be {ndim}-D, got shapes {a.shape} and {b.shape}")
     if activation not in _ACTIVATIONS:
