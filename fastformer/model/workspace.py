@@ -17,6 +17,13 @@ def _padded(n):
     return -(-n // _ALIGN) * _ALIGN
 
 
+def _aligned_empty(n, dtype):
+    """np.empty(n, dtype) starting on a 64-byte boundary (NumPy promises 16)."""
+    raw = np.empty(n + _ALIGN, dtype=dtype)
+    skip = (-raw.ctypes.data % 64) // raw.itemsize
+    return raw[skip:skip + n]
+
+
 class Workspace:
     """An arena of `dtype` (float32 by default) carved into per-shape plans.
 
@@ -52,7 +59,7 @@ class Workspace:
         sizes = [-(-n * dtype.itemsize // itemsize) for (_, _, dtype), n in zip(specs, counts)]
         total = sum(_padded(n) for n in sizes)
         if total > self._arena.size:
-            self._arena = np.empty(total, dtype=self._arena.dtype)
+            self._arena = _aligned_empty(total, self._arena.dtype)
             self._plans.clear()
         elif len(self._plans) >= self._max_plans:
             self._plans.clear()

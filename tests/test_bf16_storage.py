@@ -1,0 +1,158 @@
+"""Values stored in bf16 (np.uint16, the top halves of float32s): ops.to_bf16
+against its twin; bf16 products (matmul/bmm with compute_dtype="bfloat16")
+reading stored operands give the bits of the same values in float32 on every
+bf16 path, batch, transpose and thread count; relu_backward from stored x;
+a bf16 model keeps its FFN hidden activation stored so."""
+import numpy as np
+import pytest
+
+import fastformer as ff
+from fastformer import ops
+from fastformer import reference as ref
+
+SHAPES = [(1, 1, 1), (45, 53, 77), (13, 70, 3), (64, 64, 1025), (130, 33, 512), (7, 200, 1)]
+
+
+def _special_values(rng):
+    """Normal values over the whole float32 range, and the cases rounding must get right."""
+    x = rng.standard_normal(5000).astype(np.float32) * 10.0 ** rng.integers(-44, 38, 5000)
+    edge = [0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1.0 + 2 ** -8, 1.0 + 3 * 2 ** -8, 3.4e38, -3.4e38,
+            1e-40, -1e-45, 1.0 + 2 ** -9, 2 ** -126]
+    return np.concatenate([x, np.array(edge, np.float32)]).astype(np.float32)
+
+
+def test_to_bf16_matches_its_twin_and_torch(torch):
+    x = _special_values(np.random.default_rng(0))
+    got = ops.to_bf16(x)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, ref.to_bf16(x))
+    finite = ~np.isnan(x)
+    want = torch.from_numpy(x[finite]).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    np.testing.assert_array_equal(got[finite], want)
+    nan = ref.from_bf16(got[~finite])
+    assert np.isnan(nan).all() and ((got[~finite] & 0x40) != 0).all()  # quiet
+    np.testing.assert_array_equal(ref.from_bf16(got)[finite], ref.round_bf16(x)[finite])
+
+
+@pytest.mark.parametrize("shape", [(0,), (1,), (17,), (3, 1000), (2, 3, 70001)])
+def test_to_bf16_out_and_threads(threads, shape):
+    x = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
+    results = []
+    for t in (1, 2, 3):
+        threads(t)
+        out = np.full(shape, 7, np.uint16)
+        assert ops.to_bf16(x, out=out) is out
+        results.append(out)
+    for r in results:
+        np.testing.assert_array_equal(r, ref.to_bf16(x))
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES)
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_stored_operands_give_the_bits_of_their_values(bf16_simd, m, n, k, ta, tb):
+    rng = np.random.default_rng(m * 7919 + n * 31 + k + 2 * ta + tb)
+    a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+    a16, b16 = ops.to_bf16(a), ops.to_bf16(b)
+    bias = rng.standard_normal(n, dtype=np.float32)
+    c = rng.standard_normal((m, n), dtype=np.float32)
+    want = ops.matmul(a, b, ta, tb, 0.5, 1.0, c.copy(), bias, "relu", compute_dtype="bfloat16")
+    for x, y in [(a16, b), (a, b16), (a16, b16)]:
+        got = ops.matmul(x, y, ta, tb, 0.5, 1.0, c.copy(), bias, "relu", compute_dtype="bfloat16")
+        np.testing.assert_array_equal(got, want)
+    twin = ref.matmul(a16, b16, ta, tb, 0.5, 1.0, c.astype(np.float64), bias, "relu", compute_dtype="bfloat16")
+    np.testing.assert_allclose(want, twin, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+def test_stored_operands_in_bmm_and_views(bf16_simd):
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((6, 19, 64), dtype=np.float32)
+    b = rng.standard_normal((6, 24, 64), dtype=np.float32)
+    want = ops.bmm(a, b, False, True, compute_dtype="bfloat16")
+    np.testing.assert_array_equal(ops.bmm(ops.to_bf16(a), ops.to_bf16(b), False, True, compute_dtype="bfloat16"),
+                                  want)
+    big = ops.to_bf16(rng.standard_normal((40, 64), dtype=np.float32))  # a contiguous slice of rows
+    np.testing.assert_array_equal(ops.matmul(big[7:26], b[0], False, True, compute_dtype="bfloat16"),
+                                  ops.matmul(ref.from_bf16(big[7:26]), b[0], False, True, compute_dtype="bfloat16"))
+
+
+@pytest.mark.parametrize("m,n,k,ta,tb", [(300, 257, 1100, False, True), (130, 520, 77, True, False)])
+def test_stored_operand_bits_do_not_depend_on_threads(bf16_simd, threads, m, n, k, ta, tb):
+    rng = np.random.default_rng(6)
+    a = ops.to_bf16(rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32))
+    b = ops.to_bf16(rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32))
+    results = []
+    for t in (1, 2, 3):
+        threads(t)
+        results.append(ops.matmul(a, b, ta, tb, compute_dtype="bfloat16"))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_relu_backward_from_stored_x():
+    rng = np.random.default_rng(2)
+    x = _special_values(rng)
+    x = x[~np.isnan(x)]
+    dy = rng.standard_normal(x.shape, dtype=np.float32)
+    x16 = ops.to_bf16(x)
+    got = ops.relu_backward(dy, x16)
+    np.testing.assert_array_equal(got, ref.relu_backward(dy, x16))
+    np.testing.assert_array_equal(got, ops.relu_backward(dy, ref.from_bf16(x16)))
+    nan = np.array([0x7FC0, 0xFFC1, 0x7F81], np.uint16)  # NaN is not > 0
+    np.testing.assert_array_equal(ops.relu_backward(np.ones(3, np.float32), nan), 0.0)
+
+
+def test_bad_stored_operands():
+    a = ops.to_bf16(np.ones((3, 4), np.float32))
+    b = np.ones((4, 5), np.float32)
+    with pytest.raises(TypeError, match="a holds bf16 values.*compute_dtype='bfloat16'"):
+        ops.matmul(a, b)
+    with pytest.raises(ValueError, match="a must be C-contiguous"):
+        ops.matmul(ops.to_bf16(np.ones((4, 3), np.float32)).T, b, compute_dtype="bfloat16")
+    with pytest.raises(ValueError, match="b must be 2-D"):
+        ops.matmul(a, ops.to_bf16(np.ones(4, np.float32)), compute_dtype="bfloat16")
+    with pytest.raises(TypeError, match="x must have dtype float32"):
+        ops.to_bf16(a)
+    with pytest.raises(TypeError, match="out must be a numpy.ndarray of uint16"):
+        ops.to_bf16(b, out=np.empty((4, 5), np.float32))
+    with pytest.raises(ValueError, match="out has shape"):
+        ops.to_bf16(b, out=np.empty((5, 4), np.uint16))
+    with pytest.raises(TypeError, match="x must have dtype float32"):
+        ops.gelu_backward(b, ops.to_bf16(b))  # only relu's backward reads stored x
+    with pytest.raises(TypeError, match="bf16 values"):
+        ref.matmul(a, b)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_bf16_model_stores_the_ffn_hidden_in_bf16(activation):
+    kwargs = dict(src_vocab_size=30, tgt_vocab_size=31, d_model=32, nhead=4, num_encoder_layers=1,
+                  num_decoder_layers=1, dim_feedforward=48, dropout=0.0, activation=activation, seed=1)
+    models = {dt: ff.Transformer(**kwargs, compute_dtype=dt) for dt in ("float32", "bfloat16")}
+    rng = np.random.default_rng(3)
+    src, tgt = rng.integers(0, 30, (2, 7)), rng.integers(0, 31, (2, 5))
+    plans = {}
+    for dt, m in models.items():
+        m.forward_backward(src, tgt, tgt)
+        plans[dt] = m._plan(2, 7, 5)
+    assert plans["float32"].enc[1].hact.dtype == np.float32
+    for p in (plans["bfloat16"].enc[1], plans["bfloat16"].dec[2]):
+        assert p.hact.dtype == np.uint16 and p.hact.shape[1] == 48
+        assert hasattr(p, "hpre") == (activation == "gelu")  # gelu's derivative reads the fp32 pre-activation
+    assert models["bfloat16"]._workspace.nbytes < models["float32"]._workspace.nbytes
+
+
+def test_workspace_carves_bf16_views_apart_and_aligned():
+    from fastformer.model.workspace import Workspace
+
+    ws = Workspace()
+    specs = [("a", (3, 5)), ("h", (7, 3), np.uint16), ("b", (9,)), ("odd", (1,), np.uint16), ("c", (2, 2))]
+    views = ws.plan("k", lambda: specs, lambda v: v)
+    for name, shape, *dtype in specs:
+        v = views[name]
+        assert v.shape == shape and v.dtype == (dtype[0] if dtype else np.float32) and v.flags.c_contiguous
+        assert v.ctypes.data % 64 == 0
+        v[...] = 0
+    for name, v in views.items():  # each view holds its own bytes
+        v[...] = 1
+        assert all(not np.any(w) for other, w in views.items() if other != name)
+        v[...] = 0
