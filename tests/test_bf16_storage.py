@@ -1,8 +1,9 @@
 """Values stored in bf16 (np.uint16, the top halves of float32s): ops.to_bf16
 against its twin; bf16 products (matmul/bmm with compute_dtype="bfloat16")
-reading stored operands give the bits of the same values in float32 on every
-bf16 path, batch, transpose and thread count; relu_backward from stored x;
-a bf16 model keeps its FFN hidden activation stored so."""
+reading stored operands give the bits of the same values in float32, and a
+stored out gets the float32 result rounded, on every bf16 path, batch,
+transpose and thread count; relu_backward from stored x; a bf16 model keeps
+its FFN hidden activation stored so."""
 import numpy as np
 import pytest
 
@@ -64,6 +65,35 @@ def test_stored_operands_give_the_bits_of_their_values(bf16_simd, m, n, k, ta, t
     np.testing.assert_allclose(want, twin, rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 
+@pytest.mark.parametrize("m,n,k", SHAPES + [(64, 64, 0), (33, 40, 2100)])  # no k block, several k blocks
+@pytest.mark.parametrize("ta,tb", [(False, True), (True, False)])
+@pytest.mark.parametrize("beta", [0.0, 1.0, -0.5])
+def test_stored_out_gets_the_rounded_result(bf16_simd, m, n, k, ta, tb, beta):
+    rng = np.random.default_rng(m * 31 + n + k + int(4 * beta))
+    a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+    b = ops.to_bf16(rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32))
+    bias = rng.standard_normal(n, dtype=np.float32)
+    c = ops.to_bf16(rng.standard_normal((m, n), dtype=np.float32))
+    want = ops.matmul(a, b, ta, tb, 0.75, beta, ref.from_bf16(c), bias, "gelu", compute_dtype="bfloat16")
+    out = c.copy()
+    assert ops.matmul(a, b, ta, tb, 0.75, beta, out, bias, "gelu", compute_dtype="bfloat16") is out
+    np.testing.assert_array_equal(out, ops.to_bf16(want))
+    twin = ref.matmul(a, b, ta, tb, 0.75, beta, c.copy(), bias, "gelu", compute_dtype="bfloat16")
+    assert twin.dtype == np.uint16
+    np.testing.assert_allclose(ref.from_bf16(out), ref.from_bf16(twin), rtol=2 ** -7, atol=1e-3 * np.sqrt(k + 1))
+
+
+def test_stored_out_of_bmm(bf16_simd, threads):
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((5, 70, 96), dtype=np.float32)
+    b = rng.standard_normal((5, 96, 41), dtype=np.float32)
+    want = ops.to_bf16(ops.bmm(a, b, compute_dtype="bfloat16"))
+    for t in (1, 2, 3):
+        threads(t)
+        out = np.zeros((5, 70, 41), np.uint16)
+        np.testing.assert_array_equal(ops.bmm(a, b, out=out, compute_dtype="bfloat16"), want)
+
+
 def test_stored_operands_in_bmm_and_views(bf16_simd):
     rng = np.random.default_rng(5)
     a = rng.standard_normal((6, 19, 64), dtype=np.float32)
@@ -121,6 +151,13 @@ def test_bad_stored_operands():
         ops.gelu_backward(b, ops.to_bf16(b))  # only relu's backward reads stored x
     with pytest.raises(TypeError, match="bf16 values"):
         ref.matmul(a, b)
+    with pytest.raises(TypeError, match="out must have dtype float32"):
+        ops.matmul(b.T.copy(), b, out=np.empty((5, 5), np.uint16))  # a bf16 out needs bf16 products
+    with pytest.raises(ValueError, match="out must have shape"):
+        ops.matmul(a, b, out=np.empty((5, 3), np.uint16), compute_dtype="bfloat16")
+    with pytest.raises(ValueError, match="out must not overlap a"):
+        square = ops.to_bf16(np.eye(4, dtype=np.float32))
+        ops.matmul(square, b[:, :4].copy(), out=square, compute_dtype="bfloat16")
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu"])

@@ -81,12 +81,12 @@ static float *pack_buffer(int slot, size_t nfloats) { return ff_scratch(slot, nf
 
 typedef struct {
     int ta, tb;
-    int a16, b16; /* A, B hold bf16 values (uint16) instead of floats */
+    int a16, b16, c16; /* A, B, C hold bf16 values (uint16) instead of floats */
     size_t m, n, k;
     float alpha, beta;
     const void *A, *B;
     size_t lda, ldb, ldc;
-    float *C;
+    void *C;
     const float *bias;
     int act;
 } problem_t;
@@ -94,9 +94,9 @@ typedef struct {
 static inline size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
-/* Element (r, c) of an operand stored as floats, or as bf16 values (bf16). */
+/* Element (r, c) of a matrix stored as floats, or as bf16 values (bf16). */
 static inline const void *element(const void *X, int bf16, size_t ld, size_t r, size_t c) {
-    return bf16 ? (const void *)((const uint16_t *)X + r * ld + c) : (const void *)((const float *)X + r * ld + c);
+    return (const char *)X + (r * ld + c) * (bf16 ? sizeof(uint16_t) : sizeof(float));
 }
 
 /* The rows x cols block at src (leading dimension *ld) as floats: src itself,
@@ -209,6 +209,22 @@ static void pack_b_group(const ff_gemm_arch_t *ar, const problem_t *P, size_t jc
     for (size_t j = 0; j < width; j += NR) ff_gemm_pad_panel(ar, dst + j * ks, kc, NR);
 }
 
+/* The micro-kernel into a bf16 C (mr x nr at c, leading dimension ldc),
+ * through a float tile: C is read (widened) only when the epilogue loads it,
+ * and each element rounded once, after the only k block (see
+ * ff_gemm_batched_arch). */
+static void kernel_to_bf16(const ff_gemm_arch_t *ar, size_t kc, const float *a, const float *b, uint16_t *c,
+                           size_t ldc, size_t mr, size_t nr, const ff_gemm_epi_t *epi) {
+    float t[FF_GEMM_MAX_TILE] __attribute__((aligned(64))); /* [mr][nr] */
+    if (epi->load_c) {
+        size_t ld = ldc;
+        as_floats(c, 1, &ld, mr, nr, t);
+    }
+    ar->kernel(kc, a, b, t, nr, mr, nr, epi);
+    for (size_t r = 0; r < mr; r++)
+        for (size_t q = 0; q < nr; q++) c[r * ldc + q] = ff_bf16_bits(t[r * nr + q]);
+}
+
 /* Work handed out by shared counters, so a thread slowed by another process
  * on its core simply takes fewer pieces (a static split would leave the whole
  * team waiting on it). Who computes a piece never changes its bits. */
@@ -267,9 +283,11 @@ static void gemm_team(const ff_gemm_arch_t *ar, const problem_t *P, int tid, int
                     const size_t j = jc + q * NR, nr = min_sz(NR, nc - q * NR);
                     const float *bp = bpack + q * NR * ks;
                     epi.bias = last && P->bias ? P->bias + j : NULL;
-                    for (size_t ir = 0; ir < mc; ir += MR)
-                        ar->kernel(kc, apack + ir * ks, bp, P->C + (ic + ir) * P->ldc + j, P->ldc,
-                                   min_sz(MR, mc - ir), nr, &epi);
+                    for (size_t ir = 0; ir < mc; ir += MR) {
+                        void *c = (void *)element(P->C, P->c16, P->ldc, ic + ir, j);
+                        if (P->c16) kernel_to_bf16(ar, kc, apack + ir * ks, bp, c, P->ldc, min_sz(MR, mc - ir), nr, &epi);
+                        else ar->kernel(kc, apack + ir * ks, bp, c, P->ldc, min_sz(MR, mc - ir), nr, &epi);
+                    }
                 }
             }
             team_barrier(nth); /* the next step overwrites the shared B block */
@@ -286,7 +304,7 @@ static void epilogue_only(const problem_t *P) {
         for (size_t j = 0; j < P->n; j += 64) {
             ff_gemm_epi_t e = epi;
             if (e.bias) e.bias += j;
-            ff_gemm_epilogue_scalar(zero, 0, P->C + i * P->ldc + j, P->ldc, 1, min_sz(64, P->n - j), &e);
+            ff_gemm_epilogue_scalar(zero, 0, (float *)P->C + i * P->ldc + j, P->ldc, 1, min_sz(64, P->n - j), &e);
         }
 }
 
@@ -307,7 +325,7 @@ static problem_t item(const problem_t *P0, size_t b, size_t stride_a, size_t str
     problem_t P = *P0;
     P.A = element(P0->A, P0->a16, stride_a, b, 0);
     P.B = element(P0->B, P0->b16, stride_b, b, 0);
-    P.C = P0->C + b * stride_c;
+    P.C = (void *)element(P0->C, P0->c16, stride_c, b, 0);
     return P;
 }
 
@@ -319,13 +337,37 @@ static size_t stage_floats(const ff_gemm_arch_t *ar, const problem_t *P) {
     return a > b ? a : b;
 }
 
+/* A bf16 C of a product summed over several k blocks (or none): the
+ * partial sums stay float, in a float copy of C rounded into C at the end. */
+static int via_float_copy(const ff_gemm_arch_t *ar, int storage, int trans_a, int trans_b, size_t m, size_t n,
+                          size_t k, float alpha, const void *A, size_t lda, size_t stride_a, const void *B, size_t ldb,
+                          size_t stride_b, float beta, uint16_t *C, size_t ldc, size_t stride_c, const float *bias,
+                          ff_activation_t act, size_t batch) {
+    float *copy = malloc(batch * m * n * sizeof(float));
+    if (copy == NULL) return -1;
+    for (size_t b = 0; beta != 0.0f && b < batch; b++) {
+        size_t ld = ldc;
+        as_floats(C + b * stride_c, 1, &ld, m, n, copy + b * m * n);
+    }
+    const int rc = ff_gemm_batched_arch(ar, storage & ~FF_GEMM_C_BF16, trans_a, trans_b, m, n, k, alpha, A, lda,
+                                        stride_a, B, ldb, stride_b, beta, copy, n, m * n, bias, act, batch);
+    for (size_t b = 0; rc == 0 && b < batch; b++)
+        for (size_t i = 0; i < m; i++) ff_to_bf16(C + b * stride_c + i * ldc, copy + (b * m + i) * n, n);
+    free(copy);
+    return rc;
+}
+
 int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int storage, int trans_a, int trans_b, size_t m, size_t n,
                          size_t k, float alpha, const void *A, size_t lda, size_t stride_a, const void *B, size_t ldb,
-                         size_t stride_b, float beta, float *C, size_t ldc, size_t stride_c, const float *bias,
+                         size_t stride_b, float beta, void *C, size_t ldc, size_t stride_c, const float *bias,
                          ff_activation_t act, size_t batch) {
     if (m == 0 || n == 0 || batch == 0) return 0;
     const int a16 = (storage & FF_GEMM_A_BF16) != 0, b16 = (storage & FF_GEMM_B_BF16) != 0;
-    problem_t P0 = {trans_a != 0, trans_b != 0, a16, b16, m, n, k, alpha, beta, A, B, lda, ldb, ldc, C, bias,
+    const int c16 = (storage & FF_GEMM_C_BF16) != 0;
+    if (c16 && (k == 0 || ff_gemm_k_block(ar, k) < k))
+        return via_float_copy(ar, storage, trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta,
+                              C, ldc, stride_c, bias, act, batch);
+    problem_t P0 = {trans_a != 0, trans_b != 0, a16, b16, c16, m, n, k, alpha, beta, A, B, lda, ldb, ldc, C, bias,
                     (int)act};
     if (k == 0) {
         for (size_t b = 0; b < batch; b++) {

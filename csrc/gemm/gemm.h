@@ -46,14 +46,16 @@ int ff_bgemm_batched(int trans_a, int trans_b, size_t m, size_t n, size_t k, flo
                      size_t lda, size_t stride_a, const float *B, size_t ldb, size_t stride_b, float beta, float *C,
                      size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch);
 
-/* ff_bgemm_batched on operands stored in bf16: with FF_GEMM_A_BF16 in
+/* ff_bgemm_batched on matrices stored in bf16: with FF_GEMM_A_BF16 in
  * `storage`, A holds bf16 values (uint16_t, the top halves of float32s)
- * instead of floats, likewise B with FF_GEMM_B_BF16; leading dimensions and
- * strides count elements. The bits of ff_bgemm_batched on their float32
- * values (which its rounding keeps as they are), half the bytes read. */
-enum { FF_GEMM_A_BF16 = 1, FF_GEMM_B_BF16 = 2 };
+ * instead of floats, likewise B with FF_GEMM_B_BF16 and C with
+ * FF_GEMM_C_BF16; leading dimensions and strides count elements. Stored A
+ * and B give the bits of their float32 values (which the rounding keeps as
+ * they are) at half the bytes read; a bf16 C gets the float32 result rounded
+ * to bf16 (nearest even), and beta reads its values. */
+enum { FF_GEMM_A_BF16 = 1, FF_GEMM_B_BF16 = 2, FF_GEMM_C_BF16 = 4 };
 int ff_bgemm_stored(int storage, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const void *A,
-                    size_t lda, size_t stride_a, const void *B, size_t ldb, size_t stride_b, float beta, float *C,
+                    size_t lda, size_t stride_a, const void *B, size_t ldb, size_t stride_b, float beta, void *C,
                     size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch);
 
 /* dst[i] = the bf16 value nearest src[i] (ties to even; NaN stays a quiet

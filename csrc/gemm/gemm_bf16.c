@@ -24,24 +24,15 @@
 #include "runtime/runtime.h"
 #include "runtime/simd_target.h"
 
-/* Round to nearest even; NaN stays a (quiet) NaN, infinities stay. Without
- * branches, so that loops over it vectorise. */
-static inline uint32_t bf16_bits(float x) {
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    const uint32_t nearest = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, quiet_nan = (u >> 16) | 0x40u;
-    return (u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : nearest;
-}
-
 #define TO_BF16_GRAIN 65536 /* elements worth a thread */
 
 void ff_to_bf16(uint16_t *dst, const float *src, size_t n) {
     FF_OMP(parallel for schedule(static) num_threads(ff_threads_for(n, TO_BF16_GRAIN)))
-    for (size_t i = 0; i < n; i++) dst[i] = (uint16_t)bf16_bits(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = ff_bf16_bits(src[i]);
 }
 
 float ff_bf16_round(float x) {
-    const uint32_t u = bf16_bits(x) << 16;
+    const uint32_t u = (uint32_t)ff_bf16_bits(x) << 16;
     float y;
     memcpy(&y, &u, sizeof y);
     return y;
@@ -77,7 +68,7 @@ void ff_gemm_pack_rows_pairs(float *dst, const float *src, size_t ld, size_t kc,
         size_t r = 0;
         for (; r < w; r++) {
             const float *v = src + r * ld + p;
-            d[s * W + r] = bf16_bits(v[0]) | (p + 1 < kc ? bf16_bits(v[1]) << 16 : 0u);
+            d[s * W + r] = ff_bf16_bits(v[0]) | (p + 1 < kc ? (uint32_t)ff_bf16_bits(v[1]) << 16 : 0u);
         }
         for (; r < W; r++) d[s * W + r] = 0;
     }
@@ -174,7 +165,7 @@ const char *ff_bf16_path(void) {
 }
 
 int ff_bgemm_stored(int storage, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const void *A,
-                    size_t lda, size_t stride_a, const void *B, size_t ldb, size_t stride_b, float beta, float *C,
+                    size_t lda, size_t stride_a, const void *B, size_t ldb, size_t stride_b, float beta, void *C,
                     size_t ldc, size_t stride_c, const float *bias, ff_activation_t act, size_t batch) {
     return ff_gemm_batched_arch(ff_gemm_arch_bf16(), storage, trans_a, trans_b, m, n, k, alpha, A, lda, stride_a, B,
                                 ldb, stride_b, beta, C, ldc, stride_c, bias, act, batch);

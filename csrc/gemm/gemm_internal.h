@@ -4,6 +4,8 @@
 #define FF_GEMM_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "gemm/gemm.h"
 
@@ -61,7 +63,7 @@ const ff_gemm_arch_t *ff_gemm_arch_bf16(void);
  * storage as ff_bgemm_stored's. */
 int ff_gemm_batched_arch(const ff_gemm_arch_t *ar, int storage, int trans_a, int trans_b, size_t m, size_t n,
                          size_t k, float alpha, const void *A, size_t lda, size_t stride_a, const void *B, size_t ldb,
-                         size_t stride_b, float beta, float *C, size_t ldc, size_t stride_c, const float *bias,
+                         size_t stride_b, float beta, void *C, size_t ldc, size_t stride_c, const float *bias,
                          ff_activation_t act, size_t batch);
 /* k values of a panel kc deep, its padding included. */
 static inline size_t ff_gemm_depth(const ff_gemm_arch_t *ar, size_t kc) {
@@ -106,6 +108,16 @@ void ff_gemm_kernel_amx(size_t kc, const float *a, const float *b, float *c, siz
 void ff_gemm_pack_a_amx(float *dst, const float *src, size_t ld, int trans, size_t mc, size_t kc);
 void ff_gemm_amx_begin(void);
 void ff_gemm_amx_end(void);
+/* The largest register tile of any kernel, MR x NR floats. */
+#define FF_GEMM_MAX_TILE (32 * 32)
+/* The bf16 value nearest x (ties to even; NaN stays a quiet NaN), as the top
+ * half of its float32. Without branches, so that loops over it vectorise. */
+static inline uint16_t ff_bf16_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    const uint32_t nearest = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, quiet_nan = (u >> 16) | 0x40u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : nearest);
+}
 #define FF_GEMM_AMX_MR 32
 #define FF_GEMM_AMX_NR 32
 #define FF_GEMM_GENERIC_MR 6

@@ -17,9 +17,10 @@ cdef extern from "gemm/gemm.h" nogil:
     enum:
         FF_GEMM_A_BF16
         FF_GEMM_B_BF16
+        FF_GEMM_C_BF16
     int ff_bgemm_stored(int storage, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                         const void *A, size_t lda, size_t stride_a, const void *B, size_t ldb, size_t stride_b,
-                        float beta, float *C, size_t ldc, size_t stride_c, const float *bias, ff_activation_t act,
+                        float beta, void *C, size_t ldc, size_t stride_c, const float *bias, ff_activation_t act,
                         size_t batch)
     void ff_to_bf16(uint16_t *dst, const float *src, size_t n)
     const char *ff_bf16_path()
@@ -140,7 +141,10 @@ cdef object _gemm(str fname, object a, object b, bint batched, object trans_a, o
             raise ValueError(f"beta={beta} needs out= (the C that is accumulated into)")
         out = new_array("out", tuple(shape_c))
     else:
-        check_float32("out", out, nd, writeable=True)
+        if is_bf16_storage(out) and bf16:
+            check_bf16_storage("out", out, nd, True)
+        else:
+            check_float32("out", out, nd, writeable=True)
         if out.shape != shape_c:
             raise ValueError(f"out must have shape {shape_c}, got {out.shape}")
         for other, oname in ((a, "a"), (b, "b"), (bias, "bias")):
@@ -174,9 +178,10 @@ cdef object _gemm_run(str fname, object a, object b, bint batched, bint ta, bint
         return out
     cdef const void *pa = _data_ptr(a) if k else NULL
     cdef const void *pb = _data_ptr(b) if k else NULL
-    cdef int storage = (FF_GEMM_A_BF16 if is_bf16_storage(a) else 0) | (FF_GEMM_B_BF16 if is_bf16_storage(b) else 0)
+    cdef int storage = ((FF_GEMM_A_BF16 if is_bf16_storage(a) else 0) | (FF_GEMM_B_BF16 if is_bf16_storage(b) else 0)
+                        | (FF_GEMM_C_BF16 if is_bf16_storage(out) else 0))
     cdef const float *pbias = _f32p(bias) if bias is not None else NULL
-    cdef float *pc = _f32p(out)
+    cdef void *pc = _data_ptr(out)
     cdef size_t lda = sa[1], ldb = sb[1]
     cdef size_t stride_a = sa[0] * sa[1], stride_b = sb[0] * sb[1], stride_c = m * n
     cdef int rc
@@ -186,7 +191,7 @@ cdef object _gemm_run(str fname, object a, object b, bint batched, bint ta, bint
                                  pc, n, stride_c, pbias, act, batch)
         else:
             rc = ff_sgemm_batched(ta, tb, m, n, k, alpha, <const float *>pa, lda, stride_a, <const float *>pb, ldb,
-                                  stride_b, beta, pc, n, stride_c, pbias, act, batch)
+                                  stride_b, beta, <float *>pc, n, stride_c, pbias, act, batch)
     if rc != 0:
         raise MemoryError(f"{fname}: could not allocate GEMM pack buffers")
     return out
@@ -237,10 +242,11 @@ def matmul(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bi
     beta != 0 needs out; beta == 0 never reads out. activation: None, 'relu',
     'gelu' (exact erf form). compute_dtype="bfloat16" rounds every element of
     op(a) and op(b) to bfloat16 (nearest even) and sums the products in
-    float32 (bf16_path() says how); a and b may then also hold bf16 values
-    as uint16 (to_bf16's output), read at half the bytes with the bits of
-    their float32 values. Returns out. Bitwise identical for any thread
-    count."""
+    float32 (bf16_path() says how). Then a, b and out may also hold bf16
+    values as uint16 (to_bf16's output): a and b are read at half the bytes
+    with the bits of their float32 values; out gets the float32 result
+    rounded to bf16 (nearest even). Returns out. Bitwise identical for any
+    thread count."""
     return _gemm("matmul", a, b, False, trans_a, trans_b, alpha, beta, out, bias, activation, compute_dtype)
 
 

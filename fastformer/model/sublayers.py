@@ -296,15 +296,14 @@ class FeedForward(Sublayer):
 
     def body_forward(self, m, run, buf, h, mask):
         w = self.w
-        # float32 act(hidden): hact itself, or the plan's shared scratch to round into hact from
-        hact = buf.hact if buf.hact.dtype == np.float32 else run.plan.hidden[:h.shape[0]]
-        if m.activation == "relu":  # relu in the GEMM epilogue; its backward reads hact
-            m._matmul(h, w.w1, trans_b=True, bias=w.b1, activation="relu", out=hact)
+        if m.activation == "relu":  # relu in the GEMM epilogue (which rounds to bf16 for a bf16 hact)
+            m._matmul(h, w.w1, trans_b=True, bias=w.b1, activation="relu", out=buf.hact)
         else:
             m._matmul(h, w.w1, trans_b=True, bias=w.b1, out=buf.hpre)
-            activation_into(buf.hpre, "gelu", hact)
-        if hact is not buf.hact:
-            to_bf16_into(hact, buf.hact)
+            if buf.hact.dtype == np.float32:
+                activation_into(buf.hpre, "gelu", buf.hact)
+            else:  # through the plan's float32 scratch
+                to_bf16_into(activation_into(buf.hpre, "gelu", run.plan.hidden[:h.shape[0]]), buf.hact)
         m._matmul(buf.hact, w.w2, trans_b=True, bias=w.b2, out=buf.body)
 
     def body_backward(self, m, run, buf, gs, dbody, h, dx, dx_beta, mask, mem_beta):

@@ -5,8 +5,9 @@
 float32 or float64 (the result has the inputs' dtype). beta == 0 never reads
 out, as in the compiled kernel (out may hold NaN garbage). compute_dtype=
 "bfloat16" rounds op(a) and op(b) to bfloat16 first (round_bf16), as the
-compiled bf16 products do; the sums stay in the inputs' precision. a and b
-may then hold bf16 values as uint16 (to_bf16)."""
+compiled bf16 products do; the sums stay in the inputs' precision. a, b and
+out may then hold bf16 values as uint16 (to_bf16): out gets the float32
+result rounded to bf16."""
 import numpy as np
 
 from fastformer.layout import check_compute_dtype
@@ -62,7 +63,7 @@ def _gemm(a, b, ndim, trans_a, trans_b, alpha, beta, out, bias, activation, comp
         op_a, op_b = round_bf16(op_a), round_bf16(op_b)
     y = np.matmul(op_a, op_b).astype(dtype, copy=False) * dtype.type(alpha)
     if beta != 0:
-        y = y + dtype.type(beta) * out
+        y = y + dtype.type(beta) * from_bf16(out)
     if bias is not None:
         y = y + np.asarray(bias, dtype=dtype)
     act = _ACTIVATIONS[activation]
@@ -70,6 +71,8 @@ def _gemm(a, b, ndim, trans_a, trans_b, alpha, beta, out, bias, activation, comp
         y = act(y)
     if out is None:
         return y
+    if out.dtype == np.uint16:  # bf16 values: the float32 result rounded, as the compiled products store it
+        return to_bf16(y, out=out)
     out[...] = y
     return out
 
