@@ -108,10 +108,7 @@ static const float *as_floats(const void *src, int bf16, size_t *ld, size_t rows
     for (size_t r = 0; r < rows; r++) {
         const uint16_t *s = (const uint16_t *)src + r * *ld;
         float *d = stage + r * cols;
-        for (size_t c = 0; c < cols; c++) {
-            const uint32_t u = (uint32_t)s[c] << 16;
-            memcpy(d + c, &u, sizeof u);
-        }
+        for (size_t c = 0; c < cols; c++) d[c] = ff_bf16_value(s[c]);
     }
     *ld = cols;
     return stage;
@@ -209,22 +206,6 @@ static void pack_b_group(const ff_gemm_arch_t *ar, const problem_t *P, size_t jc
     for (size_t j = 0; j < width; j += NR) ff_gemm_pad_panel(ar, dst + j * ks, kc, NR);
 }
 
-/* The micro-kernel into a bf16 C (mr x nr at c, leading dimension ldc),
- * through a float tile: C is read (widened) only when the epilogue loads it,
- * and each element rounded once, after the only k block (see
- * ff_gemm_batched_arch). */
-static void kernel_to_bf16(const ff_gemm_arch_t *ar, size_t kc, const float *a, const float *b, uint16_t *c,
-                           size_t ldc, size_t mr, size_t nr, const ff_gemm_epi_t *epi) {
-    float t[FF_GEMM_MAX_TILE] __attribute__((aligned(64))); /* [mr][nr] */
-    if (epi->load_c) {
-        size_t ld = ldc;
-        as_floats(c, 1, &ld, mr, nr, t);
-    }
-    ar->kernel(kc, a, b, t, nr, mr, nr, epi);
-    for (size_t r = 0; r < mr; r++)
-        for (size_t q = 0; q < nr; q++) c[r * ldc + q] = ff_bf16_bits(t[r * nr + q]);
-}
-
 /* Work handed out by shared counters, so a thread slowed by another process
  * on its core simply takes fewer pieces (a static split would leave the whole
  * team waiting on it). Who computes a piece never changes its bits. */
@@ -274,7 +255,7 @@ static void gemm_team(const ff_gemm_arch_t *ar, const problem_t *P, int tid, int
 
             const int last = pc + kc == k;
             ff_gemm_epi_t epi = {P->alpha, pc == 0 ? P->beta : 1.0f, pc > 0 || P->beta != 0.0f,
-                                 last ? P->act : FF_ACT_NONE, NULL};
+                                 last ? P->act : FF_ACT_NONE, NULL, P->c16};
             size_t packed_ic = (size_t)-1;
             for (size_t u; (u = ff_gemm_take(&sync->next_c, nth)) < nic * nch;) {
                 const size_t ic = u / nch * MC, ch = u % nch, mc = min_sz(MC, m - ic);
@@ -283,11 +264,9 @@ static void gemm_team(const ff_gemm_arch_t *ar, const problem_t *P, int tid, int
                     const size_t j = jc + q * NR, nr = min_sz(NR, nc - q * NR);
                     const float *bp = bpack + q * NR * ks;
                     epi.bias = last && P->bias ? P->bias + j : NULL;
-                    for (size_t ir = 0; ir < mc; ir += MR) {
-                        void *c = (void *)element(P->C, P->c16, P->ldc, ic + ir, j);
-                        if (P->c16) kernel_to_bf16(ar, kc, apack + ir * ks, bp, c, P->ldc, min_sz(MR, mc - ir), nr, &epi);
-                        else ar->kernel(kc, apack + ir * ks, bp, c, P->ldc, min_sz(MR, mc - ir), nr, &epi);
-                    }
+                    for (size_t ir = 0; ir < mc; ir += MR)
+                        ar->kernel(kc, apack + ir * ks, bp, (float *)element(P->C, P->c16, P->ldc, ic + ir, j),
+                                   P->ldc, min_sz(MR, mc - ir), nr, &epi);
                 }
             }
             team_barrier(nth); /* the next step overwrites the shared B block */

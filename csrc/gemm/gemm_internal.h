@@ -25,7 +25,18 @@ typedef struct {
     int load_c;        /* 0: C's old value is not read (beta == 0 on the first block) */
     int act;           /* ff_activation_t */
     const float *bias; /* bias at the tile's first column, or NULL */
+    int c_bf16;        /* C holds bf16 values (uint16_t, passed as float *; ldc counts them): C's old value is
+                          read widened, the result stored rounded (only with one k block: see gemm.c) */
 } ff_gemm_epi_t;
+
+/* Row i of the kernel's C (c, ldc as the kernel got them), floats or bf16 values. */
+static inline float *ff_gemm_c_row(float *c, size_t ldc, size_t i, const ff_gemm_epi_t *epi) {
+    return epi->c_bf16 ? (float *)((uint16_t *)c + i * ldc) : c + i * ldc;
+}
+/* The row stride of C in floats, for prefetching its rows (half ldc for bf16 values). */
+static inline size_t ff_gemm_c_prefetch_ld(size_t ldc, const ff_gemm_epi_t *epi) {
+    return epi->c_bf16 ? ldc / 2 : ldc;
+}
 
 /* a is a packed MR x kc panel ([kc][MR]), b a packed kc x NR panel ([kc][NR]),
  * c the (mr, nr) corner of C with leading dimension ldc; mr <= MR, nr <= NR.
@@ -118,6 +129,13 @@ static inline uint16_t ff_bf16_bits(float x) {
     const uint32_t nearest = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, quiet_nan = (u >> 16) | 0x40u;
     return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : nearest);
 }
+/* The float32 a bf16 value is the top half of (exact). */
+static inline float ff_bf16_value(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
 #define FF_GEMM_AMX_MR 32
 #define FF_GEMM_AMX_NR 32
 #define FF_GEMM_GENERIC_MR 6
@@ -167,6 +185,7 @@ void ff_gemm_pack_rows_pairs_avx512(float *dst, const float *src, size_t ld, siz
 void ff_gemm_pack_cols_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
 
 /* Epilogue helpers (epilogue.c), scalar and portable. */
+#define FF_GEMM_EPI_BF16_MAX 64 /* columns of a bf16 C per call (the portable kernel's NR) */
 /* tile (mr x nr, leading dimension ldt) holds acc; applies the epilogue into c. */
 void ff_gemm_epilogue_scalar(const float *acc, size_t ldt, float *c, size_t ldc, size_t mr, size_t nr,
                              const ff_gemm_epi_t *epi);

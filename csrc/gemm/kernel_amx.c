@@ -109,16 +109,17 @@ static void tile_product(size_t ks, const float *a, const float *b, float *t) {
 void ff_gemm_kernel_amx(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr, size_t nr,
                         const ff_gemm_epi_t *epi) {
     float t[MR * NR] __attribute__((aligned(64)));
+    const size_t ldp = ff_gemm_c_prefetch_ld(ldc, epi);
     for (size_t i = 0; i < mr; i++) /* into L2 while the tiles work */
-        __builtin_prefetch(c + i * ldc, 0, 2), __builtin_prefetch(c + i * ldc + NR - 1, 0, 2);
+        __builtin_prefetch(c + i * ldp, 0, 2), __builtin_prefetch(c + i * ldp + NR - 1, 0, 2);
     tile_product((kc + 31) / 32 * 16, a, b, t);
     if (nr == NR) {
         ff_gemm_store_rows_avx512(t, c, ldc, mr, epi);
         return;
     }
     for (size_t r = 0; r < mr; r += FF_GEMM_AVX512_MR) /* the fp32 tile's edge path, 12 rows at a time */
-        ff_gemm_store_avx512(t + r * NR, c + r * ldc, ldc, mr - r < FF_GEMM_AVX512_MR ? mr - r : FF_GEMM_AVX512_MR,
-                             nr, epi);
+        ff_gemm_store_avx512(t + r * NR, ff_gemm_c_row(c, ldc, r, epi), ldc,
+                             mr - r < FF_GEMM_AVX512_MR ? mr - r : FF_GEMM_AVX512_MR, nr, epi);
 }
 
 /* The peak leaf (runtime/fma_peak.h): the kernel's four accumulating

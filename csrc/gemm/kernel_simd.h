@@ -32,18 +32,19 @@ static inline void store_rows(const float *t, float *c, size_t ldc, size_t rows,
     const int beta1 = epi->beta == 1.0f;
 #pragma GCC unroll 16
     for (size_t i = 0; i < rows; i++) {
-        float *ci = c + i * ldc;
+        float *ci = ff_gemm_c_row(c, ldc, i, epi);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) {
             ffv x = ffv_mul(valpha, ffv_load(t + i * NR + FFV_W * v));
             if (epi->load_c) {
-                ffv cv = ffv_load(ci + FFV_W * v);
+                ffv cv = epi->c_bf16 ? ffv_load_bf16((const uint16_t *)ci + FFV_W * v) : ffv_load(ci + FFV_W * v);
                 x = ffv_add(x, beta1 ? cv : ffv_mul(vbeta, cv));
             }
             if (bias) x = ffv_add(x, ffv_load(bias + FFV_W * v));
             if (epi->act == FF_ACT_RELU) x = ffv_max(zero, x); /* max(0, NaN) is NaN */
             if (epi->act == FF_ACT_GELU) x = ffv_gelu(x);
-            ffv_store(ci + FFV_W * v, x);
+            if (epi->c_bf16) ffv_store_bf16((uint16_t *)ci + FFV_W * v, x);
+            else ffv_store(ci + FFV_W * v, x);
         }
     }
 }
@@ -122,12 +123,13 @@ static __attribute__((noinline)) void tile_product_two_thirds(size_t kc, const f
 void FFV_FN(ff_gemm_kernel)(size_t kc, const float *restrict a, const float *restrict b, float *c, size_t ldc,
                             size_t mr, size_t nr, const ff_gemm_epi_t *epi) {
     float t[MR * NR] __attribute__((aligned(64)));
+    const size_t ldp = ff_gemm_c_prefetch_ld(ldc, epi);
     if (mr <= MR / 3)
-        tile_product_third(kc, a, b, t, c, ldc);
+        tile_product_third(kc, a, b, t, c, ldp);
     else if (mr <= 2 * MR / 3)
-        tile_product_two_thirds(kc, a, b, t, c, ldc);
+        tile_product_two_thirds(kc, a, b, t, c, ldp);
     else
-        tile_product(kc, a, b, t, c, ldc);
+        tile_product(kc, a, b, t, c, ldp);
     store_tile_part(t, c, ldc, mr, nr, epi);
 }
 

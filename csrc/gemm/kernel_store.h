@@ -23,13 +23,23 @@ static inline void store_tile_part(const float *t, float *c, size_t ldc, size_t 
      * part that exists, so every element sees the same instructions. */
     float ct[MR * NR] __attribute__((aligned(64)));
     float bt[NR] __attribute__((aligned(64)));
-    for (size_t i = 0; i < mr; i++)
-        for (size_t j = 0; j < nr; j++) ct[i * NR + j] = epi->load_c ? c[i * ldc + j] : 0.0f;
+    ff_gemm_epi_t e = *epi; /* on ct: floats */
+    e.c_bf16 = 0;
+    for (size_t i = 0; i < mr; i++) {
+        const float *ci = ff_gemm_c_row(c, ldc, i, epi);
+        for (size_t j = 0; j < nr; j++)
+            ct[i * NR + j] = !epi->load_c ? 0.0f : epi->c_bf16 ? ff_bf16_value(((const uint16_t *)ci)[j]) : ci[j];
+    }
     if (epi->bias)
         for (size_t j = 0; j < NR; j++) bt[j] = j < nr ? epi->bias[j] : 0.0f;
-    store_rows(t, ct, NR, mr, epi->bias ? bt : NULL, epi);
-    for (size_t i = 0; i < mr; i++)
-        for (size_t j = 0; j < nr; j++) c[i * ldc + j] = ct[i * NR + j];
+    store_rows(t, ct, NR, mr, epi->bias ? bt : NULL, &e);
+    for (size_t i = 0; i < mr; i++) {
+        float *ci = ff_gemm_c_row(c, ldc, i, epi);
+        for (size_t j = 0; j < nr; j++) {
+            if (epi->c_bf16) ((uint16_t *)ci)[j] = ff_bf16_bits(ct[i * NR + j]);
+            else ci[j] = ct[i * NR + j];
+        }
+    }
 }
 
 #endif

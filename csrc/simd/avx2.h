@@ -137,6 +137,17 @@ static inline ffv ffv_round_bf16(ffv x) {
     return _mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(nan), _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
+/* A vector of bf16 values (uint16_t) as floats; x rounded to bf16 values. */
+static inline ffv ffv_load_bf16(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+static inline void ffv_store_bf16(uint16_t *p, ffv x) {
+    const __m256i top = _mm256_srli_epi32(_mm256_castps_si256(ffv_round_bf16(x)), 16);
+    /* packus works within 128-bit lanes: the two halves' four values, then the lanes side by side */
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(top, top), 0x08);
+    _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(packed));
+}
+
 #include "simd/math.h"
 #include FFV_BODY
 

@@ -87,6 +87,13 @@ static inline __m512i ffv_bf16_bits(ffv x) {
 }
 /* x rounded to bf16, kept as a float. */
 static inline ffv ffv_round_bf16(ffv x) { return _mm512_castsi512_ps(_mm512_slli_epi32(ffv_bf16_bits(x), 16)); }
+/* A vector of bf16 values (uint16_t) as floats; x rounded to bf16 values. */
+static inline ffv ffv_load_bf16(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+static inline void ffv_store_bf16(uint16_t *p, ffv x) {
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(ffv_bf16_bits(x)));
+}
 
 #include "simd/math.h"
 #include FFV_BODY

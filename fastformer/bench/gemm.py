@@ -5,10 +5,11 @@ with the same thread count.
 
     python -m fastformer.bench gemm [--json PATH] [--threads N] [--repeat R] [--precision bf16]
 
---precision bf16: fastformer's bf16 products (compute_dtype="bfloat16": fp32
-inputs rounded as they are packed, fp32 results) against torch.matmul on
-bf16 tensors (oneDNN or MKL, AMX where the CPU has it; bf16 results), since
-NumPy has no bf16; %peak is still against the fp32 FMA peak.
+--precision bf16: fastformer's bf16 products (compute_dtype="bfloat16") against
+torch.matmul (oneDNN or MKL, AMX where the CPU has it), since NumPy has no
+bf16, like for like: both sides read bf16 operands (ops.to_bf16's uint16 on
+ours, bf16 tensors on torch's) and write bf16 results, summing in fp32;
+%peak is against the measured peak of the bf16 path.
 
 `--threads N` sets fastformer's and numpy's BLAS thread count alike (through
 threadpoolctl or OpenBLAS's own setter; a note says when numpy's could not be
@@ -85,17 +86,18 @@ def _columns(other):
 
 def _sides(precision, torch, a, b, batch, ta, tb, out):
     """{name: call} of the two sides for one shape: fastformer's product into
-    `out`, and numpy.matmul (fp32) or torch.matmul on bf16 tensors (bf16)."""
+    `out` and numpy.matmul (fp32), or both on bf16 values (bf16)."""
     f = ops.bmm if batch else ops.matmul
-    compute_dtype = "bfloat16" if precision == "bf16" else "float32"
-    ours = lambda: f(a, b, trans_a=ta, trans_b=tb, out=out, compute_dtype=compute_dtype)  # noqa: E731
     if precision == "bf16":
         def bf16(x, trans):  # op(x) as a bf16 tensor (a transposed view, as numpy's side takes it)
             t = torch.from_numpy(np.ascontiguousarray(x)).to(torch.bfloat16)
             return t.transpose(-1, -2) if trans else t
 
-        a16, b16 = bf16(a, ta), bf16(b, tb)
-        return {"fastformer": ours, "torch": lambda: torch.matmul(a16, b16)}
+        ta16, tb16 = bf16(a, ta), bf16(b, tb)
+        a16, b16, out16 = ops.to_bf16(a), ops.to_bf16(b), np.empty(out.shape, np.uint16)
+        return {"fastformer": lambda: f(a16, b16, trans_a=ta, trans_b=tb, out=out16, compute_dtype="bfloat16"),
+                "torch": lambda: torch.matmul(ta16, tb16)}
+    ours = lambda: f(a, b, trans_a=ta, trans_b=tb, out=out)  # noqa: E731
     op_a = np.swapaxes(a, -1, -2) if ta else a
     op_b = np.swapaxes(b, -1, -2) if tb else b
     theirs = np.empty_like(out)
@@ -128,7 +130,8 @@ def run(args):
     print(f"gemm blocking {blocking}; median of {args.repeat} interleaved samples per side, each after "
           f"{args.pause} s idle and at least 20 ms long\n")
     if args.precision == "bf16":
-        print(f"bf16 products: fastformer path {ops.bf16_path()}, torch.matmul on bf16 tensors")
+        print(f"bf16 products, bf16 operands and results on both sides: fastformer path {ops.bf16_path()}, "
+              "torch.matmul on bf16 tensors")
     print(harness.table_head(columns))
     rng = np.random.default_rng(0)
     rows = []
