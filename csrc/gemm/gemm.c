@@ -317,12 +317,13 @@ static size_t stage_floats(const ff_gemm_arch_t *ar, const problem_t *P) {
 }
 
 /* A bf16 C of a product summed over several k blocks (or none): the
- * partial sums stay float, in a float copy of C rounded into C at the end. */
+ * partial sums stay float, in a float copy of C (this thread's grow-only
+ * scratch: no page faults once warm) rounded into C at the end. */
 static int via_float_copy(const ff_gemm_arch_t *ar, int storage, int trans_a, int trans_b, size_t m, size_t n,
                           size_t k, float alpha, const void *A, size_t lda, size_t stride_a, const void *B, size_t ldb,
                           size_t stride_b, float beta, uint16_t *C, size_t ldc, size_t stride_c, const float *bias,
                           ff_activation_t act, size_t batch) {
-    float *copy = malloc(batch * m * n * sizeof(float));
+    float *copy = pack_buffer(FF_SCRATCH_GEMM_C, batch * m * n);
     if (copy == NULL) return -1;
     for (size_t b = 0; beta != 0.0f && b < batch; b++) {
         size_t ld = ldc;
@@ -330,9 +331,12 @@ static int via_float_copy(const ff_gemm_arch_t *ar, int storage, int trans_a, in
     }
     const int rc = ff_gemm_batched_arch(ar, storage & ~FF_GEMM_C_BF16, trans_a, trans_b, m, n, k, alpha, A, lda,
                                         stride_a, B, ldb, stride_b, beta, copy, n, m * n, bias, act, batch);
-    for (size_t b = 0; rc == 0 && b < batch; b++)
-        for (size_t i = 0; i < m; i++) ff_to_bf16(C + b * stride_c + i * ldc, copy + (b * m + i) * n, n);
-    free(copy);
+    for (size_t b = 0; rc == 0 && b < batch; b++) {
+        if (ldc == n) /* one parallel pass */
+            ff_to_bf16(C + b * stride_c, copy + b * m * n, m * n);
+        else
+            for (size_t i = 0; i < m; i++) ff_to_bf16(C + b * stride_c + i * ldc, copy + (b * m + i) * n, n);
+    }
     return rc;
 }
 

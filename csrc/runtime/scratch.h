@@ -24,6 +24,7 @@ enum {
     FF_SCRATCH_GEMM_A, /* GEMM pack buffers, per worker */
     FF_SCRATCH_GEMM_B,
     FF_SCRATCH_GEMM_STAGE, /* a bf16 operand's block widened to floats, per worker */
+    FF_SCRATCH_GEMM_C,     /* a float copy of a bf16 C, per caller */
     FF_SCRATCH_SLOTS
 };
 
