@@ -137,52 +137,87 @@ size_t ff_gemm_m_block(const ff_gemm_arch_t *ar, size_t m) {
 #define PACK_KT 8
 #define PACK_AHEAD 16
 
-/* `width` columns of a (k, *) matrix, columns [0, width) of rows [0, kc) at
- * src (leading dimension ld), into ceil(width / W) W-wide panels of pack_cols
- * layout, panel q at dst + q*W*kc. Panel by panel over the whole kc, each pass
- * walks kc rows that sit a page apart at ld = 1024, 2048: the L1/L2 sets alias
+/* Where the packers read a block: its origin as stored, or (for bf16 values
+ * on an arch without bf16 packers) its values widened into a stage. */
+typedef struct {
+    const void *p;
+    size_t ld;
+    int bf16;
+} source_t;
+
+/* The rows x cols block at (r, c) of X (floats, or bf16 values when bf16). */
+static source_t block(const ff_gemm_arch_t *ar, const void *X, int bf16, size_t ld, size_t r, size_t c, size_t rows,
+                      size_t cols, float *stage) {
+    source_t s = {element(X, bf16, ld, r, c), ld, bf16};
+    if (bf16 && !ar->pack_rows_bf16) {
+        s.p = as_floats(s.p, 1, &s.ld, rows, cols, stage);
+        s.bf16 = 0;
+    }
+    return s;
+}
+
+static inline const void *source_at(source_t s, size_t r, size_t c) { return element(s.p, s.bf16, s.ld, r, c); }
+
+/* The arch's pack_rows / pack_cols from element (r, c) of the source. */
+static void pack_rows_at(const ff_gemm_arch_t *ar, float *dst, source_t s, size_t r, size_t c, size_t kc, size_t w,
+                         size_t W) {
+    if (s.bf16) ar->pack_rows_bf16(dst, source_at(s, r, c), s.ld, kc, w, W);
+    else ar->pack_rows(dst, source_at(s, r, c), s.ld, kc, w, W);
+}
+static void pack_cols_at(const ff_gemm_arch_t *ar, float *dst, source_t s, size_t r, size_t c, size_t kc, size_t w,
+                         size_t W) {
+    if (s.bf16) ar->pack_cols_bf16(dst, source_at(s, r, c), s.ld, kc, w, W);
+    else ar->pack_cols(dst, source_at(s, r, c), s.ld, kc, w, W);
+}
+
+/* `width` columns of a (k, *) matrix, columns [0, width) of rows [0, kc) of
+ * the source, into ceil(width / W) W-wide panels of pack_cols layout, panel
+ * q at dst + q*W*kc. Panel by panel over the whole kc, each pass walks kc
+ * rows that sit a page apart at ld = 1024, 2048 floats: the L1/L2 sets alias
  * (adjacent panels then re-fetch the lines they share from L3) and the
  * hardware prefetchers stop at page boundaries. Row steps across the whole
  * block, with the rows prefetched by hand, pack 2-3x faster (0.3 -> 0.1 ns per
  * float at ld = 1024 from L3, 0.37 -> 0.18 from DRAM): in dW = dY^T X with
  * m, n = 256..1024 that was 10-20% of the product's time. */
-static void pack_cols_block(const ff_gemm_arch_t *ar, float *dst, const float *src, size_t ld, size_t kc,
-                            size_t width, size_t W) {
+static void pack_cols_block(const ff_gemm_arch_t *ar, float *dst, source_t s, size_t kc, size_t width, size_t W) {
     const size_t ks = ff_gemm_slots(ar, kc); /* a panel's slots along k */
-    if (ld < 256) { /* rows < 1 KiB apart: the prefetchers keep up, and short steps only cost calls */
-        for (size_t j = 0; j < width; j += W) ar->pack_cols(dst + j * ks, src + j, ld, kc, min_sz(W, width - j), W);
+    const size_t row_bytes = s.ld * (s.bf16 ? sizeof(uint16_t) : sizeof(float));
+    const size_t bytes = width * (s.bf16 ? sizeof(uint16_t) : sizeof(float));
+    if (row_bytes < 1024) { /* the prefetchers keep up, and short steps only cost calls */
+        for (size_t j = 0; j < width; j += W) pack_cols_at(ar, dst + j * ks, s, 0, j, kc, min_sz(W, width - j), W);
         return;
     }
     for (size_t p = 0; p < kc; p += PACK_KT) {
         const size_t kk = min_sz(PACK_KT, kc - p);
         for (size_t r = p + PACK_AHEAD; r < min_sz(p + PACK_AHEAD + kk, kc); r++) {
-            const float *s = src + r * ld;
-            for (size_t j = 0; j < width; j += 16) __builtin_prefetch(s + j);
-            __builtin_prefetch(s + width - 1);
+            const char *row = source_at(s, r, 0);
+            for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(row + o);
+            __builtin_prefetch(row + bytes - 1);
         }
         for (size_t j = 0; j < width; j += W)
-            ar->pack_cols(dst + j * ks + p / ar->kpack * W, src + p * ld + j, ld, kk, min_sz(W, width - j), W);
+            pack_cols_at(ar, dst + j * ks + p / ar->kpack * W, s, p, j, kk, min_sz(W, width - j), W);
     }
 }
 
 /* op(A) rows [i0, i0+mc) x k range [p0, p0+kc) into MR-row panels (stage:
- * this thread's buffer for a bf16 A's widened block). */
+ * this thread's buffer for a widened block). An arch with its own A layout
+ * (pack_a) has bf16 packers for it too. */
 static void pack_a(const ff_gemm_arch_t *ar, const problem_t *P, size_t i0, size_t mc, size_t p0, size_t kc,
                    float *dst, float *stage) {
-    const size_t MR = ar->mr;
-    size_t ld = P->lda; /* A is (k,m) when ta: op(A)(i,p) = A[p*lda + i]; else (m,k) */
-    const float *src = P->ta ? as_floats(element(P->A, P->a16, ld, p0, i0), P->a16, &ld, kc, mc, stage)
-                             : as_floats(element(P->A, P->a16, ld, i0, p0), P->a16, &ld, mc, kc, stage);
+    const size_t MR = ar->mr; /* A is (k,m) when ta: op(A)(i,p) = A[p*lda + i]; else (m,k) */
+    const source_t s = P->ta ? block(ar, P->A, P->a16, P->lda, p0, i0, kc, mc, stage)
+                             : block(ar, P->A, P->a16, P->lda, i0, p0, mc, kc, stage);
     if (ar->pack_a) {
-        ar->pack_a(dst, src, ld, P->ta, mc, kc);
+        if (s.bf16) ar->pack_a_bf16(dst, s.p, s.ld, P->ta, mc, kc);
+        else ar->pack_a(dst, s.p, s.ld, P->ta, mc, kc);
         return;
     }
     if (P->ta) {
-        pack_cols_block(ar, dst, src, ld, kc, mc, MR);
+        pack_cols_block(ar, dst, s, kc, mc, MR);
         return;
     }
     for (size_t ir = 0; ir < mc; ir += MR)
-        ar->pack_rows(dst + ir * ff_gemm_slots(ar, kc), src + ir * ld, ld, kc, min_sz(MR, mc - ir), MR);
+        pack_rows_at(ar, dst + ir * ff_gemm_slots(ar, kc), s, ir, 0, kc, min_sz(MR, mc - ir), MR);
 }
 
 /* B panels packed per take: a row of the group is a few whole cache lines. */
@@ -194,14 +229,11 @@ static void pack_b_group(const ff_gemm_arch_t *ar, const problem_t *P, size_t jc
     const size_t NR = ar->nr, j0 = q0 * NR, width = min_sz(B_GROUP * NR, nc - j0);
     const size_t ks = ff_gemm_slots(ar, kc);
     float *dst = bpack + j0 * ks;
-    size_t ld = P->ldb;
     if (!P->tb) { /* B is (k,n) */
-        const float *src = as_floats(element(P->B, P->b16, ld, p0, jc + j0), P->b16, &ld, kc, width, stage);
-        pack_cols_block(ar, dst, src, ld, kc, width, NR);
+        pack_cols_block(ar, dst, block(ar, P->B, P->b16, P->ldb, p0, jc + j0, kc, width, stage), kc, width, NR);
     } else { /* B is (n,k): op(B)(p,j) = B[j*ldb + p] */
-        const float *src = as_floats(element(P->B, P->b16, ld, jc + j0, p0), P->b16, &ld, width, kc, stage);
-        for (size_t j = 0; j < width; j += NR)
-            ar->pack_rows(dst + j * ks, src + j * ld, ld, kc, min_sz(NR, width - j), NR);
+        const source_t s = block(ar, P->B, P->b16, P->ldb, jc + j0, p0, width, kc, stage);
+        for (size_t j = 0; j < width; j += NR) pack_rows_at(ar, dst + j * ks, s, j, 0, kc, min_sz(NR, width - j), NR);
     }
     for (size_t j = 0; j < width; j += NR) ff_gemm_pad_panel(ar, dst + j * ks, kc, NR);
 }
@@ -308,10 +340,11 @@ static problem_t item(const problem_t *P0, size_t b, size_t stride_a, size_t str
     return P;
 }
 
-/* Floats of a thread's stage for the widened blocks of bf16 operands: an A
- * block, or a group of B panels, whichever is larger. */
+/* Floats of a thread's stage for the widened blocks of bf16 operands (an
+ * arch without bf16 packers): an A block, or a group of B panels, whichever
+ * is larger. */
 static size_t stage_floats(const ff_gemm_arch_t *ar, const problem_t *P) {
-    if (!P->a16 && !P->b16) return 0;
+    if ((!P->a16 && !P->b16) || ar->pack_rows_bf16) return 0;
     const size_t a = apack_floats(ar, P), b = B_GROUP * (size_t)ar->nr * ff_gemm_k_block(ar, P->k);
     return a > b ? a : b;
 }

@@ -58,22 +58,6 @@ ROUNDING_PACKER(rows_avx512, ff_gemm_pack_rows_avx512, ff_gemm_round_bf16_avx512
 ROUNDING_PACKER(cols_avx512, ff_gemm_pack_cols_avx512, ff_gemm_round_bf16_avx512)
 #endif
 
-/* ---- avx512_bf16: the portable row-pair packer (pack_avx512.c has the vector
- * ones, and falls back to this one for edge panels) ------------------------ */
-
-void ff_gemm_pack_rows_pairs(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
-    uint32_t *d = (uint32_t *)dst;
-    for (size_t s = 0; s < (kc + 1) / 2; s++) {
-        const size_t p = 2 * s;
-        size_t r = 0;
-        for (; r < w; r++) {
-            const float *v = src + r * ld + p;
-            d[s * W + r] = ff_bf16_bits(v[0]) | (p + 1 < kc ? (uint32_t)ff_bf16_bits(v[1]) << 16 : 0u);
-        }
-        for (; r < W; r++) d[s * W + r] = 0;
-    }
-}
-
 /* ---- the tables -------------------------------------------------------- */
 
 enum { FF_BF16_EMULATED, FF_BF16_AVX512, FF_BF16_AMX };
@@ -102,12 +86,16 @@ static ff_gemm_arch_t g_amx = {.name = "amx", .kpack = 2, .kgrain = 32, .mr = FF
                                .mc = 128, .kc = 512, .nc = 4096, .kernel = ff_gemm_kernel_amx,
                                .pack_rows = ff_gemm_pack_rows_pairs_avx512,
                                .pack_cols = ff_gemm_pack_cols_pairs_avx512, .pack_a = ff_gemm_pack_a_amx,
+                               .pack_rows_bf16 = ff_gemm_pack_rows_pairs_bf16,
+                               .pack_cols_bf16 = ff_gemm_pack_cols_pairs_bf16, .pack_a_bf16 = ff_gemm_pack_a_amx_bf16,
                                .begin = ff_gemm_amx_begin, .end = ff_gemm_amx_end};
 #endif
 static ff_gemm_arch_t g_avx512_bf16 = {.name = "avx512_bf16", .kpack = 2, .mr = FF_GEMM_AVX512_MR,
                                        .nr = FF_GEMM_AVX512_NR, .mc = 144, .kc = 1024, .nc = 4096,
                                        .kernel = ff_gemm_kernel_avx512bf16, .pack_rows = ff_gemm_pack_rows_pairs_avx512,
-                                       .pack_cols = ff_gemm_pack_cols_pairs_avx512};
+                                       .pack_cols = ff_gemm_pack_cols_pairs_avx512,
+                                       .pack_rows_bf16 = ff_gemm_pack_rows_pairs_bf16,
+                                       .pack_cols_bf16 = ff_gemm_pack_cols_pairs_bf16};
 #endif
 
 int ff_bf16_path_built(const char *path) {

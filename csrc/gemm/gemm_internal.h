@@ -50,6 +50,9 @@ typedef void (*ff_gemm_pack_fn)(float *dst, const float *src, size_t ld, size_t 
  * src[i*ld + p]) into ceil(mc / MR) panels of the kernel's own A layout,
  * panel q at dst + q*MR*slots(kc), zero-padded. */
 typedef void (*ff_gemm_pack_a_fn)(float *dst, const float *src, size_t ld, int trans, size_t mc, size_t kc);
+/* The same from bf16 values (uint16_t): panels as from their float32 values. */
+typedef void (*ff_gemm_pack_bf16_fn)(float *dst, const uint16_t *src, size_t ld, size_t kc, size_t w, size_t W);
+typedef void (*ff_gemm_pack_a_bf16_fn)(float *dst, const uint16_t *src, size_t ld, int trans, size_t mc, size_t kc);
 
 /* One instruction set's kernel and blocking. Blocking depends on the kernel
  * and the problem shape only, never on the thread count. */
@@ -62,6 +65,10 @@ typedef struct {
     ff_gemm_kernel_fn kernel;
     ff_gemm_pack_fn pack_rows, pack_cols; /* see below */
     ff_gemm_pack_a_fn pack_a;             /* NULL: A panels as B's, [slots][MR] */
+    /* The packers for operands stored in bf16 (ff_bgemm_stored), or NULL: then
+     * a block is widened to floats for the float packers (gemm.c). */
+    ff_gemm_pack_bf16_fn pack_rows_bf16, pack_cols_bf16;
+    ff_gemm_pack_a_bf16_fn pack_a_bf16;
     void (*begin)(void), (*end)(void);    /* NULL, or called by each thread around its kernel calls */
 } ff_gemm_arch_t;
 
@@ -117,6 +124,7 @@ void ff_gemm_kernel_avx512bf16(size_t kc, const float *a, const float *b, float 
 void ff_gemm_kernel_amx(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr, size_t nr,
                         const ff_gemm_epi_t *epi);
 void ff_gemm_pack_a_amx(float *dst, const float *src, size_t ld, int trans, size_t mc, size_t kc);
+void ff_gemm_pack_a_amx_bf16(float *dst, const uint16_t *src, size_t ld, int trans, size_t mc, size_t kc);
 void ff_gemm_amx_begin(void);
 void ff_gemm_amx_end(void);
 /* The largest register tile of any kernel, MR x NR floats. */
@@ -175,14 +183,15 @@ void ff_gemm_round_bf16(float *dst, const float *src, size_t n);
 void ff_gemm_round_bf16_avx2(float *dst, const float *src, size_t n);
 void ff_gemm_round_bf16_avx512(float *dst, const float *src, size_t n);
 
-/* bf16 pair panels (gemm_bf16.c, and with AVX-512 pack_avx512.c): slot
- * (s, r) of a W-wide panel, 32 bits, holds elements k = 2s (low half) and
- * 2s + 1 (high half) of vector r, each rounded to bf16 (nearest even);
- * missing vectors and a missing last odd element are zeros. Same arguments
- * as the fp32 packers, same bits from every version. */
-void ff_gemm_pack_rows_pairs(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+/* bf16 pair panels (pack_pairs_simd.h, AVX-512): slot (s, r) of a W-wide
+ * panel, 32 bits, holds elements k = 2s (low half) and 2s + 1 (high half) of
+ * vector r, each rounded to bf16 (nearest even); missing vectors and a
+ * missing last odd element are zeros. Same arguments as the fp32 packers;
+ * the _bf16 versions read bf16 values and give the panels of their floats. */
 void ff_gemm_pack_rows_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
 void ff_gemm_pack_cols_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+void ff_gemm_pack_rows_pairs_bf16(float *dst, const uint16_t *src, size_t ld, size_t kc, size_t w, size_t W);
+void ff_gemm_pack_cols_pairs_bf16(float *dst, const uint16_t *src, size_t ld, size_t kc, size_t w, size_t W);
 
 /* Epilogue helpers (epilogue.c), scalar and portable. */
 #define FF_GEMM_EPI_BF16_MAX 64 /* columns of a bf16 C per call (the portable kernel's NR) */

@@ -1,53 +1,63 @@
 /* The bf16 pair panels of the AVX512-BF16 and AMX kernels (layout in
  * gemm_internal.h; AMX's A in its own, below), compiled for AVX-512 only by
- * pack_pairs_avx512.c (see simd/avx2.h). */
+ * pack_pairs_avx512.c (see simd/avx2.h). Each packer reads floats (rounded
+ * to bf16 as they are read) or bf16 values (uint16_t, taken as they are):
+ * one body, the source kind a constant of each exported version. */
+
+#define AI static inline __attribute__((always_inline))
+
+/* The address of element `off` of a source of floats or bf16 values. */
+AI const void *at(const void *src, size_t off, const int bf16) {
+    return (const char *)src + off * (bf16 ? sizeof(uint16_t) : sizeof(float));
+}
+
+/* The bf16 bits of the `lanes` of 16 source values in the low halves of the lanes (0 elsewhere). */
+AI __m512i bits_of(const void *s, __mmask16 lanes, const int bf16) {
+    if (bf16) return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(lanes, s));
+    return ffv_bf16_bits(_mm512_maskz_loadu_ps(lanes, s));
+}
 
 /* n consecutive k of one vector (at most 32 read; zeros past n) -> its 16 pair slots. */
-static inline __m512 pairs_of(const float *s, size_t n) {
-    const __m256i lo = _mm512_cvtepi32_epi16(ffv_bf16_bits(ffv_ld(s, ffv_first(n))));
-    const __m256i hi = _mm512_cvtepi32_epi16(ffv_bf16_bits(ffv_ld(s + 16, ffv_first(n > 16 ? n - 16 : 0))));
+AI __m512 pairs_of(const void *s, size_t n, const int bf16) {
+    if (bf16) return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(n >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << n) - 1, s));
+    const __m256i lo = _mm512_cvtepi32_epi16(bits_of(s, ffv_first(n), 0));
+    const __m256i hi = _mm512_cvtepi32_epi16(bits_of(at(s, 16, 0), ffv_first(n > 16 ? n - 16 : 0), 0));
     return _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
 }
-static inline __m512 pairs_of_32(const float *s) { return pairs_of(s, 32); }
 
 /* Slot s of `lanes` columns: elements 2s (low half) and 2s + 1 (high half,
  * when odd) of k, at rows r0 and r0 + ld; missing columns are zeros. */
-static inline __m512 pair_row(const float *r0, size_t ld, int odd, __mmask16 lanes) {
-    const __m512i lo = ffv_bf16_bits(_mm512_maskz_loadu_ps(lanes, r0));
-    const __m512i hi = odd ? ffv_bf16_bits(_mm512_maskz_loadu_ps(lanes, r0 + ld)) : _mm512_setzero_si512();
+AI __m512 pair_row(const void *r0, size_t ld, int odd, __mmask16 lanes, const int bf16) {
+    const __m512i lo = bits_of(r0, lanes, bf16);
+    const __m512i hi = odd ? bits_of(at(r0, ld, bf16), lanes, bf16) : _mm512_setzero_si512();
     return _mm512_castsi512_ps(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
 }
 
 /* Vectors contiguous along k: 32 k of 16 vectors at a time become 16 rows
  * of slots, transposed so that slot s of the 16 vectors is one store. */
-void ff_gemm_pack_rows_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
-    if (w != W || (W != 12 && W != 16 && W != 32)) {
-        ff_gemm_pack_rows_pairs(dst, src, ld, kc, w, W);
-        return;
-    }
-    const __mmask16 keep = (__mmask16)((1u << (W < 16 ? W : 16)) - 1);
-    size_t p = 0;
-    for (; p + 32 <= kc; p += 32) {
+AI void pack_rows_pairs(float *dst, const void *src, size_t ld, size_t kc, size_t w, size_t W, const int bf16) {
+    for (size_t p = 0; p < kc; p += 32) {
+        const size_t n = kc - p < 32 ? kc - p : 32, slots = (n + 1) / 2;
         for (size_t r0 = 0; r0 < W; r0 += 16) {
-            const size_t rows = W - r0 < 16 ? W - r0 : 16;
             __m512 v[16];
-            for (size_t i = 0; i < 16; i++) v[i] = i < rows ? pairs_of_32(src + (r0 + i) * ld + p) : _mm512_setzero_ps();
+            for (size_t i = 0; i < 16; i++)
+                v[i] = r0 + i < w ? pairs_of(at(src, (r0 + i) * ld + p, bf16), n, bf16) : _mm512_setzero_ps();
             ffv_transpose(v);
-            for (int q = 0; q < 16; q++) _mm512_mask_storeu_ps(dst + (p / 2 + q) * W + r0, keep, v[q]);
+            for (size_t q = 0; q < slots; q++) _mm512_mask_storeu_ps(dst + (p / 2 + q) * W + r0, ffv_first(W - r0), v[q]);
         }
     }
-    if (p < kc) ff_gemm_pack_rows_pairs(dst + p / 2 * W, src + p, ld, kc - p, w, W);
 }
 
 /* Vectors are columns: rows 2s and 2s + 1 of the block interleave into the
  * slots of step s, 16 columns per vector op (any panel width: the last op
  * masked); missing columns load as zeros. */
-void ff_gemm_pack_cols_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
+AI void pack_cols_pairs(float *dst, const void *src, size_t ld, size_t kc, size_t w, size_t W, const int bf16) {
     for (size_t s = 0; s < (kc + 1) / 2; s++) {
-        const float *r0 = src + 2 * s * ld;
+        const void *r0 = at(src, 2 * s * ld, bf16);
         const int odd = 2 * s + 1 < kc;
         for (size_t j = 0; j < W; j += 16)
-            _mm512_mask_storeu_ps(dst + s * W + j, ffv_first(W - j), pair_row(r0 + j, ld, odd, ffv_first(w > j ? w - j : 0)));
+            _mm512_mask_storeu_ps(dst + s * W + j, ffv_first(W - j),
+                                  pair_row(at(r0, j, bf16), ld, odd, ffv_first(w > j ? w - j : 0), bf16));
     }
 }
 
@@ -55,13 +65,13 @@ void ff_gemm_pack_cols_pairs_avx512(float *dst, const float *src, size_t ld, siz
  * rows' 16 pair slots one after the other ([ks / 16][MR][16] slots, ks =
  * slots(kc) padded to 16), so each 16-row A tile is 1 KiB in one piece.
  * Rows past mc and k past kc are zeros. */
-void ff_gemm_pack_a_amx(float *dst, const float *src, size_t ld, int trans, size_t mc, size_t kc) {
+AI void pack_a_amx(float *dst, const void *src, size_t ld, int trans, size_t mc, size_t kc, const int bf16) {
     const size_t MR = FF_GEMM_AMX_MR, chunks = (kc + 31) / 32, ks = 16 * chunks, rows = (mc + MR - 1) / MR * MR;
     if (!trans) { /* row i contiguous along k */
         for (size_t i = 0; i < rows; i++) {
             float *d = dst + i / MR * MR * ks + i % MR * 16;
             for (size_t c = 0; c < chunks; c++)
-                _mm512_storeu_ps(d + c * MR * 16, i < mc ? pairs_of(src + i * ld + 32 * c, kc - 32 * c)
+                _mm512_storeu_ps(d + c * MR * 16, i < mc ? pairs_of(at(src, i * ld + 32 * c, bf16), kc - 32 * c, bf16)
                                                          : _mm512_setzero_ps());
         }
         return;
@@ -74,10 +84,29 @@ void ff_gemm_pack_a_amx(float *dst, const float *src, size_t ld, int trans, size
             __m512 v[16];
             for (size_t q = 0; q < 16; q++) {
                 const size_t p = 32 * c + 2 * q;
-                v[q] = p < kc ? pair_row(src + p * ld + i0, ld, p + 1 < kc, lanes) : _mm512_setzero_ps();
+                v[q] = p < kc ? pair_row(at(src, p * ld + i0, bf16), ld, p + 1 < kc, lanes, bf16) : _mm512_setzero_ps();
             }
             ffv_transpose(v);
             float *d = dst + i0 / MR * MR * ks + c * MR * 16 + i0 % MR * 16;
             for (int i = 0; i < 16; i++) _mm512_storeu_ps(d + 16 * i, v[i]);
         }
+}
+
+void ff_gemm_pack_rows_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
+    pack_rows_pairs(dst, src, ld, kc, w, W, 0);
+}
+void ff_gemm_pack_cols_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
+    pack_cols_pairs(dst, src, ld, kc, w, W, 0);
+}
+void ff_gemm_pack_a_amx(float *dst, const float *src, size_t ld, int trans, size_t mc, size_t kc) {
+    pack_a_amx(dst, src, ld, trans, mc, kc, 0);
+}
+void ff_gemm_pack_rows_pairs_bf16(float *dst, const uint16_t *src, size_t ld, size_t kc, size_t w, size_t W) {
+    pack_rows_pairs(dst, src, ld, kc, w, W, 1);
+}
+void ff_gemm_pack_cols_pairs_bf16(float *dst, const uint16_t *src, size_t ld, size_t kc, size_t w, size_t W) {
+    pack_cols_pairs(dst, src, ld, kc, w, W, 1);
+}
+void ff_gemm_pack_a_amx_bf16(float *dst, const uint16_t *src, size_t ld, int trans, size_t mc, size_t kc) {
+    pack_a_amx(dst, src, ld, trans, mc, kc, 1);
 }
