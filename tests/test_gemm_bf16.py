@@ -143,9 +143,12 @@ def test_bmm_bf16_matches_its_twin(bf16_simd):
 
 
 @pytest.mark.parametrize("m,n,k,ta,tb", [(300, 257, 1100, False, True), (130, 520, 77, True, False)])
-def test_matmul_bf16_bits_do_not_depend_on_threads(bf16_simd, threads, m, n, k, ta, tb):
+@pytest.mark.parametrize("stored", [False, True])  # operands stored as bf16 values (tests/test_bf16_storage.py)
+def test_matmul_bf16_bits_do_not_depend_on_threads(bf16_simd, threads, m, n, k, ta, tb, stored):
     rng = np.random.default_rng(6)
     a, b = _operands(rng, m, n, k, ta, tb)
+    if stored:
+        a, b = ops.to_bf16(a), ops.to_bf16(b)
     results = []
     for t in (1, 2, 3):
         threads(t)

@@ -121,14 +121,14 @@ static void gemm_bf16_avx512bf16(float *C, size_t ldc, const float *A, size_t ar
                 float *dst = (float *)(a + g * ks);
                 const size_t w = min_sz(GROUP, mi - g);
                 if (acs == 1) /* rows contiguous along k */
-                    ff_gemm_pack_rows_pairs_avx512(dst, src, ars, kk, w, GROUP);
+                    ff_gemm_pack_rows_pairs(dst, src, ars, kk, w, GROUP);
                 else /* columns contiguous: k is the row of the source */
-                    ff_gemm_pack_cols_pairs_avx512(dst, src, acs, kk, w, GROUP);
+                    ff_gemm_pack_cols_pairs(dst, src, acs, kk, w, GROUP);
             }
             for (size_t j0 = 0; j0 < n; j0 += NCH) {
                 const size_t nj = min_sz(NCH, n - j0), nv = (nj + 15) / 16;
                 const __mmask16 tail = (__mmask16)(nj % 16 ? (1u << nj % 16) - 1 : 0xffff);
-                ff_gemm_pack_cols_pairs_avx512((float *)b, B + p0 * ldb + j0, ldb, kk, nj, NCH);
+                ff_gemm_pack_cols_pairs((float *)b, B + p0 * ldb + j0, ldb, kk, nj, NCH);
                 for (size_t r0 = 0; r0 < mi; r0 += TR)
                     g_tiles[nv - 1](C + (i0 + r0) * ldc + j0, ldc, a + r0 / GROUP * GROUP * ks + r0 % GROUP, b, ks,
                                     min_sz(TR, mi - r0), alpha, p0 > 0 || accumulate, tail);
@@ -168,7 +168,7 @@ static void gemm_bf16_amx(float *C, size_t ldc, const float *A, size_t ars, size
                 const size_t nj = min_sz(NCH, n - j0);
                 for (size_t q = 0; q < nj; q += AMX_T) {
                     float *panel = b + q * ks;
-                    ff_gemm_pack_cols_pairs_avx512(panel, B + p0 * ldb + j0 + q, ldb, kk, min_sz(AMX_T, nj - q), AMX_T);
+                    ff_gemm_pack_cols_pairs(panel, B + p0 * ldb + j0 + q, ldb, kk, min_sz(AMX_T, nj - q), AMX_T);
                     memset(panel + used * AMX_T, 0, (ks - used) * AMX_T * sizeof(float));
                 }
                 for (size_t r = 0; r < mi; r += AMX_T)

@@ -84,16 +84,16 @@ static ff_gemm_arch_t g_emulated_avx512 = {.name = "bf16-emulated-avx512", .kpac
  * measured clearly slower; 512..2048 and MC 64..512 alike within noise). */
 static ff_gemm_arch_t g_amx = {.name = "amx", .kpack = 2, .kgrain = 32, .mr = FF_GEMM_AMX_MR, .nr = FF_GEMM_AMX_NR,
                                .mc = 128, .kc = 512, .nc = 4096, .kernel = ff_gemm_kernel_amx,
-                               .pack_rows = ff_gemm_pack_rows_pairs_avx512,
-                               .pack_cols = ff_gemm_pack_cols_pairs_avx512, .pack_a = ff_gemm_pack_a_amx,
+                               .pack_rows = ff_gemm_pack_rows_pairs,
+                               .pack_cols = ff_gemm_pack_cols_pairs, .pack_a = ff_gemm_pack_a_amx,
                                .pack_rows_bf16 = ff_gemm_pack_rows_pairs_bf16,
                                .pack_cols_bf16 = ff_gemm_pack_cols_pairs_bf16, .pack_a_bf16 = ff_gemm_pack_a_amx_bf16,
                                .begin = ff_gemm_amx_begin, .end = ff_gemm_amx_end};
 #endif
 static ff_gemm_arch_t g_avx512_bf16 = {.name = "avx512_bf16", .kpack = 2, .mr = FF_GEMM_AVX512_MR,
                                        .nr = FF_GEMM_AVX512_NR, .mc = 144, .kc = 1024, .nc = 4096,
-                                       .kernel = ff_gemm_kernel_avx512bf16, .pack_rows = ff_gemm_pack_rows_pairs_avx512,
-                                       .pack_cols = ff_gemm_pack_cols_pairs_avx512,
+                                       .kernel = ff_gemm_kernel_avx512bf16, .pack_rows = ff_gemm_pack_rows_pairs,
+                                       .pack_cols = ff_gemm_pack_cols_pairs,
                                        .pack_rows_bf16 = ff_gemm_pack_rows_pairs_bf16,
                                        .pack_cols_bf16 = ff_gemm_pack_cols_pairs_bf16};
 #endif

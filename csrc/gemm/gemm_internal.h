@@ -188,8 +188,8 @@ void ff_gemm_round_bf16_avx512(float *dst, const float *src, size_t n);
  * vector r, each rounded to bf16 (nearest even); missing vectors and a
  * missing last odd element are zeros. Same arguments as the fp32 packers;
  * the _bf16 versions read bf16 values and give the panels of their floats. */
-void ff_gemm_pack_rows_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
-void ff_gemm_pack_cols_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+void ff_gemm_pack_rows_pairs(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
+void ff_gemm_pack_cols_pairs(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
 void ff_gemm_pack_rows_pairs_bf16(float *dst, const uint16_t *src, size_t ld, size_t kc, size_t w, size_t W);
 void ff_gemm_pack_cols_pairs_bf16(float *dst, const uint16_t *src, size_t ld, size_t kc, size_t w, size_t W);
 

@@ -92,21 +92,16 @@ AI void pack_a_amx(float *dst, const void *src, size_t ld, int trans, size_t mc,
         }
 }
 
-void ff_gemm_pack_rows_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
-    pack_rows_pairs(dst, src, ld, kc, w, W, 0);
-}
-void ff_gemm_pack_cols_pairs_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W) {
-    pack_cols_pairs(dst, src, ld, kc, w, W, 0);
-}
-void ff_gemm_pack_a_amx(float *dst, const float *src, size_t ld, int trans, size_t mc, size_t kc) {
-    pack_a_amx(dst, src, ld, trans, mc, kc, 0);
-}
-void ff_gemm_pack_rows_pairs_bf16(float *dst, const uint16_t *src, size_t ld, size_t kc, size_t w, size_t W) {
-    pack_rows_pairs(dst, src, ld, kc, w, W, 1);
-}
-void ff_gemm_pack_cols_pairs_bf16(float *dst, const uint16_t *src, size_t ld, size_t kc, size_t w, size_t W) {
-    pack_cols_pairs(dst, src, ld, kc, w, W, 1);
-}
-void ff_gemm_pack_a_amx_bf16(float *dst, const uint16_t *src, size_t ld, int trans, size_t mc, size_t kc) {
-    pack_a_amx(dst, src, ld, trans, mc, kc, 1);
-}
+/* The exported packers, of floats and of bf16 values. */
+#define PACKERS(suffix, type, bf16)                                                                               \
+    void ff_gemm_pack_rows_pairs##suffix(float *dst, const type *src, size_t ld, size_t kc, size_t w, size_t W) { \
+        pack_rows_pairs(dst, src, ld, kc, w, W, bf16);                                                            \
+    }                                                                                                             \
+    void ff_gemm_pack_cols_pairs##suffix(float *dst, const type *src, size_t ld, size_t kc, size_t w, size_t W) { \
+        pack_cols_pairs(dst, src, ld, kc, w, W, bf16);                                                            \
+    }                                                                                                             \
+    void ff_gemm_pack_a_amx##suffix(float *dst, const type *src, size_t ld, int trans, size_t mc, size_t kc) {    \
+        pack_a_amx(dst, src, ld, trans, mc, kc, bf16);                                                            \
+    }
+PACKERS(, float, 0)
+PACKERS(_bf16, uint16_t, 1)
