@@ -24,29 +24,37 @@ _Static_assert(NV == 2, "the kernel holds two vectors of C per row");
 _Static_assert(MR % 3 == 0, "short tiles of a third and two thirds of MR rows");
 
 /* The epilogue of gemm_internal.h on `rows` whole rows of NR ([rows][NR] at
- * t): c has ldc, bias has NR. */
-static inline void store_rows(const float *t, float *c, size_t ldc, size_t rows, const float *bias,
-                              const ff_gemm_epi_t *epi) {
+ * t): c has ldc, bias has NR; C floats, or bf16 values when c_bf16 (a
+ * constant of each copy: no branch in the loop). */
+static inline __attribute__((always_inline)) void store_rows_as(const float *t, float *c, size_t ldc, size_t rows,
+                                                                const float *bias, const ff_gemm_epi_t *epi,
+                                                                const int c_bf16) {
     const ffv valpha = ffv_set1(epi->alpha), vbeta = ffv_set1(epi->beta);
     const ffv zero = ffv_zero();
     const int beta1 = epi->beta == 1.0f;
 #pragma GCC unroll 16
     for (size_t i = 0; i < rows; i++) {
-        float *ci = ff_gemm_c_row(c, ldc, i, epi);
+        float *ci = c_bf16 ? (float *)((uint16_t *)c + i * ldc) : c + i * ldc;
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) {
             ffv x = ffv_mul(valpha, ffv_load(t + i * NR + FFV_W * v));
             if (epi->load_c) {
-                ffv cv = epi->c_bf16 ? ffv_load_bf16((const uint16_t *)ci + FFV_W * v) : ffv_load(ci + FFV_W * v);
+                ffv cv = c_bf16 ? ffv_load_bf16((const uint16_t *)ci + FFV_W * v) : ffv_load(ci + FFV_W * v);
                 x = ffv_add(x, beta1 ? cv : ffv_mul(vbeta, cv));
             }
             if (bias) x = ffv_add(x, ffv_load(bias + FFV_W * v));
             if (epi->act == FF_ACT_RELU) x = ffv_max(zero, x); /* max(0, NaN) is NaN */
             if (epi->act == FF_ACT_GELU) x = ffv_gelu(x);
-            if (epi->c_bf16) ffv_store_bf16((uint16_t *)ci + FFV_W * v, x);
+            if (c_bf16) ffv_store_bf16((uint16_t *)ci + FFV_W * v, x);
             else ffv_store(ci + FFV_W * v, x);
         }
     }
+}
+
+static inline void store_rows(const float *t, float *c, size_t ldc, size_t rows, const float *bias,
+                              const ff_gemm_epi_t *epi) {
+    if (epi->c_bf16) store_rows_as(t, c, ldc, rows, bias, epi, 1);
+    else store_rows_as(t, c, ldc, rows, bias, epi, 0);
 }
 
 /* The same on a full MR x NR tile. */
