@@ -288,7 +288,8 @@ class FeedForward(Sublayer):
     def body_saved(self, cfg, B, L, S):
         rows, f = B * L, cfg.dim_feedforward
         # act(hidden), the second product's input; a bf16 model's products round it to bf16, so
-        # it keeps those values (uint16, half the bytes): the same products, relu's same signs
+        # it keeps those values (uint16, half the bytes): the same products, and relu's backward
+        # the same signs (but for positives up to half bf16's least subnormal, 4.6e-41: they round to 0)
         fields = [("hact", (rows, f), np.uint16 if cfg.compute_dtype == "bfloat16" else np.float32)]
         if cfg.activation != "relu":
             fields.append(("hpre", (rows, f)))  # the hidden pre-activation, for gelu's derivative
