@@ -19,7 +19,8 @@ AI __m512i bits_of(const void *s, __mmask16 lanes, const int bf16) {
 
 /* n consecutive k of one vector (at most 32 read; zeros past n) -> its 16 pair slots. */
 AI __m512 pairs_of(const void *s, size_t n, const int bf16) {
-    if (bf16) return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(n >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << n) - 1, s));
+    if (bf16) /* the 32 values are the 16 slots, as they lie */
+        return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(n >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << n) - 1, s));
     const __m256i lo = _mm512_cvtepi32_epi16(bits_of(s, ffv_first(n), 0));
     const __m256i hi = _mm512_cvtepi32_epi16(bits_of(at(s, 16, 0), ffv_first(n > 16 ? n - 16 : 0), 0));
     return _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
@@ -43,7 +44,8 @@ AI void pack_rows_pairs(float *dst, const void *src, size_t ld, size_t kc, size_
             for (size_t i = 0; i < 16; i++)
                 v[i] = r0 + i < w ? pairs_of(at(src, (r0 + i) * ld + p, bf16), n, bf16) : _mm512_setzero_ps();
             ffv_transpose(v);
-            for (size_t q = 0; q < slots; q++) _mm512_mask_storeu_ps(dst + (p / 2 + q) * W + r0, ffv_first(W - r0), v[q]);
+            for (size_t q = 0; q < slots; q++)
+                _mm512_mask_storeu_ps(dst + (p / 2 + q) * W + r0, ffv_first(W - r0), v[q]);
         }
     }
 }
