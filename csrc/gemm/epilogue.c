@@ -20,7 +20,7 @@ void ff_gemm_epilogue_scalar(const float *acc, size_t ldt, float *c, size_t ldc,
     const float alpha = epi->alpha, beta = epi->beta;
     float row[FF_GEMM_EPI_BF16_MAX]; /* a bf16 C's row before rounding */
     for (size_t i = 0; i < mr; i++) {
-        const uint16_t *c16 = (const uint16_t *)ff_gemm_c_row(c, ldc, i, epi);
+        uint16_t *c16 = (uint16_t *)ff_gemm_c_row(c, ldc, i, epi);
         float *ci = epi->c_bf16 ? row : c + i * ldc;
         const float *ai = acc + i * ldt;
         for (size_t j = 0; j < nr; j++) {
@@ -34,6 +34,6 @@ void ff_gemm_epilogue_scalar(const float *acc, size_t ldt, float *c, size_t ldc,
             ci[j] = v;
         }
         if (epi->act == FF_ACT_GELU) ff_gemm_gelu_inplace(ci, nr);
-        for (size_t j = 0; epi->c_bf16 && j < nr; j++) ((uint16_t *)c16)[j] = ff_bf16_bits(row[j]);
+        for (size_t j = 0; epi->c_bf16 && j < nr; j++) c16[j] = ff_bf16_bits(row[j]);
     }
 }
