@@ -1,6 +1,7 @@
 """Fuzz every compiled kernel in fastformer.ops: shapes that mostly fit
 (so the C code runs) and sometimes do not, odd layouts (strided, misaligned,
-read-only, empty), wrong dtypes, and out-of-range or non-finite scalars. Only
+read-only, empty), wrong dtypes, bf16 values (uint16) where float32 is
+asked for, and out-of-range or non-finite scalars. Only
 TypeError, ValueError or MemoryError may come out; a crash or a sanitizer
 report is a finding. A call that succeeds must give the same bits again on
 one thread."""
@@ -48,6 +49,8 @@ class Inputs:
             a.flags.writeable = False
         if choice == 4:
             return a.tolist()
+        if choice == 5 and a.dtype == np.float32:  # bf16 values (uint16), as ops.to_bf16 gives them
+            return (a.view(np.uint32) >> 16).astype(np.uint16)
         return a
 
     def ids(self, shape, V):
@@ -90,6 +93,9 @@ def calls(ops, x):
             x.array((T, d)), ops.pack_matrix(x.array((d, S)), trans_b=x.flag(), compute_dtype=cd), alpha=x.real(1.0),
             bias=x.array((S,)) if x.fdp.ConsumeBool() else None, activation=act),
         "matmul_beta": lambda: ops.matmul(x.array((T, d)), x.array((d, S)), beta=x.real(1.0), out=x.array((T, S))),
+        "matmul_bf16_out": lambda: ops.matmul(x.array((T, d)), x.array((d, S)), beta=x.real(0.0), activation=act,
+                                              out=x.array((T, S), np.uint16), compute_dtype=cd),
+        "to_bf16": lambda: ops.to_bf16(x.array((T, d)), out=x.array((T, d), np.uint16) if x.flag() else None),
         "bmm": lambda: ops.bmm(x.array((B, T, d)), x.array((B, d, S)), trans_a=x.flag(), trans_b=x.flag(),
                                activation=act, compute_dtype=cd),
         "attention_forward": lambda: ops.attention_forward(
