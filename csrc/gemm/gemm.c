@@ -99,19 +99,14 @@ static inline const void *element(const void *X, int bf16, size_t ld, size_t r, 
     return (const char *)X + (r * ld + c) * (bf16 ? sizeof(uint16_t) : sizeof(float));
 }
 
-/* The rows x cols block at src (leading dimension *ld) as floats: src itself,
- * or its bf16 values widened into stage (then *ld = cols). Widening is exact,
- * and the packers' rounding to bf16 keeps bf16 values as they are, so stored
- * bf16 operands give the bits of their float32 copies. */
-static const float *as_floats(const void *src, int bf16, size_t *ld, size_t rows, size_t cols, float *stage) {
-    if (!bf16) return src;
-    for (size_t r = 0; r < rows; r++) {
-        const uint16_t *s = (const uint16_t *)src + r * *ld;
-        float *d = stage + r * cols;
-        for (size_t c = 0; c < cols; c++) d[c] = ff_bf16_value(s[c]);
-    }
-    *ld = cols;
-    return stage;
+/* The bf16 values of the rows x cols block at src (leading dimension ld) as
+ * floats, into dst (leading dimension cols). Widening is exact, and the
+ * packers' rounding to bf16 keeps bf16 values as they are, so stored bf16
+ * operands give the bits of their float32 copies. */
+static float *widen(float *dst, const uint16_t *src, size_t ld, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) dst[r * cols + c] = ff_bf16_value(src[r * ld + c]);
+    return dst;
 }
 
 /* KC blocks of near-equal size (a function of k only): k = 300 runs 150 + 150,
@@ -149,10 +144,7 @@ typedef struct {
 static source_t block(const ff_gemm_arch_t *ar, const void *X, int bf16, size_t ld, size_t r, size_t c, size_t rows,
                       size_t cols, float *stage) {
     source_t s = {element(X, bf16, ld, r, c), ld, bf16};
-    if (bf16 && !ar->pack_rows_bf16) {
-        s.p = as_floats(s.p, 1, &s.ld, rows, cols, stage);
-        s.bf16 = 0;
-    }
+    if (bf16 && !ar->pack_rows_bf16) s = (source_t){widen(stage, s.p, ld, rows, cols), cols, 0};
     return s;
 }
 
@@ -358,10 +350,7 @@ static int via_float_copy(const ff_gemm_arch_t *ar, int storage, int trans_a, in
                           ff_activation_t act, size_t batch) {
     float *copy = pack_buffer(FF_SCRATCH_GEMM_C, batch * m * n);
     if (copy == NULL) return -1;
-    for (size_t b = 0; beta != 0.0f && b < batch; b++) {
-        size_t ld = ldc;
-        as_floats(C + b * stride_c, 1, &ld, m, n, copy + b * m * n);
-    }
+    for (size_t b = 0; beta != 0.0f && b < batch; b++) widen(copy + b * m * n, C + b * stride_c, ldc, m, n);
     const int rc = ff_gemm_batched_arch(ar, storage & ~FF_GEMM_C_BF16, trans_a, trans_b, m, n, k, alpha, A, lda,
                                         stride_a, B, ldb, stride_b, beta, copy, n, m * n, bias, act, batch);
     for (size_t b = 0; rc == 0 && b < batch; b++) {

@@ -127,8 +127,6 @@ void ff_gemm_pack_a_amx(float *dst, const float *src, size_t ld, int trans, size
 void ff_gemm_pack_a_amx_bf16(float *dst, const uint16_t *src, size_t ld, int trans, size_t mc, size_t kc);
 void ff_gemm_amx_begin(void);
 void ff_gemm_amx_end(void);
-/* The largest register tile of any kernel, MR x NR floats. */
-#define FF_GEMM_MAX_TILE (32 * 32)
 /* The bf16 value nearest x (ties to even; NaN stays a quiet NaN), as the top
  * half of its float32. Without branches, so that loops over it vectorise. */
 static inline uint16_t ff_bf16_bits(float x) {
