@@ -131,3 +131,90 @@ def test_nan_query_gives_nan_not_zero(impl, compute_dtype):
     out, lse = ops.attention_forward(q, k, v, impl=impl, compute_dtype=compute_dtype)
     assert np.isnan(out[0, 0, 0]).all() and np.isnan(lse[0, 0, 0])
     assert np.isfinite(out[1]).all() and np.isfinite(lse[1]).all()
+
+
+# ----- q, k and v stored as bf16 values (uint16) -----------------------------------------
+
+
+def stored(*arrays):
+    """Each float32 array as bf16 values (uint16), and those values as float32."""
+    bits = [ops.to_bf16(a) for a in arrays]
+    return bits, [ref.from_bf16(b) for b in bits]
+
+
+def run_both(case, dropout_p):
+    """Forward and backward on bf16 values (uint16) and on their float32s."""
+    q, k, v, dout, mask, causal = inputs(case)
+    kw = dict(key_padding_mask=mask, causal=causal, dropout_p=dropout_p, seed=11, step=3, site=0x01000000,
+              compute_dtype="bfloat16", impl="flash")  # (impl=None takes rows for a few float queries)
+    results = []
+    for qkv in stored(q, k, v):
+        out, lse = ops.attention_forward(*qkv, **kw)
+        results.append((out, lse) + tuple(ops.attention_backward(dout, *qkv, out, lse, **kw)))
+    return results
+
+
+@pytest.mark.parametrize("dropout_p", [0.0, 0.25])
+@pytest.mark.parametrize("case", BF16_CASES, ids=str)
+def test_bf16_values_give_the_bits_of_their_floats(bf16_simd, case, dropout_p):
+    """Stored bf16 inputs are widened, and rounding keeps bf16 values: the
+    products are those on their float32 copies, bit for bit."""
+    bits, floats = run_both(case, dropout_p)
+    for name, a, b in zip(("out", "lse", "dq", "dk", "dv"), bits, floats):
+        assert a.dtype == np.float32 and np.array_equal(a, b, equal_nan=True), name
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[4]], ids=str)
+def test_bf16_values_bitwise_over_threads(bf16_simd, threads, case):
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        results.append(run_both(case, 0.25)[0])
+    for other in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(results[0], other))
+
+
+def test_bf16_values_in_strided_views(bf16_simd):
+    """The model's case: q, k, v as head views of one packed (B, T, 3, h, dk)
+    projection held in bf16 values, and the twin on those values."""
+    from fastformer import _C
+
+    B, T, h, dk = 2, 45, 3, 24
+    rng = np.random.default_rng(5)
+    qkv = rng.standard_normal((B * T, 3 * h * dk)).astype(np.float32)
+    dout = rng.standard_normal((B, h, T, dk)).astype(np.float32)
+    mask = rng.random((B, T)) < 0.2
+    kw = dict(key_padding_mask=mask, causal=True, dropout_p=0.1, seed=3, step=1, site=7, compute_dtype="bfloat16")
+    results = []
+    for packed in stored(qkv)[0] + stored(qkv)[1]:
+        q, k, v = packed.reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4)
+        out, lse = np.empty((B, h, T, dk), np.float32), np.empty((B, h, T), np.float32)
+        _C._attention_forward_views(out, lse, q, k, v, **kw)
+        grads = [np.empty((B, h, T, dk), np.float32) for _ in range(3)]
+        _C._attention_backward_views(*grads, dout, q, k, v, out, lse, **kw)
+        results.append([out, lse] + grads)
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
+    q, k, v = stored(qkv)[0][0].reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4)
+    out64, _ = ref.attention_forward(q, k, v, **kw)
+    assert rel(results[0][0], out64) <= 1e-5
+
+
+def test_bf16_values_bad_input():
+    q, k, v, dout, mask, causal = inputs(CASES[0])
+    (qb, kb, vb), _ = stored(q, k, v)
+    lse = np.zeros(q.shape[:3], np.float32)
+    with pytest.raises(TypeError, match="needs? compute_dtype='bfloat16'"):
+        ops.attention_forward(qb, kb, vb)
+    with pytest.raises(TypeError, match="needs? compute_dtype='bfloat16'"):
+        ops.attention_backward(dout, qb, kb, vb, q, lse)
+    with pytest.raises(TypeError, match="k must be a numpy.ndarray of uint16"):
+        ops.attention_forward(qb, k, vb, compute_dtype="bfloat16")
+    with pytest.raises(TypeError, match="q must have dtype float32"):
+        ops.attention_forward(qb.astype(np.int16), k, v, compute_dtype="bfloat16")
+    few = np.ascontiguousarray(qb[:, :, :2])  # two queries a head: impl=None's rows, were q float32
+    with pytest.raises(ValueError, match="need impl='flash'"):
+        ops.attention_forward(few, kb, vb, impl="rows", compute_dtype="bfloat16")
+    with pytest.raises(TypeError, match="needs? compute_dtype='bfloat16'"):
+        ref.attention_forward(qb, kb, vb)
+    out, _ = ops.attention_forward(few, kb, vb, compute_dtype="bfloat16")
+    assert np.array_equal(out, ops.attention_forward(few, kb, vb, impl="flash", compute_dtype="bfloat16")[0])

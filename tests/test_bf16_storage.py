@@ -148,7 +148,9 @@ def test_bad_stored_operands():
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
-def test_bf16_model_stores_the_ffn_hidden_in_bf16(activation):
+def test_bf16_model_stores_what_only_bf16_products_read_in_bf16(activation):
+    """The FFN's hidden activation and attention's Q, K, V (the flash
+    kernels widen them); what float32 steps read stays float32."""
     kwargs = dict(src_vocab_size=30, tgt_vocab_size=31, d_model=32, nhead=4, num_encoder_layers=1,
                   num_decoder_layers=1, dim_feedforward=48, dropout=0.0, activation=activation, seed=1)
     models = {dt: ff.Transformer(**kwargs, compute_dtype=dt) for dt in ("float32", "bfloat16")}
@@ -158,10 +160,15 @@ def test_bf16_model_stores_the_ffn_hidden_in_bf16(activation):
     for dt, m in models.items():
         m.forward_backward(src, tgt, tgt)
         plans[dt] = m._plan(2, 7, 5)
-    assert plans["float32"].enc[1].hact.dtype == np.float32
+    assert plans["float32"].enc[1].hact.dtype == np.float32 and plans["float32"].enc[0].qkv.dtype == np.float32
     for p in (plans["bfloat16"].enc[1], plans["bfloat16"].dec[2]):
         assert p.hact.dtype == np.uint16 and p.hact.shape[1] == 48
         assert hasattr(p, "hpre") == (activation == "gelu")  # gelu's derivative reads the fp32 pre-activation
+    enc_self, dec_self, cross = plans["bfloat16"].enc[0], plans["bfloat16"].dec[0], plans["bfloat16"].dec[1]
+    assert enc_self.qkv.dtype == dec_self.qkv.dtype == cross.q.dtype == cross.kv.dtype == np.uint16
+    assert cross.kv.shape == (14, 64)
+    for p in (enc_self, dec_self, cross):  # the output projection's input, and the backward's D = rowsum(dO * O)
+        assert p.ctx.dtype == p.out.dtype == p.body.dtype == np.float32
     assert models["bfloat16"]._workspace.nbytes < models["float32"]._workspace.nbytes
 
 

@@ -39,6 +39,7 @@ typedef struct {
     uint64_t seed, step, site;
     int bf16;    /* the products on bf16-rounded inputs, fp32 sums (flash and rows) */
     int kv_bf16; /* with bf16, rows only: k and v already hold bf16 values (not rounded again) */
+    int bf16_inputs; /* with bf16, flash only: q, k and v are stored as bf16 values (uint16_t) */
 } ff_attn_dims_t;
 
 /* x[i] rounded to bf16 in place (nearest even, as the bf16 kernels round
@@ -52,9 +53,11 @@ static inline ff_attn_view_t ff_attn_contiguous(size_t H, size_t T, size_t dk) {
 }
 
 /* out is (B, H, Tq, dk), lse (B, H, Tq); q is (B, H, Tq, dk), k and v are
- * (B, H, Tk, dk); key_padding_mask is (B, Tk) uint8 (1 = padding) or NULL. */
-int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
-                               const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
+ * (B, H, Tk, dk); key_padding_mask is (B, Tk) uint8 (1 = padding) or NULL.
+ * q, k and v are float32, or uint16_t bf16 values with d->bf16_inputs: the
+ * bits of their float32 values, which the bf16 products round to themselves. */
+int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const void *q, ff_attn_view_t sq,
+                               const void *k, ff_attn_view_t sk, const void *v, ff_attn_view_t sv,
                                const uint8_t *key_padding_mask, const ff_attn_dims_t *d);
 
 /* The same forward contract, one query row at a time (dropout_p must be 0).
@@ -66,11 +69,11 @@ int ff_attention_rows_forward(float *out, ff_attn_view_t so, float *lse, const f
                               const uint8_t *key_padding_mask, const int64_t *key_rows, size_t key_rows_ld,
                               const ff_attn_dims_t *d);
 
-/* dq like q, dk like k, dv like v (overwritten); dout and out are
- * (B, H, Tq, dk), lse (B, H, Tq) from the forward. */
+/* dq like q, dk like k, dv like v (overwritten, float32); dout and out are
+ * (B, H, Tq, dk), lse (B, H, Tq) from the forward; q, k, v as the forward's. */
 int ff_attention_flash_backward(float *dq, ff_attn_view_t sdq, float *dk, ff_attn_view_t sdk, float *dv,
-                                ff_attn_view_t sdv, const float *dout, ff_attn_view_t sdo, const float *q,
-                                ff_attn_view_t sq, const float *k, ff_attn_view_t sk, const float *v,
+                                ff_attn_view_t sdv, const float *dout, ff_attn_view_t sdo, const void *q,
+                                ff_attn_view_t sq, const void *k, ff_attn_view_t sk, const void *v,
                                 ff_attn_view_t sv, const float *out, ff_attn_view_t so, const float *lse,
                                 const uint8_t *key_padding_mask, const ff_attn_dims_t *d);
 

@@ -96,6 +96,12 @@ ff_attn_gemm_fn ff_attn_gemm_bf16(void);
  * d->bf16 (filled into *copy). */
 const ff_attn_leaves_t *ff_attn_leaves_for(const ff_attn_dims_t *d, ff_attn_leaves_t *copy);
 
+/* rows x cols of a flash input at src (row stride ld elements) as floats:
+ * src itself when d->bf16_inputs is 0 (*ldf = ld), else its bf16 values
+ * widened into stage (*ldf = cols). */
+const float *ff_attn_rows_as_float(float *stage, const void *src, size_t ld, size_t rows, size_t cols,
+                                   const ff_attn_dims_t *d, size_t *ldf);
+
 /* The keep_block leaf through philox_words, one query at a time. */
 void ff_attn_keep_block_rows(float *F, size_t ld, uint32_t *w, uint64_t i00, uint64_t qstride, size_t nq, size_t nk,
                              uint32_t thr, float keep, uint64_t seed, uint64_t step, uint64_t site,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "attention/attn_internal.h"
+#include "gemm/gemm_internal.h"
 #include "runtime/scratch.h"
 #include "runtime/runtime.h"
 
@@ -27,12 +28,16 @@ static int all_padded(const uint8_t *kpm, size_t k0, size_t nk) {
 }
 
 typedef struct {
-    float *Qt, *ST, *O, *F, *m, *l, *corr;
+    float *Qt, *ST, *O, *F, *m, *l, *corr, *Ks, *Vs;
     uint32_t *w;
 } fwd_ws_t;
 
-/* Floats of the per-thread workspace, carved as fwd_ws_t. */
-static size_t fwd_ws_size(size_t dk) { return dk * BQ + BK * BQ + BQ * dk + BK * BQ + 3 * BQ + BK + 64; }
+/* Floats of the per-thread workspace, carved as fwd_ws_t; Ks and Vs (a block
+ * of bf16 inputs widened) only with d->bf16_inputs. */
+static size_t fwd_ws_size(const ff_attn_dims_t *d) {
+    const size_t dk = d->dk;
+    return dk * BQ + BK * BQ + BQ * dk + BK * BQ + 3 * BQ + BK + 64 + (d->bf16_inputs ? 2 * BK * dk : 0);
+}
 
 static fwd_ws_t fwd_ws(float *base, size_t dk) {
     fwd_ws_t w;
@@ -44,22 +49,26 @@ static fwd_ws_t fwd_ws(float *base, size_t dk) {
     w.l = w.m + BQ;
     w.corr = w.l + BQ;
     w.w = (uint32_t *)(w.corr + BQ);
+    w.Ks = w.corr + BQ + BK + 64;
+    w.Vs = w.Ks + BK * dk;
     return w;
 }
 
-static void forward_unit(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
-                         const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv, const uint8_t *kpm,
+static void forward_unit(float *out, ff_attn_view_t so, float *lse, const void *q, ff_attn_view_t sq,
+                         const void *k, ff_attn_view_t sk, const void *v, ff_attn_view_t sv, const uint8_t *kpm,
                          const ff_attn_dims_t *d, const ff_attn_leaves_t *L, fwd_ws_t w, float scale, size_t b,
                          size_t h, size_t q0) {
     const size_t Tk = d->Tk, dk = d->dk;
     const size_t nq = min_sz(BQ, d->Tq - q0), ncol = min_sz(BQ, round16(nq));
-    const float *qp = q + b * sq.batch + h * sq.head + q0 * sq.row;
-    const float *kh = k + b * sk.batch + h * sk.head;
-    const float *vh = v + b * sv.batch + h * sv.head;
+    const int bf = d->bf16_inputs;
+    const size_t kh = b * sk.batch + h * sk.head, vh = b * sv.batch + h * sv.head; /* offsets */
     const uint8_t *kb = kpm ? kpm + b * Tk : NULL;
+    size_t ldq, ldk, ldv;
 
     /* Q block transposed, (dk, BQ); columns past nq are 0 so padded lanes stay finite */
-    L->transpose(w.Qt, BQ, qp, sq.row, nq, dk);
+    const float *qp = ff_attn_rows_as_float(w.Ks, ff_stored_at(q, bf, b * sq.batch + h * sq.head + q0 * sq.row),
+                                            sq.row, nq, dk, d, &ldq);
+    L->transpose(w.Qt, BQ, qp, ldq, nq, dk);
     if (nq < BQ)
         for (size_t p = 0; p < dk; p++) memset(w.Qt + p * BQ + nq, 0, (BQ - nq) * sizeof(float));
     memset(w.O, 0, nq * dk * sizeof(float));
@@ -75,7 +84,8 @@ static void forward_unit(float *out, ff_attn_view_t so, float *lse, const float 
         const size_t nk = min_sz(BK, kend - k0);
         if (all_padded(kb, k0, nk)) continue; /* contributes exactly 0 */
         /* S^T = scale * K_blk Q_blk^T, (nk, ncol) */
-        L->gemm(w.ST, BQ, kh + k0 * sk.row, sk.row, 1, w.Qt, BQ, nk, ncol, dk, scale, 0);
+        const float *kp = ff_attn_rows_as_float(w.Ks, ff_stored_at(k, bf, kh + k0 * sk.row), sk.row, nk, dk, d, &ldk);
+        L->gemm(w.ST, BQ, kp, ldk, 1, w.Qt, BQ, nk, ncol, dk, scale, 0);
         if (kb || (d->causal && k0 + nk - 1 > q0)) ff_attn_mask_block(w.ST, BQ, kb, d->causal, q0, nq, k0, nk);
         L->softmax_cols(w.ST, BQ, w.m, w.l, w.corr, nk, nq);
         if (!first) {
@@ -90,7 +100,8 @@ static void forward_unit(float *out, ff_attn_view_t so, float *lse, const float 
                 for (size_t c = 0; c < nq; c++) w.ST[r * BQ + c] *= w.F[r * BQ + c];
         }
         /* O += P V_blk with P = (S^T)^T: A's element (i, j) is ST[j*BQ + i] */
-        L->gemm(w.O, dk, w.ST, 1, BQ, vh + k0 * sv.row, sv.row, nq, dk, nk, 1.0f, 1);
+        const float *vp = ff_attn_rows_as_float(w.Vs, ff_stored_at(v, bf, vh + k0 * sv.row), sv.row, nk, dk, d, &ldv);
+        L->gemm(w.O, dk, w.ST, 1, BQ, vp, ldv, nq, dk, nk, 1.0f, 1);
     }
 
     float *op = out + b * so.batch + h * so.head + q0 * so.row;
@@ -103,15 +114,15 @@ static void forward_unit(float *out, ff_attn_view_t so, float *lse, const float 
     }
 }
 
-int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
-                               const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
+int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const void *q, ff_attn_view_t sq,
+                               const void *k, ff_attn_view_t sk, const void *v, ff_attn_view_t sv,
                                const uint8_t *key_padding_mask, const ff_attn_dims_t *d) {
     const size_t nqb = (d->Tq + BQ - 1) / BQ, units = d->B * d->H * nqb;
     if (units == 0) return 0;
     ff_attn_leaves_t bf16_leaves;
     const ff_attn_leaves_t *L = ff_attn_leaves_for(d, &bf16_leaves);
     const float scale = (float)(1.0 / sqrt((double)d->dk)); /* in double, cast once: as the reference */
-    const size_t wsz = fwd_ws_size(d->dk);
+    const size_t wsz = fwd_ws_size(d);
     int err = 0;
     FF_OMP(parallel num_threads(ff_threads_for(units, 1)))
     {

@@ -96,17 +96,7 @@ static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
 /* Element (r, c) of a matrix stored as floats, or as bf16 values (bf16). */
 static inline const void *element(const void *X, int bf16, size_t ld, size_t r, size_t c) {
-    return (const char *)X + (r * ld + c) * (bf16 ? sizeof(uint16_t) : sizeof(float));
-}
-
-/* The bf16 values of the rows x cols block at src (leading dimension ld) as
- * floats, into dst (leading dimension cols). Widening is exact, and the
- * packers' rounding to bf16 keeps bf16 values as they are, so stored bf16
- * operands give the bits of their float32 copies. */
-static float *widen(float *dst, const uint16_t *src, size_t ld, size_t rows, size_t cols) {
-    for (size_t r = 0; r < rows; r++)
-        for (size_t c = 0; c < cols; c++) dst[r * cols + c] = ff_bf16_value(src[r * ld + c]);
-    return dst;
+    return ff_stored_at(X, bf16, r * ld + c);
 }
 
 /* KC blocks of near-equal size (a function of k only): k = 300 runs 150 + 150,
@@ -144,7 +134,7 @@ typedef struct {
 static source_t block(const ff_gemm_arch_t *ar, const void *X, int bf16, size_t ld, size_t r, size_t c, size_t rows,
                       size_t cols, float *stage) {
     source_t s = {element(X, bf16, ld, r, c), ld, bf16};
-    if (bf16 && !ar->pack_rows_bf16) s = (source_t){widen(stage, s.p, ld, rows, cols), cols, 0};
+    if (bf16 && !ar->pack_rows_bf16) s = (source_t){ff_bf16_widen_rows(stage, s.p, ld, rows, cols), cols, 0};
     return s;
 }
 
@@ -350,7 +340,7 @@ static int via_float_copy(const ff_gemm_arch_t *ar, int storage, int trans_a, in
                           ff_activation_t act, size_t batch) {
     float *copy = pack_buffer(FF_SCRATCH_GEMM_C, batch * m * n);
     if (copy == NULL) return -1;
-    for (size_t b = 0; beta != 0.0f && b < batch; b++) widen(copy + b * m * n, C + b * stride_c, ldc, m, n);
+    for (size_t b = 0; beta != 0.0f && b < batch; b++) ff_bf16_widen_rows(copy + b * m * n, C + b * stride_c, ldc, m, n);
     const int rc = ff_gemm_batched_arch(ar, storage & ~FF_GEMM_C_BF16, trans_a, trans_b, m, n, k, alpha, A, lda,
                                         stride_a, B, ldb, stride_b, beta, copy, n, m * n, bias, act, batch);
     for (size_t b = 0; rc == 0 && b < batch; b++) {

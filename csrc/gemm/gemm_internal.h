@@ -142,6 +142,18 @@ static inline float ff_bf16_value(uint16_t h) {
     memcpy(&x, &u, sizeof x);
     return x;
 }
+/* Element `offset` of an array of floats, or of bf16 values (bf16). */
+static inline const void *ff_stored_at(const void *X, int bf16, size_t offset) {
+    return (const char *)X + offset * (bf16 ? sizeof(uint16_t) : sizeof(float));
+}
+/* dst (rows x cols, packed) = src's bf16 values (row stride ld) as floats.
+ * Widening is exact and rounding to bf16 keeps bf16 values as they are, so
+ * a product on stored bf16 operands gives the bits of their float32 copies. */
+static inline float *ff_bf16_widen_rows(float *dst, const uint16_t *src, size_t ld, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) dst[r * cols + c] = ff_bf16_value(src[r * ld + c]);
+    return dst;
+}
 #define FF_GEMM_AMX_MR 32
 #define FF_GEMM_AMX_NR 32
 #define FF_GEMM_GENERIC_MR 6

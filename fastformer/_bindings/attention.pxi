@@ -18,14 +18,15 @@ cdef extern from "attention/attention.h" nogil:
         uint64_t site
         int bf16
         int kv_bf16
+        int bf16_inputs
     void ff_attn_round_bf16(float *x, size_t n)
     ff_attn_view_t ff_attn_contiguous(size_t H, size_t T, size_t dk)
-    int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
-                                   const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
+    int ff_attention_flash_forward(float *out, ff_attn_view_t so, float *lse, const void *q, ff_attn_view_t sq,
+                                   const void *k, ff_attn_view_t sk, const void *v, ff_attn_view_t sv,
                                    const uint8_t *key_padding_mask, const ff_attn_dims_t *d)
     int ff_attention_flash_backward(float *dq, ff_attn_view_t sdq, float *dk, ff_attn_view_t sdk, float *dv,
-                                    ff_attn_view_t sdv, const float *dout, ff_attn_view_t sdo, const float *q,
-                                    ff_attn_view_t sq, const float *k, ff_attn_view_t sk, const float *v,
+                                    ff_attn_view_t sdv, const float *dout, ff_attn_view_t sdo, const void *q,
+                                    ff_attn_view_t sq, const void *k, ff_attn_view_t sk, const void *v,
                                     ff_attn_view_t sv, const float *out, ff_attn_view_t so, const float *lse,
                                     const uint8_t *key_padding_mask, const ff_attn_dims_t *d)
     int ff_attention_materialized_forward(float *out, ff_attn_view_t so, float *lse, const float *q,
@@ -81,22 +82,28 @@ cdef int _attn_impl(object impl, const ff_attn_dims_t *d, bint forward) except -
     return names.index(impl) - 1
 
 
-cdef int _attn_run_forward(int impl, float *out, ff_attn_view_t so, float *lse, const float *q, ff_attn_view_t sq,
-                           const float *k, ff_attn_view_t sk, const float *v, ff_attn_view_t sv,
+cdef int _attn_run_forward(int impl, float *out, ff_attn_view_t so, float *lse, const void *q, ff_attn_view_t sq,
+                           const void *k, ff_attn_view_t sk, const void *v, ff_attn_view_t sv,
                            const uint8_t *mask, const ff_attn_dims_t *d, const int64_t *key_rows=NULL,
                            size_t key_rows_ld=0) noexcept nogil:
+    """q, k, v: float32, or bf16 values for flash with d.bf16_inputs."""
     if impl == _ATTN_ROWS:
-        return ff_attention_rows_forward(out, so, lse, q, sq, k, sk, v, sv, mask, key_rows, key_rows_ld, d)
+        return ff_attention_rows_forward(out, so, lse, <const float *>q, sq, <const float *>k, sk, <const float *>v,
+                                         sv, mask, key_rows, key_rows_ld, d)
     if impl == _ATTN_MATERIALIZED:
-        return ff_attention_materialized_forward(out, so, lse, q, sq, k, sk, v, sv, mask, d)
+        return ff_attention_materialized_forward(out, so, lse, <const float *>q, sq, <const float *>k, sk,
+                                                 <const float *>v, sv, mask, d)
     return ff_attention_flash_forward(out, so, lse, q, sq, k, sk, v, sv, mask, d)
 
 
 cdef object _attn_check_qkv(object q, object k, object v):
-    """Check q (B, h, Tq, dk), k and v (B, h, Tk, dk)."""
-    check_float32("q", q, 4)
-    check_float32("k", k, 4)
-    check_float32("v", v, 4)
+    """Check q (B, h, Tq, dk), k and v (B, h, Tk, dk): float32, or all three
+    bf16 values (uint16)."""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if is_bf16_storage(q):
+            check_bf16_storage(name, x, 4)
+        else:
+            check_float32(name, x, 4)
     if k.shape[0] != q.shape[0] or k.shape[1] != q.shape[1] or k.shape[3] != q.shape[3]:
         raise ValueError(f"k must have shape (B, h, Tk, dk) = ({q.shape[0]}, {q.shape[1]}, Tk, {q.shape[3]}) "
                          f"to match q of shape {q.shape}, got {k.shape}")
@@ -122,6 +129,7 @@ cdef object _attn_dims(ff_attn_dims_t *d, object q, object k, object key_padding
         _check_key_padding_mask(key_padding_mask, q.shape[0], k.shape[2])
     d.bf16 = compute_dtype == "bfloat16"
     d.kv_bf16 = 0
+    d.bf16_inputs = 0
     d.B, d.H, d.Tq, d.dk = q.shape
     d.Tk = k.shape[2]
     d.causal = bool(causal)
@@ -158,11 +166,15 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.
     queries per head; no dropout), or None to pick by the shape.
     compute_dtype="bfloat16": the products q k^T and P v take bf16-rounded
     inputs summed in float32 (`bf16_path()`), the softmax stays float32;
-    flash and rows only."""
+    flash and rows only. q, k and v may then be bf16 values (uint16,
+    `to_bf16`), all three (flash only): the bits of their float32 values."""
     _attn_check_qkv(q, k, v)
     cdef ff_attn_dims_t d
     mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site, compute_dtype)
     cdef int which = _attn_impl(impl, &d, True)
+    if impl is None and is_bf16_storage(q):
+        which = _ATTN_FLASH  # the one kernel that reads bf16 values
+    d.bf16_inputs = _attn_stored_inputs(q, which, &d)
     if q.size == 0 or d.Tk == 0:  # no query, or no key to see: out 0, lse -inf (the reference's rule)
         return np.zeros(q.shape, dtype=np.float32), np.full(q.shape[:3], -np.inf, dtype=np.float32)
     out = np.empty(q.shape, dtype=np.float32)
@@ -171,9 +183,9 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.
     cdef ff_attn_view_t vk = ff_attn_contiguous(d.H, d.Tk, d.dk)
     cdef float *po = _f32p(out)
     cdef float *pl = _f32p(lse)
-    cdef const float *pq = _f32p(q)
-    cdef const float *pk = _f32p(k)
-    cdef const float *pv = _f32p(v)
+    cdef const void *pq = _data_ptr(q)
+    cdef const void *pk = _data_ptr(k)
+    cdef const void *pv = _data_ptr(v)
     cdef const uint8_t *pm = _u8p(mask) if mask is not None else NULL
     cdef int rc
     with nogil:
@@ -191,7 +203,8 @@ def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=Fa
     dout, out: (B, h, Tq, dk); lse: (B, h, Tq) from attention_forward with the
     same mask, causal, dropout and (seed, step, site): P is recomputed from lse
     and the dropout mask regenerated, never stored. compute_dtype as the
-    forward's: all four products (and the recomputed scores) in bf16."""
+    forward's: all four products (and the recomputed scores) in bf16; q, k
+    and v as the forward's (float32, or bf16 values)."""
     _attn_check_qkv(q, k, v)
     check_float32("dout", dout, 4)
     check_float32("out", out, 4)
@@ -205,6 +218,7 @@ def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=Fa
     cdef ff_attn_dims_t d
     mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site, compute_dtype)
     cdef int which = _attn_impl(impl, &d, False)
+    d.bf16_inputs = _attn_stored_inputs(q, which, &d)
     if q.size == 0 or k.size == 0:  # no query or no key: every gradient is 0, and C sees no empty buffer
         return np.zeros(q.shape, dtype=np.float32), np.zeros(k.shape, dtype=np.float32), \
             np.zeros(v.shape, dtype=np.float32)
@@ -217,9 +231,9 @@ def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=Fa
     cdef float *pdk = _f32p(dk)
     cdef float *pdv = _f32p(dv)
     cdef const float *pdo = _f32p(dout)
-    cdef const float *pq = _f32p(q)
-    cdef const float *pk = _f32p(k)
-    cdef const float *pv = _f32p(v)
+    cdef const void *pq = _data_ptr(q)
+    cdef const void *pk = _data_ptr(k)
+    cdef const void *pv = _data_ptr(v)
     cdef const float *po = _f32p(out)
     cdef const float *pl = _f32p(lse)
     cdef const uint8_t *pm = _u8p(mask) if mask is not None else NULL
@@ -229,14 +243,14 @@ def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=Fa
             rc = ff_attention_flash_backward(pdq, vq, pdk, vk, pdv, vk, pdo, vq, pq, vq, pk, vk, pv, vk, po, vq, pl,
                                              pm, &d)
         else:
-            rc = ff_attention_materialized_backward(pdq, vq, pdk, vk, pdv, vk, pdo, vq, pq, vq, pk, vk, pv, vk, po,
-                                                    vq, pl, pm, &d)
+            rc = ff_attention_materialized_backward(pdq, vq, pdk, vk, pdv, vk, pdo, vq, <const float *>pq, vq,
+                                                    <const float *>pk, vk, <const float *>pv, vk, po, vq, pl, pm, &d)
     if rc != 0:
         raise MemoryError("attention_backward: could not allocate its workspace")
     return dq, dk, dv
 
 
-cdef bint _attn_view_fast(object a, tuple shape, bint writeable, ff_attn_view_t *out):
+cdef bint _attn_view_fast(object a, tuple shape, bint writeable, ff_attn_view_t *out, bint bf16):
     """The common case of _attn_view in one buffer request; False sends the
     caller to the checks that name what is wrong."""
     if type(a) is not _NDARRAY:
@@ -246,44 +260,60 @@ cdef bint _attn_view_fast(object a, tuple shape, bint writeable, ff_attn_view_t 
         PyObject_GetBuffer(a, &v, PyBUF_FORMAT | PyBUF_STRIDES | (PyBUF_WRITABLE if writeable else 0))
     except Exception:
         return False
-    cdef bint ok = (v.itemsize == 4 and v.format != NULL and v.format[0] == b'f' and v.format[1] == 0
-                    and v.ndim == 4 and (<size_t>v.buf) % 4 == 0)
+    cdef Py_ssize_t size = 2 if bf16 else 4
+    cdef bint ok = (v.itemsize == size and v.format != NULL and v.format[0] == (b'H' if bf16 else b'f')
+                    and v.format[1] == 0 and v.ndim == 4 and (<size_t>v.buf) % size == 0)
     cdef int i
     if ok:
         for i in range(4):
-            ok = ok and v.shape[i] == <Py_ssize_t>shape[i] and v.strides[i] >= 0 and v.strides[i] % 4 == 0
-        ok = ok and (v.shape[3] <= 1 or v.strides[3] == 4)
+            ok = ok and v.shape[i] == <Py_ssize_t>shape[i] and v.strides[i] >= 0 and v.strides[i] % size == 0
+        ok = ok and (v.shape[3] <= 1 or v.strides[3] == size)
     if ok:
-        out.batch, out.head, out.row = v.strides[0] // 4, v.strides[1] // 4, v.strides[2] // 4
+        out.batch, out.head, out.row = v.strides[0] // size, v.strides[1] // size, v.strides[2] // size
     PyBuffer_Release(&v)
     return ok
 
 
-cdef ff_attn_view_t _attn_view(str name, object a, tuple shape, bint writeable) except *:
-    """Strides of a (B, h, T, dk) float32 view whose last axis is contiguous."""
+cdef ff_attn_view_t _attn_view(str name, object a, tuple shape, bint writeable, bint bf16=False) except *:
+    """Element strides of a (B, h, T, dk) view whose last axis is contiguous:
+    float32, or uint16 bf16 values (bf16)."""
     cdef ff_attn_view_t fast = ff_attn_contiguous(0, 0, 0)
-    if _attn_view_fast(a, shape, writeable, &fast):
+    if _attn_view_fast(a, shape, writeable, &fast, bf16):
         return fast
+    dtype = _UINT16 if bf16 else _FLOAT32
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray of float32, got {type(a).__name__}")
-    if a.dtype != _FLOAT32:
-        raise TypeError(f"{name} must have dtype float32, got {a.dtype}")
+        raise TypeError(f"{name} must be a numpy.ndarray of {dtype}, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {a.dtype}")
     if a.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
     if writeable and not a.flags.writeable:
         raise ValueError(f"{name} must be writeable")
-    if (a.shape[3] > 1 and a.strides[3] != 4) or any(s < 0 or s % 4 for s in a.strides) or not a.flags.aligned:
+    size = dtype.itemsize
+    if (a.shape[3] > 1 and a.strides[3] != size) or any(s < 0 or s % size for s in a.strides) or not a.flags.aligned:
         raise ValueError(f"{name} must have a contiguous last axis and non-negative strides, got strides {a.strides}")
     cdef ff_attn_view_t v
-    v.batch, v.head, v.row = a.strides[0] // 4, a.strides[1] // 4, a.strides[2] // 4
+    v.batch, v.head, v.row = a.strides[0] // size, a.strides[1] // size, a.strides[2] // size
     return v
 
 
-cdef float *_attn_ptr(object a) except? NULL:
+cdef bint _attn_stored_inputs(object q, int impl, const ff_attn_dims_t *d) except -1:
+    """Whether q (and so k and v, checked as their views) holds bf16 values
+    (uint16): flash in bf16 only."""
+    if not is_bf16_storage(q):
+        return False
+    if not d.bf16:
+        raise TypeError("q, k and v hold bf16 values (uint16): that needs compute_dtype='bfloat16'")
+    if impl != _ATTN_FLASH:
+        raise ValueError("q, k and v as bf16 values (uint16) need impl='flash'")
+    return True
+
+
+cdef void *_attn_ptr(object a) except? NULL:
     """The first element of a checked view (any strides)."""
     cdef Py_buffer v
     PyObject_GetBuffer(a, &v, PyBUF_STRIDES)
-    cdef float *p = <float *>v.buf
+    cdef void *p = v.buf
     PyBuffer_Release(&v)
     return p
 
@@ -316,9 +346,10 @@ def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=Fa
     B, H, Tq, dk = q.shape
     Tk = k.shape[2]
     Bk = B if key_rows is None else k.shape[0]
-    cdef ff_attn_view_t vq = _attn_view("q", q, (B, H, Tq, dk), False)
-    cdef ff_attn_view_t vk = _attn_view("k", k, (Bk, H, Tk, dk), False)
-    cdef ff_attn_view_t vv = _attn_view("v", v, (Bk, H, Tk, dk), False)
+    cdef bint stored = is_bf16_storage(q)
+    cdef ff_attn_view_t vq = _attn_view("q", q, (B, H, Tq, dk), False, stored)
+    cdef ff_attn_view_t vk = _attn_view("k", k, (Bk, H, Tk, dk), False, stored)
+    cdef ff_attn_view_t vv = _attn_view("v", v, (Bk, H, Tk, dk), False, stored)
     cdef const int64_t *pkr = NULL
     cdef size_t kr_ld = 0
     if key_rows is not None:
@@ -345,13 +376,14 @@ def _attention_forward_views(out, lse, q, k, v, key_padding_mask=None, causal=Fa
                       _internal_checks)
     cdef int which = _attn_impl(impl, &d, True)
     d.kv_bf16 = bool(kv_bf16) and d.bf16 != 0
+    d.bf16_inputs = _attn_stored_inputs(q, which, &d)
     if B * H * Tq * dk == 0:
         return out, lse
-    cdef float *po = _attn_ptr(out)
+    cdef float *po = <float *>_attn_ptr(out)
     cdef float *pl = _f32p(lse)
-    cdef const float *pq = _attn_ptr(q)
-    cdef const float *pk = _attn_ptr(k) if Tk else NULL
-    cdef const float *pv = _attn_ptr(v) if Tk else NULL
+    cdef const void *pq = _attn_ptr(q)
+    cdef const void *pk = _attn_ptr(k) if Tk else NULL
+    cdef const void *pv = _attn_ptr(v) if Tk else NULL
     cdef const uint8_t *pm = _u8p(mask) if mask is not None else NULL
     cdef int rc
     with nogil:
@@ -384,9 +416,10 @@ def _attention_backward_views(dq, dk, dv, dout, q, k, v, out, lse, key_padding_m
     B, H, Tq, dkk = q.shape
     Tk = k.shape[2]
     sq_, sk_ = (B, H, Tq, dkk), (B, H, Tk, dkk)
-    cdef ff_attn_view_t vq = _attn_view("q", q, sq_, False)
-    cdef ff_attn_view_t vk = _attn_view("k", k, sk_, False)
-    cdef ff_attn_view_t vv = _attn_view("v", v, sk_, False)
+    cdef bint stored = is_bf16_storage(q)
+    cdef ff_attn_view_t vq = _attn_view("q", q, sq_, False, stored)
+    cdef ff_attn_view_t vk = _attn_view("k", k, sk_, False, stored)
+    cdef ff_attn_view_t vv = _attn_view("v", v, sk_, False, stored)
     cdef ff_attn_view_t vo = _attn_view("out", out, sq_, False)
     cdef ff_attn_view_t vdo = _attn_view("dout", dout, sq_, False)
     cdef ff_attn_view_t vdq = _attn_view("dq", dq, sq_, True)
@@ -399,16 +432,17 @@ def _attention_backward_views(dq, dk, dv, dout, q, k, v, out, lse, key_padding_m
     cdef ff_attn_dims_t d
     mask = _attn_dims(&d, q, k, key_padding_mask, causal, dropout_p, seed, step, site, compute_dtype,
                       _internal_checks)
+    d.bf16_inputs = _attn_stored_inputs(q, _ATTN_FLASH, &d)
     if B * H * dkk == 0 or Tq + Tk == 0:
         return dq, dk, dv
-    cdef float *pdq = _attn_ptr(dq)
-    cdef float *pdk = _attn_ptr(dk)
-    cdef float *pdv = _attn_ptr(dv)
-    cdef const float *pdo = _attn_ptr(dout)
-    cdef const float *pq = _attn_ptr(q)
-    cdef const float *pk = _attn_ptr(k)
-    cdef const float *pv = _attn_ptr(v)
-    cdef const float *po = _attn_ptr(out)
+    cdef float *pdq = <float *>_attn_ptr(dq)
+    cdef float *pdk = <float *>_attn_ptr(dk)
+    cdef float *pdv = <float *>_attn_ptr(dv)
+    cdef const float *pdo = <const float *>_attn_ptr(dout)
+    cdef const void *pq = _attn_ptr(q)
+    cdef const void *pk = _attn_ptr(k)
+    cdef const void *pv = _attn_ptr(v)
+    cdef const float *po = <const float *>_attn_ptr(out)
     cdef const float *pl = _f32p(lse) if lse.size else NULL
     cdef const uint8_t *pm = _u8p(mask) if mask is not None else NULL
     cdef int rc

@@ -24,6 +24,13 @@ from fastformer.reference.dropout import (
 SELF_ATTN, CROSS_ATTN, FFN = "self_attn", "cross_attn", "ffn"
 
 
+def stored_dtype(cfg):
+    """The dtype of an activation only bf16 products read: a bf16 model's
+    products round it to bf16 anyway, so it keeps those values (uint16, half
+    the bytes) for the same bits; float32 otherwise."""
+    return np.uint16 if cfg.compute_dtype == "bfloat16" else np.float32
+
+
 def heads(a, B, L, h, dk):
     """(B*L, d) -> (B, h, L, dk) view."""
     return a.reshape(B, L, h, dk).transpose(0, 2, 1, 3)
@@ -173,7 +180,7 @@ class SelfAttention(Sublayer):
 
     def body_saved(self, cfg, B, L, S):
         rows, d = B * L, cfg.d_model
-        return [("qkv", (rows, 3 * d)),        # [Q | K | V] = h W_in^T + b_in
+        return [("qkv", (rows, 3 * d), stored_dtype(cfg)),  # [Q | K | V] = h W_in^T + b_in
                 ("ctx", (rows, d)),            # attention output, heads side by side
                 ("lse", (B, cfg.nhead, L))]    # softmax log-sum-exp per query
 
@@ -227,8 +234,8 @@ class CrossAttention(Sublayer):
 
     def body_saved(self, cfg, B, L, S):
         rows, d = B * L, cfg.d_model
-        return [("q", (rows, d)),              # h W_q^T + b_q
-                ("kv", (B * S, 2 * d)),        # [K | V] = memory W_kv^T + b_kv
+        return [("q", (rows, d), stored_dtype(cfg)),          # h W_q^T + b_q
+                ("kv", (B * S, 2 * d), stored_dtype(cfg)),    # [K | V] = memory W_kv^T + b_kv
                 ("ctx", (rows, d)),
                 ("lse", (B, cfg.nhead, L))]
 
@@ -287,10 +294,9 @@ class FeedForward(Sublayer):
 
     def body_saved(self, cfg, B, L, S):
         rows, f = B * L, cfg.dim_feedforward
-        # act(hidden), the second product's input; a bf16 model's products round it to bf16, so
-        # it keeps those values (uint16, half the bytes): the same products, and relu's backward
-        # the same signs (but for positives up to half bf16's least subnormal, 4.6e-41: they round to 0)
-        fields = [("hact", (rows, f), np.uint16 if cfg.compute_dtype == "bfloat16" else np.float32)]
+        # act(hidden), the second product's input; relu's backward sees the same signs in bf16
+        # (but for positives up to half bf16's least subnormal, 4.6e-41: they round to 0)
+        fields = [("hact", (rows, f), stored_dtype(cfg))]
         if cfg.activation != "relu":
             fields.append(("hpre", (rows, f)))  # the hidden pre-activation, for gelu's derivative
         return fields

@@ -13,6 +13,7 @@ kernels do: S = scale * r(q) r(k)^T; out = r(E) r(v) / rowsum(E) with E the
 unnormalised probabilities exp(S - rowmax S) (after dropout); in the backward
 P = exp(S - lse), dv = r(Pd)^T r(dout), dP = r(dout) r(v)^T, dq = scale *
 r(dS) r(k), dk = scale * r(dS)^T r(q). Softmax statistics stay unrounded.
+q, k and v may then be bf16 values (uint16, `to_bf16`): those values.
 (The forward kernel rounds E against the running maximum of each 128-key
 block, so beyond 128 keys it matches this twin to bf16 rounding, not bits.)
 """
@@ -20,7 +21,7 @@ import numpy as np
 
 from fastformer.layout import check_compute_dtype
 from fastformer.reference.dropout import dropout_apply, dropout_forward, dropout_mask
-from fastformer.reference.gemm import round_bf16
+from fastformer.reference.gemm import from_bf16, round_bf16
 from fastformer.reference.linear import linear_backward, linear_forward
 
 
@@ -39,6 +40,13 @@ def _rounding(compute_dtype):
     """The rounding of a product's inputs: round_bf16 for bfloat16, else none."""
     check_compute_dtype(compute_dtype)
     return round_bf16 if compute_dtype == "bfloat16" else (lambda x: x)
+
+
+def _inputs(compute_dtype, *arrays):
+    """q, k, v as floats: bf16 values (uint16) widened, for bfloat16 only."""
+    if compute_dtype != "bfloat16" and any(a.dtype == np.uint16 for a in arrays):
+        raise TypeError("bf16 values (uint16) need compute_dtype='bfloat16'")
+    return [from_bf16(a) for a in arrays]
 
 
 def _scores(q, k, key_padding_mask, causal, compute_dtype="float32"):
@@ -77,6 +85,7 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, dropout_p=0.
     if q.shape[-1] == 0:
         raise ValueError(f"q, k and v must have a head width dk of at least 1, got q of shape {q.shape}")
     r = _rounding(compute_dtype)
+    q, k, v = _inputs(compute_dtype, q, k, v)
     p = _scores(q, k, key_padding_mask, causal, compute_dtype)
     m = p.max(axis=-1, initial=-np.inf)  # -inf also where there are no keys at all (Tk = 0)
     m[np.isneginf(m)] = 0  # a query with no visible key: exp(-inf - 0) = 0, not NaN
@@ -108,6 +117,7 @@ def attention_backward(dout, q, k, v, out, lse, key_padding_mask=None, causal=Fa
     """
     check_impl(impl)
     r = _rounding(compute_dtype)
+    q, k, v = _inputs(compute_dtype, q, k, v)
     p = _scores(q, k, key_padding_mask, causal, compute_dtype)
     # lse = -inf marks a query with no visible key: use +inf so its P row is 0.
     p -= np.where(np.isneginf(lse), np.inf, lse)[..., None]
