@@ -29,10 +29,12 @@ const ff_attn_leaves_t *ff_attn_leaves_for(const ff_attn_dims_t *d, ff_attn_leav
 
 /* ---- small helpers ------------------------------------------------------ */
 
-const float *ff_attn_rows_as_float(float *stage, const void *src, size_t ld, size_t rows, size_t cols,
-                                   const ff_attn_dims_t *d, size_t *ldf) {
-    *ldf = d->bf16_inputs ? cols : ld;
-    return d->bf16_inputs ? ff_bf16_widen_rows(stage, src, ld, rows, cols) : src;
+void ff_attn_transpose_input(const ff_attn_leaves_t *L, float *dst, size_t ldd, const void *src, size_t lds,
+                             size_t rows, size_t cols, const ff_attn_dims_t *d, float *stage) {
+    if (d->bf16_inputs)
+        L->transpose(dst, ldd, ff_bf16_widen_rows(stage, src, lds, rows, cols), cols, rows, cols);
+    else
+        L->transpose(dst, ldd, src, lds, rows, cols);
 }
 
 void ff_attn_philox_words_scalar(uint32_t *w, uint64_t i0, size_t n, uint64_t seed, uint64_t step, uint64_t site) {

@@ -24,9 +24,12 @@
 typedef struct {
     /* C (m, n; ldc) = (accumulate ? C : 0) + alpha * A @ B, where A's element
      * (i, p) is A[i*ars + p*acs] (so A^T is free) and B is (k, n), row-major
-     * with leading dimension ldb. Each C element is summed over p in order. */
-    void (*gemm)(float *C, size_t ldc, const float *A, size_t ars, size_t acs, const float *B, size_t ldb, size_t m,
-                 size_t n, size_t k, float alpha, int accumulate);
+     * with leading dimension ldb. Each C element is summed over p in order.
+     * A and B are floats; the bf16 gemm (below) also takes either as bf16
+     * values (uint16_t) flagged in storage (FF_GEMM_A_BF16, FF_GEMM_B_BF16 of
+     * gemm.h: flash inputs stored in bf16), which the fp32 leaves never get. */
+    void (*gemm)(float *C, size_t ldc, const void *A, size_t ars, size_t acs, const void *B, size_t ldb, size_t m,
+                 size_t n, size_t k, float alpha, int accumulate, int storage);
     /* Online softmax step over the columns (queries) of ST (rows keys, ld):
      * mx[c] = max(m[c], max_r ST[r][c]); mu = mx, or 0 where mx = -inf;
      * ST[r][c] = exp(ST[r][c] - mu); corr[c] = exp(m[c] - mu);
@@ -86,21 +89,32 @@ void ff_attn_keep_block_avx512(float *F, size_t ld, uint32_t *w, uint64_t i00, u
 const ff_attn_leaves_t *ff_attn_leaves(void);
 
 /* The gemm leaf's signature, and its bf16 twin (attn_gemm_bf16.c): A and B
- * rounded to bf16, sums in fp32, on the active bf16 path; A must have acs == 1
- * or ars == 1 (every product of the flash kernels does). */
-typedef void (*ff_attn_gemm_fn)(float *C, size_t ldc, const float *A, size_t ars, size_t acs, const float *B,
-                                size_t ldb, size_t m, size_t n, size_t k, float alpha, int accumulate);
+ * rounded to bf16 (stored bf16 values read as they are), sums in fp32, on the
+ * active bf16 path; A must have acs == 1 or ars == 1 (every product of the
+ * flash kernels does). */
+typedef void (*ff_attn_gemm_fn)(float *C, size_t ldc, const void *A, size_t ars, size_t acs, const void *B,
+                                size_t ldb, size_t m, size_t n, size_t k, float alpha, int accumulate, int storage);
 ff_attn_gemm_fn ff_attn_gemm_bf16(void);
 
 /* The leaves a kernel on d runs: the active set, with the bf16 gemm when
  * d->bf16 (filled into *copy). */
 const ff_attn_leaves_t *ff_attn_leaves_for(const ff_attn_dims_t *d, ff_attn_leaves_t *copy);
 
-/* rows x cols of a flash input at src (row stride ld elements) as floats:
- * src itself when d->bf16_inputs is 0 (*ldf = ld), else its bf16 values
- * widened into stage (*ldf = cols). */
-const float *ff_attn_rows_as_float(float *stage, const void *src, size_t ld, size_t rows, size_t cols,
-                                   const ff_attn_dims_t *d, size_t *ldf);
+/* Element `offset` of a flash input (q, k or v): float32, or a bf16 value
+ * with d->bf16_inputs. */
+static inline const void *ff_attn_input(const void *x, size_t offset, const ff_attn_dims_t *d) {
+    return (const char *)x + offset * (d->bf16_inputs ? sizeof(uint16_t) : sizeof(float));
+}
+
+/* The gemm storage flag `flag` (FF_GEMM_A_BF16 or FF_GEMM_B_BF16) of an
+ * operand that is a flash input: set with d->bf16_inputs. */
+static inline int ff_attn_input_storage(const ff_attn_dims_t *d, int flag) { return d->bf16_inputs ? flag : 0; }
+
+/* L->transpose of a flash input: dst (cols, rows; ldd) = src^T as floats,
+ * src (rows, cols) with row stride lds elements; bf16 values go through
+ * stage (rows * cols floats) widened. */
+void ff_attn_transpose_input(const ff_attn_leaves_t *L, float *dst, size_t ldd, const void *src, size_t lds,
+                             size_t rows, size_t cols, const ff_attn_dims_t *d, float *stage);
 
 /* The keep_block leaf through philox_words, one query at a time. */
 void ff_attn_keep_block_rows(float *F, size_t ld, uint32_t *w, uint64_t i00, uint64_t qstride, size_t nq, size_t nk,

@@ -5,8 +5,10 @@
 #include "attention/attn_internal.h"
 #include "gemm/gemm_internal.h"
 
-static void gemm_generic(float *C, size_t ldc, const float *A, size_t ars, size_t acs, const float *B, size_t ldb,
-                         size_t m, size_t n, size_t k, float alpha, int accumulate) {
+static void gemm_generic(float *C, size_t ldc, const void *Av, size_t ars, size_t acs, const void *Bv, size_t ldb,
+                         size_t m, size_t n, size_t k, float alpha, int accumulate, int storage) {
+    (void)storage; /* 0: floats (attn_internal.h) */
+    const float *A = Av, *B = Bv;
     float acc[256];
     for (size_t i = 0; i < m; i++) {
         for (size_t j0 = 0; j0 < n; j0 += 256) {

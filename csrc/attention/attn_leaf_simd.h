@@ -67,8 +67,10 @@ TILES(6)
 /* [mr - 1][tail][nv - 1] */
 static const tile_fn g_tiles[6][2][TILE_NV] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6)};
 
-static void gemm(float *C, size_t ldc, const float *A, size_t ars, size_t acs, const float *B, size_t ldb, size_t m,
-                 size_t n, size_t k, float alpha, int accumulate) {
+static void gemm(float *C, size_t ldc, const void *Av, size_t ars, size_t acs, const void *Bv, size_t ldb, size_t m,
+                 size_t n, size_t k, float alpha, int accumulate, int storage) {
+    (void)storage; /* 0: floats (attn_internal.h) */
+    const float *A = Av, *B = Bv;
     const size_t NB = TILE_NV * FFV_W;
     for (size_t j0 = 0; j0 < n; j0 += NB) {
         size_t nn = n - j0 < NB ? n - j0 : NB;

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "attention/attn_internal.h"
-#include "gemm/gemm_internal.h"
+#include "gemm/gemm.h"
 #include "runtime/scratch.h"
 #include "runtime/runtime.h"
 
@@ -37,7 +37,7 @@ static void zero_rows(float *x, size_t ld, size_t rows, size_t n) {
 }
 
 typedef struct {
-    float *Qt, *dOt, *D, *Lm, *ST, *dPT, *PdT, *F, *sc, *Qs, *Ks, *Vs;
+    float *Qt, *dOt, *D, *Lm, *ST, *dPT, *PdT, *F, *sc, *Qs;
     uint32_t *w;
     size_t ldq; /* Tq rounded up to BQ */
 } bwd_ws_t;
@@ -46,11 +46,10 @@ typedef struct {
  * qb*dk*BQ, zero past Tq. Panels rather than one (dk, Tq) matrix: a row
  * stride of Tq floats (4 KiB at Tq = 1024) maps a panel's rows to a few L1
  * sets, and the products that stream it would miss L1 throughout. */
-/* Qs (the head's Q), Ks and Vs (a key block) hold bf16 inputs widened, only
- * with d->bf16_inputs. */
+/* Qs (a Q block's bf16 values widened) only with d->bf16_inputs. */
 static size_t bwd_ws_size(const ff_attn_dims_t *d) {
     const size_t ldq = (d->Tq + BQ - 1) / BQ * BQ, dk = d->dk;
-    return 2 * dk * ldq + 2 * (ldq + BQ) + 4 * BK * BQ + BK + BK + 64 + (d->bf16_inputs ? (ldq + 2 * BK) * dk : 0);
+    return 2 * dk * ldq + 2 * (ldq + BQ) + 4 * BK * BQ + BK + BK + 64 + (d->bf16_inputs ? BQ * dk : 0);
 }
 
 static bwd_ws_t bwd_ws(float *base, size_t Tq, size_t dk) {
@@ -67,8 +66,6 @@ static bwd_ws_t bwd_ws(float *base, size_t Tq, size_t dk) {
     w.sc = w.F + BK * BQ;
     w.w = (uint32_t *)(w.sc + BK);
     w.Qs = w.sc + BK + BK + 64;
-    w.Ks = w.Qs + w.ldq * dk;
-    w.Vs = w.Ks + BK * dk;
     return w;
 }
 
@@ -87,11 +84,10 @@ static void backward_head(const bwd_args_t *a, bwd_ws_t w, size_t b, size_t h) {
     const ff_attn_dims_t *d = a->d;
     const ff_attn_leaves_t *L = a->L;
     const size_t Tq = d->Tq, Tk = d->Tk, dk = d->dk, ldq = w.ldq;
-    const int bf = d->bf16_inputs;
-    size_t ldqh, ldk, ldv;
-    const float *qh = ff_attn_rows_as_float(w.Qs, ff_stored_at(a->q, bf, b * a->sq.batch + h * a->sq.head), a->sq.row,
-                                            Tq, dk, d, &ldqh);
-    const size_t kh = b * a->sk.batch + h * a->sk.head, vh = b * a->sv.batch + h * a->sv.head; /* offsets */
+    /* offsets into the flash inputs, and their storage as A or B of a product */
+    const size_t qh = b * a->sq.batch + h * a->sq.head, kh = b * a->sk.batch + h * a->sk.head,
+                 vh = b * a->sv.batch + h * a->sv.head;
+    const int a_in = ff_attn_input_storage(d, FF_GEMM_A_BF16), b_in = ff_attn_input_storage(d, FF_GEMM_B_BF16);
     const float *doh = a->dout + b * a->sdo.batch + h * a->sdo.head;
     const float *oh = a->out + b * a->so.batch + h * a->so.head;
     const float *lh = a->lse + (b * d->H + h) * Tq;
@@ -104,7 +100,7 @@ static void backward_head(const bwd_args_t *a, bwd_ws_t w, size_t b, size_t h) {
     for (size_t q0 = 0; q0 < Tq; q0 += BQ) {
         const size_t nq = min_sz(BQ, Tq - q0);
         float *qt = w.Qt + q0 * dk, *dot = w.dOt + q0 * dk;
-        L->transpose(qt, BQ, qh + q0 * ldqh, ldqh, nq, dk);
+        ff_attn_transpose_input(L, qt, BQ, ff_attn_input(a->q, qh + q0 * a->sq.row, d), a->sq.row, nq, dk, d, w.Qs);
         L->transpose(dot, BQ, doh + q0 * a->sdo.row, a->sdo.row, nq, dk);
         for (size_t p = 0; nq < BQ && p < dk; p++) {
             memset(qt + p * BQ + nq, 0, (BQ - nq) * sizeof(float));
@@ -130,19 +126,16 @@ static void backward_head(const bwd_args_t *a, bwd_ws_t w, size_t b, size_t h) {
     for (size_t k0 = 0; k0 < Tk; k0 += BK) {
         const size_t nk = min_sz(BK, Tk - k0);
         if (all_padded(kb, k0, nk)) continue; /* their P is 0: dK = dV = 0 */
-        const float *kp = ff_attn_rows_as_float(w.Ks, ff_stored_at(a->k, bf, kh + k0 * a->sk.row), a->sk.row, nk, dk, d,
-                                                &ldk);
-        const float *vp = ff_attn_rows_as_float(w.Vs, ff_stored_at(a->v, bf, vh + k0 * a->sv.row), a->sv.row, nk, dk, d,
-                                                &ldv);
+        const void *kp = ff_attn_input(a->k, kh + k0 * a->sk.row, d), *vp = ff_attn_input(a->v, vh + k0 * a->sv.row, d);
         float *dkp = dkh + k0 * a->sdk.row, *dvp = dvh + k0 * a->sdv.row;
         /* causal: queries before k0 see none of these keys */
         const size_t qstart = d->causal ? k0 / BQ * BQ : 0;
         for (size_t q0 = qstart; q0 < Tq; q0 += BQ) {
             const size_t nq = min_sz(BQ, Tq - q0), ncol = min_sz(BQ, round16(nq));
-            L->gemm(w.ST, BQ, kp, ldk, 1, w.Qt + q0 * dk, BQ, nk, ncol, dk, a->scale, 0);
+            L->gemm(w.ST, BQ, kp, a->sk.row, 1, w.Qt + q0 * dk, BQ, nk, ncol, dk, a->scale, 0, a_in);
             if (kb || (d->causal && k0 + nk - 1 > q0)) ff_attn_mask_block(w.ST, BQ, kb, d->causal, q0, nq, k0, nk);
             L->exp_sub_cols(w.ST, BQ, w.Lm + q0, nk, nq);
-            L->gemm(w.dPT, BQ, vp, ldv, 1, w.dOt + q0 * dk, BQ, nk, ncol, dk, 1.0f, 0);
+            L->gemm(w.dPT, BQ, vp, a->sv.row, 1, w.dOt + q0 * dk, BQ, nk, ncol, dk, 1.0f, 0, a_in);
             const float *Pd = w.ST;
             if (drop) {
                 ff_attn_keep_block(w.F, BQ, w.w, L, d, b * d->H + h, q0, nq, k0, nk);
@@ -153,14 +146,15 @@ static void backward_head(const bwd_args_t *a, bwd_ws_t w, size_t b, size_t h) {
                     }
                 Pd = w.PdT;
             }
-            const float *dop = doh + q0 * a->sdo.row, *qp = qh + q0 * ldqh;
+            const float *dop = doh + q0 * a->sdo.row;
+            const void *qp = ff_attn_input(a->q, qh + q0 * a->sq.row, d);
             /* dV_blk += Pd^T-as-stored (nk, nq) @ dO_blk (nq, dk) */
-            L->gemm(dvp, a->sdv.row, Pd, BQ, 1, dop, a->sdo.row, nk, dk, nq, 1.0f, 1);
+            L->gemm(dvp, a->sdv.row, Pd, BQ, 1, dop, a->sdo.row, nk, dk, nq, 1.0f, 1, 0);
             L->dsoftmax_cols(w.dPT, w.ST, BQ, w.D + q0, nk, nq);
             /* dK_blk += dS^T (nk, nq) @ Q_blk (nq, dk) */
-            L->gemm(dkp, a->sdk.row, w.dPT, BQ, 1, qp, ldqh, nk, dk, nq, 1.0f, 1);
+            L->gemm(dkp, a->sdk.row, w.dPT, BQ, 1, qp, a->sq.row, nk, dk, nq, 1.0f, 1, b_in);
             /* dQ_blk += dS (nq, nk) @ K_blk (nk, dk); dS's element (i, j) is dS^T[j*BQ + i] */
-            L->gemm(dqh + q0 * a->sdq.row, a->sdq.row, w.dPT, 1, BQ, kp, ldk, nq, dk, nk, 1.0f, 1);
+            L->gemm(dqh + q0 * a->sdq.row, a->sdq.row, w.dPT, 1, BQ, kp, a->sk.row, nq, dk, nk, 1.0f, 1, b_in);
         }
         L->scale_rows(dkp, a->sdk.row, w.sc, nk, dk);
     }

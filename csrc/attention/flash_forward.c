@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "attention/attn_internal.h"
-#include "gemm/gemm_internal.h"
+#include "gemm/gemm.h"
 #include "runtime/scratch.h"
 #include "runtime/runtime.h"
 
@@ -28,15 +28,15 @@ static int all_padded(const uint8_t *kpm, size_t k0, size_t nk) {
 }
 
 typedef struct {
-    float *Qt, *ST, *O, *F, *m, *l, *corr, *Ks, *Vs;
+    float *Qt, *ST, *O, *F, *m, *l, *corr, *Qs;
     uint32_t *w;
 } fwd_ws_t;
 
-/* Floats of the per-thread workspace, carved as fwd_ws_t; Ks and Vs (a block
- * of bf16 inputs widened) only with d->bf16_inputs. */
+/* Floats of the per-thread workspace, carved as fwd_ws_t; Qs (the Q block's
+ * bf16 values widened) only with d->bf16_inputs. */
 static size_t fwd_ws_size(const ff_attn_dims_t *d) {
     const size_t dk = d->dk;
-    return dk * BQ + BK * BQ + BQ * dk + BK * BQ + 3 * BQ + BK + 64 + (d->bf16_inputs ? 2 * BK * dk : 0);
+    return dk * BQ + BK * BQ + BQ * dk + BK * BQ + 3 * BQ + BK + 64 + (d->bf16_inputs ? BQ * dk : 0);
 }
 
 static fwd_ws_t fwd_ws(float *base, size_t dk) {
@@ -49,8 +49,7 @@ static fwd_ws_t fwd_ws(float *base, size_t dk) {
     w.l = w.m + BQ;
     w.corr = w.l + BQ;
     w.w = (uint32_t *)(w.corr + BQ);
-    w.Ks = w.corr + BQ + BK + 64;
-    w.Vs = w.Ks + BK * dk;
+    w.Qs = w.corr + BQ + BK + 64;
     return w;
 }
 
@@ -60,15 +59,13 @@ static void forward_unit(float *out, ff_attn_view_t so, float *lse, const void *
                          size_t h, size_t q0) {
     const size_t Tk = d->Tk, dk = d->dk;
     const size_t nq = min_sz(BQ, d->Tq - q0), ncol = min_sz(BQ, round16(nq));
-    const int bf = d->bf16_inputs;
     const size_t kh = b * sk.batch + h * sk.head, vh = b * sv.batch + h * sv.head; /* offsets */
     const uint8_t *kb = kpm ? kpm + b * Tk : NULL;
-    size_t ldq, ldk, ldv;
+    const int k_in = ff_attn_input_storage(d, FF_GEMM_A_BF16), v_in = ff_attn_input_storage(d, FF_GEMM_B_BF16);
 
     /* Q block transposed, (dk, BQ); columns past nq are 0 so padded lanes stay finite */
-    const float *qp = ff_attn_rows_as_float(w.Ks, ff_stored_at(q, bf, b * sq.batch + h * sq.head + q0 * sq.row),
-                                            sq.row, nq, dk, d, &ldq);
-    L->transpose(w.Qt, BQ, qp, ldq, nq, dk);
+    ff_attn_transpose_input(L, w.Qt, BQ, ff_attn_input(q, b * sq.batch + h * sq.head + q0 * sq.row, d), sq.row, nq,
+                            dk, d, w.Qs);
     if (nq < BQ)
         for (size_t p = 0; p < dk; p++) memset(w.Qt + p * BQ + nq, 0, (BQ - nq) * sizeof(float));
     memset(w.O, 0, nq * dk * sizeof(float));
@@ -84,8 +81,7 @@ static void forward_unit(float *out, ff_attn_view_t so, float *lse, const void *
         const size_t nk = min_sz(BK, kend - k0);
         if (all_padded(kb, k0, nk)) continue; /* contributes exactly 0 */
         /* S^T = scale * K_blk Q_blk^T, (nk, ncol) */
-        const float *kp = ff_attn_rows_as_float(w.Ks, ff_stored_at(k, bf, kh + k0 * sk.row), sk.row, nk, dk, d, &ldk);
-        L->gemm(w.ST, BQ, kp, ldk, 1, w.Qt, BQ, nk, ncol, dk, scale, 0);
+        L->gemm(w.ST, BQ, ff_attn_input(k, kh + k0 * sk.row, d), sk.row, 1, w.Qt, BQ, nk, ncol, dk, scale, 0, k_in);
         if (kb || (d->causal && k0 + nk - 1 > q0)) ff_attn_mask_block(w.ST, BQ, kb, d->causal, q0, nq, k0, nk);
         L->softmax_cols(w.ST, BQ, w.m, w.l, w.corr, nk, nq);
         if (!first) {
@@ -100,8 +96,7 @@ static void forward_unit(float *out, ff_attn_view_t so, float *lse, const void *
                 for (size_t c = 0; c < nq; c++) w.ST[r * BQ + c] *= w.F[r * BQ + c];
         }
         /* O += P V_blk with P = (S^T)^T: A's element (i, j) is ST[j*BQ + i] */
-        const float *vp = ff_attn_rows_as_float(w.Vs, ff_stored_at(v, bf, vh + k0 * sv.row), sv.row, nk, dk, d, &ldv);
-        L->gemm(w.O, dk, w.ST, 1, BQ, vp, ldv, nq, dk, nk, 1.0f, 1);
+        L->gemm(w.O, dk, w.ST, 1, BQ, ff_attn_input(v, vh + k0 * sv.row, d), sv.row, nq, dk, nk, 1.0f, 1, v_in);
     }
 
     float *op = out + b * so.batch + h * so.head + q0 * so.row;
