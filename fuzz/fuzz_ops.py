@@ -53,6 +53,12 @@ class Inputs:
             return (a.view(np.uint32) >> 16).astype(np.uint16)
         return a
 
+    def bf16(self, a):
+        """a's bf16 values (uint16) where it is a float32 array, now and then not."""
+        if isinstance(a, np.ndarray) and a.dtype == np.float32 and self.fdp.ConsumeProbability() < 0.9:
+            return (a.view(np.uint32) >> 16).astype(np.uint16)
+        return a
+
     def ids(self, shape, V):
         fdp = self.fdp
         n = int(np.prod(shape))
@@ -79,6 +85,13 @@ class Inputs:
         return self.fdp.PickValueInList([False, True, False, True, 0, 1, None, "yes"])
 
 
+def attention_both(ops, dout, q, k, v, **kw):
+    """The forward, then the backward on its out and lse."""
+    out, lse = ops.attention_forward(q, k, v, **kw)
+    kw["impl"] = None if kw["impl"] == "rows" else kw["impl"]  # the backward has no rows kernel
+    return (out, lse) + tuple(ops.attention_backward(dout, q, k, v, out, lse, **kw))
+
+
 def calls(ops, x):
     """name -> a thunk calling that kernel on drawn inputs."""
     B, H, T, S, d = x.dims
@@ -102,6 +115,10 @@ def calls(ops, x):
             x.array((B, H, T, d)), x.array((B, H, S, d)), x.array((B, H, S, d)), key_padding_mask=x.mask((B, S)),
             causal=x.flag(), dropout_p=x.real(0.25), seed=x.integer(1), step=x.integer(2), site=x.integer(3),
             impl=x.fdp.PickValueInList([None, "flash", "materialized", "rows", "other"]), compute_dtype=cd),
+        "attention_bf16_values": lambda: attention_both(
+            ops, x.array((B, H, T, d)), *(x.bf16(x.array(s)) for s in ((B, H, T, d), (B, H, S, d), (B, H, S, d))),
+            key_padding_mask=x.mask((B, S)), causal=x.flag(), dropout_p=x.real(0.1), seed=x.integer(1),
+            impl=x.fdp.PickValueInList([None, "flash", "rows"]), compute_dtype=cd),
         "attention_backward": lambda: ops.attention_backward(
             x.array((B, H, T, d)), x.array((B, H, T, d)), x.array((B, H, S, d)), x.array((B, H, S, d)),
             x.array((B, H, T, d)), x.array((B, H, T)), key_padding_mask=x.mask((B, S)), causal=x.flag(),
