@@ -45,8 +45,8 @@ typedef struct {
 /* Qt and dOt hold Q^T and dO^T as Tq/BQ panels of (dk, BQ), panel qb at
  * qb*dk*BQ, zero past Tq. Panels rather than one (dk, Tq) matrix: a row
  * stride of Tq floats (4 KiB at Tq = 1024) maps a panel's rows to a few L1
- * sets, and the products that stream it would miss L1 throughout. */
-/* Qs (a Q block's bf16 values widened) only with d->bf16_inputs. */
+ * sets, and the products that stream it would miss L1 throughout. Qs (a Q
+ * block's bf16 values widened, for its transpose) only with d->bf16_inputs. */
 static size_t bwd_ws_size(const ff_attn_dims_t *d) {
     const size_t ldq = (d->Tq + BQ - 1) / BQ * BQ, dk = d->dk;
     return 2 * dk * ldq + 2 * (ldq + BQ) + 4 * BK * BQ + BK + BK + 64 + (d->bf16_inputs ? BQ * dk : 0);
