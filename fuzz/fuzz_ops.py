@@ -10,6 +10,11 @@ import numpy as np
 from _harness import run, scalar, small_int
 
 
+def bf16_values(a):
+    """A float32 array's bf16 values (uint16, truncated: still values ops.to_bf16 may give)."""
+    return (a.view(np.uint32) >> 16).astype(np.uint16)
+
+
 class Inputs:
     """Arrays and scalars drawn from the fuzzer's bytes."""
 
@@ -49,14 +54,14 @@ class Inputs:
             a.flags.writeable = False
         if choice == 4:
             return a.tolist()
-        if choice == 5 and a.dtype == np.float32:  # bf16 values (uint16), as ops.to_bf16 gives them
-            return (a.view(np.uint32) >> 16).astype(np.uint16)
+        if choice == 5 and a.dtype == np.float32:
+            return bf16_values(a)
         return a
 
     def bf16(self, a):
         """a's bf16 values (uint16) where it is a float32 array, now and then not."""
         if isinstance(a, np.ndarray) and a.dtype == np.float32 and self.fdp.ConsumeProbability() < 0.9:
-            return (a.view(np.uint32) >> 16).astype(np.uint16)
+            return bf16_values(a)
         return a
 
     def ids(self, shape, V):
