@@ -150,7 +150,7 @@ def test_bad_stored_operands():
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_bf16_model_stores_what_only_bf16_products_read_in_bf16(activation):
     """The FFN's hidden activation and attention's Q, K, V (the flash
-    kernels widen them); what float32 steps read stays float32."""
+    kernels read them as stored); what float32 steps read stays float32."""
     kwargs = dict(src_vocab_size=30, tgt_vocab_size=31, d_model=32, nhead=4, num_encoder_layers=1,
                   num_decoder_layers=1, dim_feedforward=48, dropout=0.0, activation=activation, seed=1)
     models = {dt: ff.Transformer(**kwargs, compute_dtype=dt) for dt in ("float32", "bfloat16")}
