@@ -23,12 +23,6 @@
 
 static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
-/* Element `offset` of operand X, stored as floats or as bf16 values (the
- * storage flag `flag` set). */
-static inline const void *at(const void *X, int storage, int flag, size_t offset) {
-    return ff_stored_at(X, storage & flag, offset);
-}
-
 /* ---- emulated: rounded copies through the fp32 leaf ---------------------- */
 
 /* dst[0, n) = the n values at src rounded to bf16: floats rounded, bf16 values widened. */
@@ -55,14 +49,14 @@ static void gemm_bf16_emulated(float *C, size_t ldc, const void *A, size_t ars, 
             const size_t kk = min_sz(KCH, k - p0), a0 = i0 * ars + p0 * acs;
             if (by_rows)
                 for (size_t i = 0; i < mi; i++)
-                    rounded(L, a + i * KCH, at(A, storage, FF_GEMM_A_BF16, a0 + i * ars), kk, a16);
+                    rounded(L, a + i * KCH, ff_stored_at(A, a16, a0 + i * ars), kk, a16);
             else
                 for (size_t p = 0; p < kk; p++)
-                    rounded(L, a + p * MCH, at(A, storage, FF_GEMM_A_BF16, a0 + p * acs), mi, a16);
+                    rounded(L, a + p * MCH, ff_stored_at(A, a16, a0 + p * acs), mi, a16);
             for (size_t j0 = 0; j0 < n; j0 += NCH) {
                 const size_t nj = min_sz(NCH, n - j0);
                 for (size_t p = 0; p < kk; p++)
-                    rounded(L, b + p * NCH, at(B, storage, FF_GEMM_B_BF16, (p0 + p) * ldb + j0), nj, b16);
+                    rounded(L, b + p * NCH, ff_stored_at(B, b16, (p0 + p) * ldb + j0), nj, b16);
                 L->gemm(C + i0 * ldc + j0, ldc, a, by_rows ? KCH : 1, by_rows ? 1 : MCH, b, NCH, mi, nj, kk, alpha,
                         p0 > 0 || accumulate, 0);
             }
@@ -152,7 +146,7 @@ static void gemm_bf16_avx512bf16(float *C, size_t ldc, const void *A, size_t ars
             const size_t kk = min_sz(KCH, k - p0), ks = (kk + 1) / 2;
             /* A panels of GROUP rows, [ks][GROUP] pair slots each (rows past mi zero) */
             for (size_t g = 0; g < mi; g += GROUP) {
-                const void *src = at(A, storage, FF_GEMM_A_BF16, (i0 + g) * ars + p0 * acs);
+                const void *src = ff_stored_at(A, a16, (i0 + g) * ars + p0 * acs);
                 float *dst = (float *)(a + g * ks);
                 const size_t w = min_sz(GROUP, mi - g);
                 if (acs == 1) /* rows contiguous along k */
@@ -163,7 +157,7 @@ static void gemm_bf16_avx512bf16(float *C, size_t ldc, const void *A, size_t ars
             for (size_t j0 = 0; j0 < n; j0 += NCH) {
                 const size_t nj = min_sz(NCH, n - j0), nv = (nj + 15) / 16;
                 const __mmask16 tail = (__mmask16)(nj % 16 ? (1u << nj % 16) - 1 : 0xffff);
-                pack_cols_pairs((float *)b, at(B, storage, FF_GEMM_B_BF16, p0 * ldb + j0), b16, ldb, kk, nj, NCH);
+                pack_cols_pairs((float *)b, ff_stored_at(B, b16, p0 * ldb + j0), b16, ldb, kk, nj, NCH);
                 for (size_t r0 = 0; r0 < mi; r0 += TR)
                     g_tiles[nv - 1](C + (i0 + r0) * ldc + j0, ldc, a + r0 / GROUP * GROUP * ks + r0 % GROUP, b, ks,
                                     min_sz(TR, mi - r0), alpha, p0 > 0 || accumulate, tail);
@@ -195,7 +189,7 @@ static void gemm_bf16_amx(float *C, size_t ldc, const void *A, size_t ars, size_
         const size_t mi = min_sz(MCH, m - i0);
         for (size_t p0 = 0; p0 < k; p0 += KCH) {
             const size_t kk = min_sz(KCH, k - p0), ks = (kk + 31) / 32 * 16, used = (kk + 1) / 2;
-            const void *src = at(A, storage, FF_GEMM_A_BF16, i0 * ars + p0 * acs);
+            const void *src = ff_stored_at(A, a16, i0 * ars + p0 * acs);
             const int trans = acs != 1; /* 0: rows contiguous along k; 1: columns, k the row of the source */
             if (a16)
                 ff_gemm_pack_a_amx_bf16(a, src, trans ? acs : ars, trans, mi, kk);
@@ -206,7 +200,7 @@ static void gemm_bf16_amx(float *C, size_t ldc, const void *A, size_t ars, size_
                 const size_t nj = min_sz(NCH, n - j0);
                 for (size_t q = 0; q < nj; q += AMX_T) {
                     float *panel = b + q * ks;
-                    pack_cols_pairs(panel, at(B, storage, FF_GEMM_B_BF16, p0 * ldb + j0 + q), b16, ldb, kk,
+                    pack_cols_pairs(panel, ff_stored_at(B, b16, p0 * ldb + j0 + q), b16, ldb, kk,
                                     min_sz(AMX_T, nj - q), AMX_T);
                     memset(panel + used * AMX_T, 0, (ks - used) * AMX_T * sizeof(float));
                 }

@@ -100,16 +100,6 @@ ff_attn_gemm_fn ff_attn_gemm_bf16(void);
  * d->bf16 (filled into *copy). */
 const ff_attn_leaves_t *ff_attn_leaves_for(const ff_attn_dims_t *d, ff_attn_leaves_t *copy);
 
-/* Element `offset` of a flash input (q, k or v): float32, or a bf16 value
- * with d->bf16_inputs. */
-static inline const void *ff_attn_input(const void *x, size_t offset, const ff_attn_dims_t *d) {
-    return (const char *)x + offset * (d->bf16_inputs ? sizeof(uint16_t) : sizeof(float));
-}
-
-/* The gemm storage flag `flag` (FF_GEMM_A_BF16 or FF_GEMM_B_BF16) of an
- * operand that is a flash input: set with d->bf16_inputs. */
-static inline int ff_attn_input_storage(const ff_attn_dims_t *d, int flag) { return d->bf16_inputs ? flag : 0; }
-
 /* L->transpose of a flash input: dst (cols, rows; ldd) = src^T as floats,
  * src (rows, cols) with row stride lds elements; bf16 values go through
  * stage (rows * cols floats) widened. */

@@ -16,6 +16,7 @@
 
 #include "attention/attn_internal.h"
 #include "gemm/gemm.h"
+#include "gemm/gemm_internal.h" /* ff_stored_at: q, k, v as floats or bf16 values */
 #include "runtime/scratch.h"
 #include "runtime/runtime.h"
 
@@ -87,7 +88,7 @@ static void backward_head(const bwd_args_t *a, bwd_ws_t w, size_t b, size_t h) {
     /* offsets into the flash inputs, and their storage as A or B of a product */
     const size_t qh = b * a->sq.batch + h * a->sq.head, kh = b * a->sk.batch + h * a->sk.head,
                  vh = b * a->sv.batch + h * a->sv.head;
-    const int a_in = ff_attn_input_storage(d, FF_GEMM_A_BF16), b_in = ff_attn_input_storage(d, FF_GEMM_B_BF16);
+    const int bf = d->bf16_inputs, a_in = bf ? FF_GEMM_A_BF16 : 0, b_in = bf ? FF_GEMM_B_BF16 : 0;
     const float *doh = a->dout + b * a->sdo.batch + h * a->sdo.head;
     const float *oh = a->out + b * a->so.batch + h * a->so.head;
     const float *lh = a->lse + (b * d->H + h) * Tq;
@@ -100,7 +101,7 @@ static void backward_head(const bwd_args_t *a, bwd_ws_t w, size_t b, size_t h) {
     for (size_t q0 = 0; q0 < Tq; q0 += BQ) {
         const size_t nq = min_sz(BQ, Tq - q0);
         float *qt = w.Qt + q0 * dk, *dot = w.dOt + q0 * dk;
-        ff_attn_transpose_input(L, qt, BQ, ff_attn_input(a->q, qh + q0 * a->sq.row, d), a->sq.row, nq, dk, d, w.Qs);
+        ff_attn_transpose_input(L, qt, BQ, ff_stored_at(a->q, bf, qh + q0 * a->sq.row), a->sq.row, nq, dk, d, w.Qs);
         L->transpose(dot, BQ, doh + q0 * a->sdo.row, a->sdo.row, nq, dk);
         for (size_t p = 0; nq < BQ && p < dk; p++) {
             memset(qt + p * BQ + nq, 0, (BQ - nq) * sizeof(float));
@@ -126,7 +127,7 @@ static void backward_head(const bwd_args_t *a, bwd_ws_t w, size_t b, size_t h) {
     for (size_t k0 = 0; k0 < Tk; k0 += BK) {
         const size_t nk = min_sz(BK, Tk - k0);
         if (all_padded(kb, k0, nk)) continue; /* their P is 0: dK = dV = 0 */
-        const void *kp = ff_attn_input(a->k, kh + k0 * a->sk.row, d), *vp = ff_attn_input(a->v, vh + k0 * a->sv.row, d);
+        const void *kp = ff_stored_at(a->k, bf, kh + k0 * a->sk.row), *vp = ff_stored_at(a->v, bf, vh + k0 * a->sv.row);
         float *dkp = dkh + k0 * a->sdk.row, *dvp = dvh + k0 * a->sdv.row;
         /* causal: queries before k0 see none of these keys */
         const size_t qstart = d->causal ? k0 / BQ * BQ : 0;
@@ -147,7 +148,7 @@ static void backward_head(const bwd_args_t *a, bwd_ws_t w, size_t b, size_t h) {
                 Pd = w.PdT;
             }
             const float *dop = doh + q0 * a->sdo.row;
-            const void *qp = ff_attn_input(a->q, qh + q0 * a->sq.row, d);
+            const void *qp = ff_stored_at(a->q, bf, qh + q0 * a->sq.row);
             /* dV_blk += Pd^T-as-stored (nk, nq) @ dO_blk (nq, dk) */
             L->gemm(dvp, a->sdv.row, Pd, BQ, 1, dop, a->sdo.row, nk, dk, nq, 1.0f, 1, 0);
             L->dsoftmax_cols(w.dPT, w.ST, BQ, w.D + q0, nk, nq);

@@ -10,6 +10,7 @@
 
 #include "attention/attn_internal.h"
 #include "gemm/gemm.h"
+#include "gemm/gemm_internal.h" /* ff_stored_at: q, k, v as floats or bf16 values */
 #include "runtime/scratch.h"
 #include "runtime/runtime.h"
 
@@ -61,11 +62,12 @@ static void forward_unit(float *out, ff_attn_view_t so, float *lse, const void *
     const size_t nq = min_sz(BQ, d->Tq - q0), ncol = min_sz(BQ, round16(nq));
     const size_t kh = b * sk.batch + h * sk.head, vh = b * sv.batch + h * sv.head; /* offsets */
     const uint8_t *kb = kpm ? kpm + b * Tk : NULL;
-    const int k_in = ff_attn_input_storage(d, FF_GEMM_A_BF16), v_in = ff_attn_input_storage(d, FF_GEMM_B_BF16);
+    const int bf = d->bf16_inputs; /* q, k, v are bf16 values: K is A, V is B of a bf16 product */
+    const int k_in = bf ? FF_GEMM_A_BF16 : 0, v_in = bf ? FF_GEMM_B_BF16 : 0;
 
     /* Q block transposed, (dk, BQ); columns past nq are 0 so padded lanes stay finite */
-    ff_attn_transpose_input(L, w.Qt, BQ, ff_attn_input(q, b * sq.batch + h * sq.head + q0 * sq.row, d), sq.row, nq,
-                            dk, d, w.Qs);
+    ff_attn_transpose_input(L, w.Qt, BQ, ff_stored_at(q, bf, b * sq.batch + h * sq.head + q0 * sq.row), sq.row, nq, dk,
+                            d, w.Qs);
     if (nq < BQ)
         for (size_t p = 0; p < dk; p++) memset(w.Qt + p * BQ + nq, 0, (BQ - nq) * sizeof(float));
     memset(w.O, 0, nq * dk * sizeof(float));
@@ -81,7 +83,7 @@ static void forward_unit(float *out, ff_attn_view_t so, float *lse, const void *
         const size_t nk = min_sz(BK, kend - k0);
         if (all_padded(kb, k0, nk)) continue; /* contributes exactly 0 */
         /* S^T = scale * K_blk Q_blk^T, (nk, ncol) */
-        L->gemm(w.ST, BQ, ff_attn_input(k, kh + k0 * sk.row, d), sk.row, 1, w.Qt, BQ, nk, ncol, dk, scale, 0, k_in);
+        L->gemm(w.ST, BQ, ff_stored_at(k, bf, kh + k0 * sk.row), sk.row, 1, w.Qt, BQ, nk, ncol, dk, scale, 0, k_in);
         if (kb || (d->causal && k0 + nk - 1 > q0)) ff_attn_mask_block(w.ST, BQ, kb, d->causal, q0, nq, k0, nk);
         L->softmax_cols(w.ST, BQ, w.m, w.l, w.corr, nk, nq);
         if (!first) {
@@ -96,7 +98,7 @@ static void forward_unit(float *out, ff_attn_view_t so, float *lse, const void *
                 for (size_t c = 0; c < nq; c++) w.ST[r * BQ + c] *= w.F[r * BQ + c];
         }
         /* O += P V_blk with P = (S^T)^T: A's element (i, j) is ST[j*BQ + i] */
-        L->gemm(w.O, dk, w.ST, 1, BQ, ff_attn_input(v, vh + k0 * sv.row, d), sv.row, nq, dk, nk, 1.0f, 1, v_in);
+        L->gemm(w.O, dk, w.ST, 1, BQ, ff_stored_at(v, bf, vh + k0 * sv.row), sv.row, nq, dk, nk, 1.0f, 1, v_in);
     }
 
     float *op = out + b * so.batch + h * so.head + q0 * so.row;
