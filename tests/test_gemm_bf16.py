@@ -95,10 +95,10 @@ def test_matmul_bf16_epilogue(bf16_simd, activation):
 @pytest.mark.parametrize("beta,bias,activation", [(1.0, False, None), (1.0, True, "gelu"), (0.0, True, "relu")])
 def test_matmul_bf16_accumulates_over_k_blocks(bf16_simd, beta, bias, activation):
     """C += A B (a gradient's beta=1) and the forward's bias + activation, with
-    k = 1100 over several KC blocks (AMX: 384 + 384 + 332, the last padded),
+    k = 4200 over several KC blocks (AMX: 1408 + 1408 + 1384, the last padded),
     and an edge row alone giving the whole product's bits."""
     rng = np.random.default_rng(12)
-    m, n, k = 70, 45, 1100
+    m, n, k = 70, 45, 4200
     a, b = _operands(rng, m, n, k, True, False)
     c = rng.standard_normal((m, n), dtype=np.float32)
     bv = rng.standard_normal(n, dtype=np.float32) if bias else None

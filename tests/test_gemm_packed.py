@@ -8,8 +8,10 @@ import fastformer as ff
 from fastformer import ops
 from fastformer import reference as ref
 
-# (m, n, k): decoding's few rows, edges of the 6x16 / 12x32 tiles, k over one KC block
-SHAPES = [(1, 1, 1), (16, 256, 256), (7, 33, 300), (13, 1000, 64), (64, 130, 1100), (200, 47, 520), (5, 9, 0)]
+# (m, n, k): decoding's few rows, edges of the 6x16 / 12x32 tiles, k in one KC block and over several
+# (fp32's KC is 256 or 512, AMX's 2048)
+SHAPES = [(1, 1, 1), (16, 256, 256), (7, 33, 300), (13, 1000, 64), (64, 130, 1100), (200, 47, 520), (5, 9, 0),
+          (9, 40, 4200)]
 
 
 def rand(rng, shape):

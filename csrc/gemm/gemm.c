@@ -301,12 +301,13 @@ static void epilogue_only(const problem_t *P) {
         }
 }
 
+/* Pack buffers in 32-bit slots (a slot holds kpack values of k). */
 static size_t apack_floats(const ff_gemm_arch_t *ar, const problem_t *P) {
-    return ff_gemm_m_block(ar, P->m) * ff_gemm_k_block(ar, P->k);
+    return ff_gemm_m_block(ar, P->m) * ff_gemm_slots(ar, ff_gemm_k_block(ar, P->k));
 }
 
 static size_t bpack_floats(const ff_gemm_arch_t *ar, const problem_t *P) {
-    return min_sz(ar->nc, cdiv(P->n, ar->nr) * ar->nr) * ff_gemm_k_block(ar, P->k);
+    return min_sz(ar->nc, cdiv(P->n, ar->nr) * ar->nr) * ff_gemm_slots(ar, ff_gemm_k_block(ar, P->k));
 }
 
 /* Multiply-adds worth one more thread: waking a team and splitting the work
@@ -327,7 +328,7 @@ static problem_t item(const problem_t *P0, size_t b, size_t stride_a, size_t str
  * is larger. */
 static size_t stage_floats(const ff_gemm_arch_t *ar, const problem_t *P) {
     if ((!P->a16 && !P->b16) || ar->pack_rows_bf16) return 0;
-    const size_t a = apack_floats(ar, P), b = B_GROUP * (size_t)ar->nr * ff_gemm_k_block(ar, P->k);
+    const size_t kc = ff_gemm_k_block(ar, P->k), a = ff_gemm_m_block(ar, P->m) * kc, b = B_GROUP * (size_t)ar->nr * kc;
     return a > b ? a : b;
 }
 
