@@ -83,6 +83,23 @@ def test_stored_out_gets_the_rounded_result(bf16_simd, m, n, k, ta, tb, beta):
     np.testing.assert_allclose(ref.from_bf16(out), ref.from_bf16(twin), rtol=2 ** -7, atol=1e-3 * np.sqrt(k + 1))
 
 
+@pytest.mark.parametrize("activation", [None, "relu", "gelu"])
+def test_stored_out_rounds_subnormal_results(bf16_simd, activation):
+    """Results below float32's smallest normal, which vcvtneps2bf16 (the AMX
+    and AVX512-BF16 epilogue's rounding) flushes to zero, round as
+    ops.to_bf16 does: whole 32-wide tiles and the edge columns."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((37, 64), dtype=np.float32)
+    b = ops.to_bf16(rng.standard_normal((64, 40), dtype=np.float32))
+    alpha = 2.0 ** -131
+    want = ops.matmul(a, b, alpha=alpha, activation=activation, compute_dtype="bfloat16")
+    rounded = ops.to_bf16(want)
+    assert ((rounded & 0x7f80 == 0) & (rounded & 0x7f != 0)).sum() > 300  # subnormal bf16 values
+    out = np.empty(want.shape, np.uint16)
+    ops.matmul(a, b, alpha=alpha, out=out, activation=activation, compute_dtype="bfloat16")
+    np.testing.assert_array_equal(out, rounded)
+
+
 def test_stored_out_of_bmm(bf16_simd, threads):
     rng = np.random.default_rng(8)
     a = rng.standard_normal((5, 70, 96), dtype=np.float32)

@@ -141,7 +141,8 @@ const ff_gemm_arch_t *ff_gemm_arch_bf16(void) {
     const ff_simd_t s = ff_simd_active();
     if (s >= FF_SIMD_AVX512) {
 #if FF_HAVE_AMX
-        if (g_bf16_limit >= FF_BF16_AMX && ff_cpu_has_amx()) return &g_amx;
+        /* every CPU with AMX has AVX512-BF16 (the epilogue's rounding): checked all the same */
+        if (g_bf16_limit >= FF_BF16_AMX && ff_cpu_has_amx() && ff_cpu_has_avx512_bf16()) return &g_amx;
 #endif
         if (g_bf16_limit >= FF_BF16_AVX512 && ff_cpu_has_avx512_bf16()) return &g_avx512_bf16;
         return &g_emulated_avx512;

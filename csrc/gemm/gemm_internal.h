@@ -180,12 +180,12 @@ void ff_gemm_pack_cols_avx2(float *dst, const float *src, size_t ld, size_t kc, 
 void ff_gemm_pack_rows_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
 void ff_gemm_pack_cols_avx512(float *dst, const float *src, size_t ld, size_t kc, size_t w, size_t W);
 
-/* The AVX-512 kernel's epilogue (kernel_avx512.c) on a finished MR x NR tile
- * t (64-byte aligned, [MR][NR] for the 12x32 tile) into the (mr, nr) corner
- * of C: kernels of other number formats share it. */
-void ff_gemm_store_avx512(const float *t, float *c, size_t ldc, size_t mr, size_t nr, const ff_gemm_epi_t *epi);
+/* The AVX-512 kernel's epilogue (epilogue_simd.h) for the bf16 kernels, a
+ * bf16 C rounded by vcvtneps2bf16 (epilogue_avx512bf16.c): on a finished
+ * 12x32 tile t (64-byte aligned, [MR][NR]) into the (mr, nr) corner of C. */
+void ff_gemm_store_avx512bf16(const float *t, float *c, size_t ldc, size_t mr, size_t nr, const ff_gemm_epi_t *epi);
 /* The same epilogue on `rows` (any number) whole 32-wide rows, [rows][32] at t. */
-void ff_gemm_store_rows_avx512(const float *t, float *c, size_t ldc, size_t rows, const ff_gemm_epi_t *epi);
+void ff_gemm_store_rows_avx512bf16(const float *t, float *c, size_t ldc, size_t rows, const ff_gemm_epi_t *epi);
 
 /* dst[i] = src[i] rounded to bf16 (ff_bf16_round), i < n; dst may be src: the
  * emulated path's packers, and attention's round_bf16 leaf. */

@@ -2,7 +2,8 @@
  * panels (gemm_bf16.c). One step takes a pair of k: two B vectors of 16
  * columns x 2 k each, twelve broadcasts of an A pair, 24 vdpbf16ps (each
  * adds two exact products to an fp32 lane), so a k step costs half of the
- * fp32 kernel's. The epilogue is the fp32 kernel's own. */
+ * fp32 kernel's. The epilogue is the fp32 kernel's own (epilogue_simd.h,
+ * rounding a bf16 C with vcvtneps2bf16). */
 #include "gemm/gemm_internal.h"
 #include "runtime/fma_peak.h"
 #include "runtime/simd_target.h"
@@ -43,7 +44,7 @@ void ff_gemm_kernel_avx512bf16(size_t kc, const float *restrict a, const float *
                                size_t mr, size_t nr, const ff_gemm_epi_t *epi) {
     float t[MR * NR] __attribute__((aligned(64)));
     tile_product((kc + 1) / 2, a, b, t);
-    ff_gemm_store_avx512(t, c, ldc, mr, nr, epi);
+    ff_gemm_store_avx512bf16(t, c, ldc, mr, nr, epi);
 }
 
 /* The peak leaf (runtime/fma_peak.h): 16 independent vdpbf16ps chains,

@@ -10,57 +10,13 @@
  *   peak with the panels in cache (8x32 and 14x32 tiles: no better).
  * PF_LEAD: k steps left when the C tile is fetched into L1 (it was asked
  * into L2 at the start): several L3 latencies' worth of FMAs. */
+#include "gemm/epilogue_simd.h" /* MR, NR, NV and store_tile_part */
 #if FFV_W == 8
-#define MR FF_GEMM_AVX2_MR
-#define NR FF_GEMM_AVX2_NR
 #define PF_LEAD 48
 #else
-#define MR FF_GEMM_AVX512_MR
-#define NR FF_GEMM_AVX512_NR
 #define PF_LEAD 32
 #endif
-#define NV (NR / FFV_W)
-_Static_assert(NV == 2, "the kernel holds two vectors of C per row");
 _Static_assert(MR % 3 == 0, "short tiles of a third and two thirds of MR rows");
-
-/* The epilogue of gemm_internal.h on `rows` whole rows of NR ([rows][NR] at
- * t): c has ldc, bias has NR; C floats, or bf16 values when c_bf16 (a
- * constant of each copy: no branch in the loop). */
-static inline __attribute__((always_inline)) void store_rows_as(const float *t, float *c, size_t ldc, size_t rows,
-                                                                const float *bias, const ff_gemm_epi_t *epi,
-                                                                const int c_bf16) {
-    const ffv valpha = ffv_set1(epi->alpha), vbeta = ffv_set1(epi->beta);
-    const ffv zero = ffv_zero();
-    const int beta1 = epi->beta == 1.0f;
-#pragma GCC unroll 16
-    for (size_t i = 0; i < rows; i++) {
-        float *ci = c_bf16 ? (float *)((uint16_t *)c + i * ldc) : c + i * ldc;
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) {
-            ffv x = ffv_mul(valpha, ffv_load(t + i * NR + FFV_W * v));
-            if (epi->load_c) {
-                ffv cv = c_bf16 ? ffv_load_bf16((const uint16_t *)ci + FFV_W * v) : ffv_load(ci + FFV_W * v);
-                x = ffv_add(x, beta1 ? cv : ffv_mul(vbeta, cv));
-            }
-            if (bias) x = ffv_add(x, ffv_load(bias + FFV_W * v));
-            if (epi->act == FF_ACT_RELU) x = ffv_max(zero, x); /* max(0, NaN) is NaN */
-            if (epi->act == FF_ACT_GELU) x = ffv_gelu(x);
-            if (c_bf16) ffv_store_bf16((uint16_t *)ci + FFV_W * v, x);
-            else ffv_store(ci + FFV_W * v, x);
-        }
-    }
-}
-
-static inline void store_rows(const float *t, float *c, size_t ldc, size_t rows, const float *bias,
-                              const ff_gemm_epi_t *epi) {
-    if (epi->c_bf16) store_rows_as(t, c, ldc, rows, bias, epi, 1);
-    else store_rows_as(t, c, ldc, rows, bias, epi, 0);
-}
-
-/* The same on a full MR x NR tile. */
-static void store_tile(const float *t, float *c, size_t ldc, const float *bias, const ff_gemm_epi_t *epi) {
-    store_rows(t, c, ldc, MR, bias, epi);
-}
 
 #define K_STEP(rows)                                               \
     do {                                                           \
@@ -125,8 +81,6 @@ static __attribute__((noinline)) void tile_product_two_thirds(size_t kc, const f
     tile_rows(kc, a, b, t, c, ldc, 2 * MR / 3);
 }
 
-#include "gemm/kernel_store.h"
-
 /* a is [kc][MR], b is [kc][NR] (64-byte aligned); c is (mr, nr) of C. */
 void FFV_FN(ff_gemm_kernel)(size_t kc, const float *restrict a, const float *restrict b, float *c, size_t ldc,
                             size_t mr, size_t nr, const ff_gemm_epi_t *epi) {
@@ -139,15 +93,4 @@ void FFV_FN(ff_gemm_kernel)(size_t kc, const float *restrict a, const float *res
     else
         tile_product(kc, a, b, t, c, ldp);
     store_tile_part(t, c, ldc, mr, nr, epi);
-}
-
-/* The epilogue alone, for kernels that share this tile (kernel_avx512bf16.c). */
-void FFV_FN(ff_gemm_store)(const float *t, float *c, size_t ldc, size_t mr, size_t nr, const ff_gemm_epi_t *epi) {
-    store_tile_part(t, c, ldc, mr, nr, epi);
-}
-
-/* The epilogue on any number of whole NR-wide rows ([rows][NR] at t), for
- * kernels with taller tiles (kernel_amx.c): the same instructions per element. */
-void FFV_FN(ff_gemm_store_rows)(const float *t, float *c, size_t ldc, size_t rows, const ff_gemm_epi_t *epi) {
-    store_rows(t, c, ldc, rows, epi->bias, epi);
 }

@@ -1,8 +1,9 @@
 /* The bf16 pair panels of the AVX512-BF16 and AMX kernels (layout in
- * gemm_internal.h; AMX's A in its own, below), compiled for AVX-512 only by
- * pack_pairs_avx512.c (see simd/avx2.h). Each packer reads floats (rounded
- * to bf16 as they are read) or bf16 values (uint16_t, taken as they are):
- * one body, the source kind a constant of each exported version. */
+ * gemm_internal.h; AMX's A in its own, below), compiled for AVX-512 with
+ * AVX512-BF16 only, by pack_pairs_avx512bf16.c (see simd/avx2.h). Each
+ * packer reads floats (rounded to bf16 as they are read) or bf16 values
+ * (uint16_t, taken as they are): one body, the source kind a constant of
+ * each exported version. */
 
 #define AI static inline __attribute__((always_inline))
 
@@ -21,8 +22,8 @@ AI __m512i bits_of(const void *s, __mmask16 lanes, const int bf16) {
 AI __m512 pairs_of(const void *s, size_t n, const int bf16) {
     if (bf16) /* the 32 values are the 16 slots, as they lie */
         return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(n >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << n) - 1, s));
-    const __m256i lo = _mm512_cvtepi32_epi16(bits_of(s, ffv_first(n), 0));
-    const __m256i hi = _mm512_cvtepi32_epi16(bits_of(at(s, 16, 0), ffv_first(n > 16 ? n - 16 : 0), 0));
+    const __m256i lo = ffv_to_bf16(_mm512_maskz_loadu_ps(ffv_first(n), s));
+    const __m256i hi = ffv_to_bf16(_mm512_maskz_loadu_ps(ffv_first(n > 16 ? n - 16 : 0), at(s, 16, 0)));
     return _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
 }
 

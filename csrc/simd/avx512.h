@@ -10,10 +10,15 @@
 #if FF_X86
 #include <immintrin.h>
 
+#ifdef FFV_BF16_HARDWARE /* a body for CPUs with AVX512-BF16: vcvtneps2bf16 rounds to bf16 */
+FF_TARGET_AVX512BF16_BEGIN
+#define FFV_FN(name) name##_avx512bf16
+#else
 FF_TARGET_AVX512_BEGIN
+#define FFV_FN(name) name##_avx512
+#endif
 
 #define FFV_W 16
-#define FFV_FN(name) name##_avx512
 
 typedef __m512 ffv;
 typedef __m512d ffvd; /* half an ffv's lanes, for leaves that finish in double */
@@ -77,23 +82,37 @@ static inline void ffv_transpose_lanes(ffv r[16], const ffv b[16]) {
     }
 }
 
-/* The bf16 bits of x (nearest even, NaN kept quiet) in the low halves of the lanes. */
-static inline __m512i ffv_bf16_bits(ffv x) {
+/* The bf16 values nearest x's (ties to even, NaN kept quiet), 16 bits each. */
+static inline __m256i ffv_to_bf16_soft(ffv x) {
     const __m512i u = _mm512_castps_si512(x), top = _mm512_srli_epi32(u, 16);
     const __m512i lsb = _mm512_and_si512(top, _mm512_set1_epi32(1));
     const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
     const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-    return _mm512_mask_or_epi32(r, nan, top, _mm512_set1_epi32(0x40));
+    return _mm512_cvtepi32_epi16(_mm512_mask_or_epi32(r, nan, top, _mm512_set1_epi32(0x40)));
 }
+static inline __m256i ffv_to_bf16(ffv x) {
+#if defined(FFV_BF16_HARDWARE) && !defined(FF_EMULATE_AVX512)
+    /* vcvtneps2bf16 rounds the same but flushes subnormal x to zero: those
+     * (rare) lanes take the software's value. */
+    const __m512i u = _mm512_castps_si512(x);
+    const __mmask16 subnormal = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000)) &
+                                _mm512_test_epi32_mask(u, _mm512_set1_epi32(0x007fffff));
+    const __m256i hard = (__m256i)_mm512_cvtneps_pbh(x);
+    if (__builtin_expect(subnormal == 0, 1)) return hard;
+    return _mm256_mask_mov_epi16(hard, subnormal, ffv_to_bf16_soft(x));
+#else
+    return ffv_to_bf16_soft(x);
+#endif
+}
+/* The same in the low halves of 32-bit lanes. */
+static inline __m512i ffv_bf16_bits(ffv x) { return _mm512_cvtepu16_epi32(ffv_to_bf16(x)); }
 /* x rounded to bf16, kept as a float. */
 static inline ffv ffv_round_bf16(ffv x) { return _mm512_castsi512_ps(_mm512_slli_epi32(ffv_bf16_bits(x), 16)); }
 /* A vector of bf16 values (uint16_t) as floats; x rounded to bf16 values. */
 static inline ffv ffv_load_bf16(const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
-static inline void ffv_store_bf16(uint16_t *p, ffv x) {
-    _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(ffv_bf16_bits(x)));
-}
+static inline void ffv_store_bf16(uint16_t *p, ffv x) { _mm256_storeu_si256((__m256i *)p, ffv_to_bf16(x)); }
 
 #include "simd/math.h"
 #include FFV_BODY
