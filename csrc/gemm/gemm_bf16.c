@@ -82,7 +82,7 @@ static ff_gemm_arch_t g_emulated_avx512 = {.name = "bf16-emulated-avx512", .kpac
  * so C makes one trip through the epilogue and a bf16 C needs no float copy
  * (gemm.c); the A block (MC x KC, 512 KiB) and a B panel (128 KiB) stay in
  * L2 (2 MiB per core on Sapphire Rapids on), the B block (KC x NC, 8 MiB)
- * in L3, as fp32's. Against KC = 512 (Xeon, 2026-12-07, 2 threads, bench
+ * in L3, as fp32's. Against KC = 512 (Xeon, 2026-12-06, 2 threads, bench
  * gemm's Transformer shapes): 6% less time in all, dX qkv 0.78x -> 0.90x
  * torch; base's step 5% faster. KC = 256 measured clearly slower, 4096
  * slower on base's step; NC 1024..4096 alike. */

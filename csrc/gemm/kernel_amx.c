@@ -122,7 +122,7 @@ void ff_gemm_kernel_amx(size_t kc, const float *a, const float *b, float *c, siz
     }
     for (size_t r = 0; r < mr; r += FF_GEMM_AVX512_MR) /* the fp32 tile's edge path, 12 rows at a time */
         ff_gemm_store_avx512bf16(t + r * NR, ff_gemm_c_row(c, ldc, r, epi), ldc,
-                             mr - r < FF_GEMM_AVX512_MR ? mr - r : FF_GEMM_AVX512_MR, nr, epi);
+                                 mr - r < FF_GEMM_AVX512_MR ? mr - r : FF_GEMM_AVX512_MR, nr, epi);
 }
 
 /* The peak leaf (runtime/fma_peak.h): the kernel's four accumulating
