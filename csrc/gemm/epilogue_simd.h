@@ -2,13 +2,8 @@
  * tile, written once: compiled with the fp32 micro-kernel (kernel_simd.h,
  * for AVX2 and AVX-512) and by epilogue_avx512bf16.c for the bf16 kernels
  * (AMX, AVX512-BF16), whose CPUs round a bf16 C with vcvtneps2bf16. */
-#if FFV_W == 8
-#define MR FF_GEMM_AVX2_MR
-#define NR FF_GEMM_AVX2_NR
-#else
-#define MR FF_GEMM_AVX512_MR
-#define NR FF_GEMM_AVX512_NR
-#endif
+#define MR FF_GEMM_SIMD_MR(FFV_W)
+#define NR FF_GEMM_SIMD_NR(FFV_W)
 #define NV (NR / FFV_W)
 _Static_assert(NV == 2, "the kernel holds two vectors of C per row");
 

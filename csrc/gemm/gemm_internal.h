@@ -164,6 +164,9 @@ static inline float *ff_bf16_widen_rows(float *dst, const uint16_t *src, size_t 
 #define FF_GEMM_AVX512_MR 12
 #endif
 #define FF_GEMM_AVX512_NR 32
+/* The fp32 SIMD kernel's tile for vectors of w floats (the bodies' FFV_W). */
+#define FF_GEMM_SIMD_MR(w) ((w) == 8 ? FF_GEMM_AVX2_MR : FF_GEMM_AVX512_MR)
+#define FF_GEMM_SIMD_NR(w) ((w) == 8 ? FF_GEMM_AVX2_NR : FF_GEMM_AVX512_NR)
 
 /* Packing (pack.c). A panel is w <= W source vectors, stored [kc][W] with the
  * W - w missing ones zero-filled.

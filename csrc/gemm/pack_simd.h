@@ -4,13 +4,8 @@
  * (A as stored, B^T), vector copies the other way round, since at per-head
  * sizes packing otherwise costs as much as the product. Panels of other
  * widths than the kernel's go to the portable routines. */
-#if FFV_W == 8
-#define MR FF_GEMM_AVX2_MR
-#define NR FF_GEMM_AVX2_NR
-#else
-#define MR FF_GEMM_AVX512_MR
-#define NR FF_GEMM_AVX512_NR
-#endif
+#define MR FF_GEMM_SIMD_MR(FFV_W)
+#define NR FF_GEMM_SIMD_NR(FFV_W)
 #define KERNEL_WIDTH(W) ((W) == MR || (W) == NR || (W) == 16)
 
 /* Element (r, p) at src[r*ld + p] -> dst[p*W + r], a full panel; inlined
