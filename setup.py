@@ -88,6 +88,11 @@ def c_sources():
     return sorted(glob.glob(os.path.join("csrc", "**", "*.c"), recursive=True))
 
 
+def c_headers():
+    """Every header: a change to one rebuilds the core (build_ext compares dates, not includes)."""
+    return sorted(glob.glob(os.path.join("csrc", "**", "*.h"), recursive=True))
+
+
 CFLAGS = [
     "-O3",
     "-std=gnu11",
@@ -126,6 +131,7 @@ def extensions():
     ext = Extension(
         "fastformer._C",
         sources=["fastformer/_C.pyx"] + c_sources(),
+        depends=c_headers(),
         include_dirs=["csrc"],
         extra_compile_args=CFLAGS + sanitize_flags() + emulate_avx512_flags(),
         extra_link_args=sanitize_flags(),
