@@ -101,6 +101,7 @@ def check_mask(name, mask, shape):
 
 
 SEED_LIMIT = 2 ** 64 - 1  # numpy.random.default_rng's seed range (and Philox's key)
+LAYER_LIMIT = 2 ** 16  # layers per stack: a dropout site holds the layer index in 16 bits
 BOOL_KEYS = ("norm_first", "final_norm", "tie_embeddings")
 
 
@@ -133,6 +134,10 @@ def check_config(config):
         if not isinstance(config[name], (bool, np.bool_)):
             raise TypeError(f"{name} must be a bool, got {config[name]!r}")
     check_model_size(config)
+    for name in ("num_encoder_layers", "num_decoder_layers"):  # after the size check, whose MemoryError comes first
+        if config[name] > LAYER_LIMIT:
+            raise ValueError(f"{name} must be at most {LAYER_LIMIT} (a dropout site's layer index has 16 bits), "
+                             f"got {config[name]}")
 
 
 # Bytes a parameter costs with its gradient and two optimizer moments (float32),

@@ -48,6 +48,18 @@ def test_parameter_count_matches_the_layout(final_norm, tie):
     assert parameter_count(config) == (sum(int(np.prod(s)) for _, s, _ in specs), len(specs))
 
 
+@pytest.mark.parametrize("cls", [ff.Transformer, R.Transformer])
+def test_more_layers_than_dropout_sites_hold_fail_at_once(cls):
+    """2**18 tiny layers fit in memory, but listing their 4.7 million tensors
+    took 87 s (minutes under ASan: a fuzz finding) before dropout's 16-bit
+    layer index refused them."""
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="num_decoder_layers must be at most 65536"):
+        small(cls, num_decoder_layers=2 ** 18)
+    assert time.perf_counter() - start < 5
+    small(cls, num_encoder_layers=0, num_decoder_layers=1)
+
+
 def test_a_checkpoint_of_a_huge_model_is_refused_at_once(tmp_path):
     save_checkpoint(tmp_path, small())
     rewrite_manifest(tmp_path, lambda m: m["model"]["config"].update(num_encoder_layers=10 ** 9))
