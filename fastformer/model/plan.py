@@ -10,9 +10,13 @@ that one definition. Beside them: the embeddings' outputs src_x (N, d) and
 tgt_y (M, d), the final LayerNorms' outputs and statistics, and the gradient
 scratch: one set for both sides (the decoder's backward ends before the
 encoder's begins; each side views its N or M rows of max(N, M)): g1, g2 (the
-running gradient, ping-ponged by post-norm sublayers), body, ctx, qkv, ln,
-h; the decoder's q; and mem, kv (N rows) for the memory's gradient from
-cross-attention, which the decoder's backward fills for the encoder's.
+running gradient, ping-ponged by post-norm sublayers), body, ln (pre-norm
+only), and mem (N rows), the memory's gradient from cross-attention, which
+the decoder's backward fills for the encoder's. The rest lives in one
+`work` buffer, as no two sublayer kinds run their backward at once:
+  attention's  [ctx | qkv]  or  [ctx | q | kv (N rows: the memory's K, V)]
+  feed-forward [h]
+(all 4d wide at f = 4d), and the forward's FFN hidden scratch (bf16 gelu).
 """
 from types import SimpleNamespace as NS
 
@@ -38,14 +42,15 @@ def plan_specs(cfg, B, S, T):
         specs += [("memory", (N, d)), ("memory_mean", (N,)), ("memory_rstd", (N,)),
                   ("dec_out", (M, d)), ("dec_out_mean", (M,)), ("dec_out_rstd", (M,))]
     specs += [(("grad", name), (max(N, M) * width,)) for name, width in _shared_grads(cfg)]
-    specs += [("gdec.q", (M, d)), ("genc.mem", (N, d)), ("genc.kv", (N, 2 * d))]
+    work = max(max(N, M) * max(cfg.dim_feedforward, 4 * d), 2 * M * d + 2 * N * d)
+    specs += [("genc.mem", (N, d)), ("work", (work,))]
     return specs
 
 
 def _shared_grads(cfg):
-    """[(name, width)] of the gradient scratch both sides use in turn."""
+    """[(name, width)] of the gradient scratch both sides use in turn, beside `work`."""
     d = cfg.d_model
-    return [("g1", d), ("g2", d), ("body", d), ("ctx", d), ("qkv", 3 * d), ("ln", d), ("h", cfg.dim_feedforward)]
+    return [("g1", d), ("g2", d), ("body", d)] + ([("ln", d)] if cfg.norm_first else [])
 
 
 def build_plan(cfg, B, S, T, views):
@@ -65,17 +70,22 @@ def build_plan(cfg, B, S, T, views):
     else:
         p.memory, p.dec_out = p.enc_last, p.dec_last
 
+    work, d, f, N, M = views["work"], cfg.d_model, cfg.dim_feedforward, B * S, B * T
+
     def grads(L, **own):
-        g = NS(**own)
+        g, rows = NS(**own), B * L
         for name, width in _shared_grads(cfg):
-            setattr(g, name, views["grad", name][:B * L * width].reshape(B * L, width))
+            setattr(g, name, views["grad", name][:rows * width].reshape(rows, width))
+        g.ctx = work[:rows * d].reshape(rows, d)
+        g.qkv = work[rows * d:rows * 4 * d].reshape(rows, 3 * d)
+        g.h = work[:rows * f].reshape(rows, f)
         g.qkv_h = packed_heads(g.qkv, B, L, h, dk)
         g.ctx_h = heads(g.ctx, B, L, h, dk)
         return g
 
-    p.hidden = views["grad", "h"].reshape(-1, cfg.dim_feedforward)  # forward: a bf16 model's FFN hidden in fp32
-    p.genc = grads(S, mem=views["genc.mem"], kv=views["genc.kv"])
+    p.hidden = work[:max(N, M) * f].reshape(-1, f)  # forward: a bf16 model's FFN hidden in fp32
+    p.genc = grads(S, mem=views["genc.mem"], kv=work[2 * M * d:2 * (M + N) * d].reshape(N, 2 * d))
     p.genc.kv_h = packed_heads(p.genc.kv, B, S, h, dk)
-    p.gdec = grads(T, q=views["gdec.q"])
+    p.gdec = grads(T, q=work[M * d:2 * M * d].reshape(M, d))
     p.gdec.q_h = heads(p.gdec.q, B, T, h, dk)
     return p
