@@ -3,7 +3,8 @@ list of the workspace plan and the records of views the kernels take.
 
 Rows: the encoder works on N = B*S rows of width d, the decoder on M = B*T.
 Each sublayer's record is what its kind saves (`Sublayer.saved` in
-sublayers.py: out, body, LayerNorm statistics, the body's own activations),
+sublayers.py: out, LayerNorm statistics, body (post-norm) or LN(x)
+(pre-norm, whose body is made in out), the body's own activations),
 plus x, its input (the previous sublayer's out: not stored twice), and the
 attention kernels' head views; one buffer list and the records derive from
 that one definition. Beside them: the embeddings' outputs src_x (N, d) and
@@ -16,7 +17,8 @@ the decoder's backward fills for the encoder's. The rest lives in one
 `work` buffer, as no two sublayer kinds run their backward at once:
   attention's  [ctx | qkv]  or  [ctx | q | kv (N rows: the memory's K, V)]
   feed-forward [h]
-(all 4d wide at f = 4d), and the forward's FFN hidden scratch (bf16 gelu).
+(all 4d wide at f = 4d), and the forward's float32 scratch of a bf16 model
+(the FFN's gelu hidden, pre-norm's LN(x)) before rounding.
 """
 from types import SimpleNamespace as NS
 
@@ -60,6 +62,8 @@ def build_plan(cfg, B, S, T, views):
     x = {ENCODER: p.src_x, DECODER: p.tgt_y}
     for side, i, sub, L in _sides(cfg, B, S, T):
         buf = NS(x=x[side], **{field: views[side, i, field] for field, *_ in sub.saved(cfg, B, L, S)})
+        if cfg.norm_first:
+            buf.body = buf.out  # pre-norm: out = x + body is made in place
         sub.head_views(buf, B, L, S, h, dk)
         getattr(p, side).append(buf)
         x[side] = buf.out
@@ -84,6 +88,7 @@ def build_plan(cfg, B, S, T, views):
         return g
 
     p.hidden = work[:max(N, M) * f].reshape(-1, f)  # forward: a bf16 model's FFN hidden in fp32
+    p.normed = work[:max(N, M) * d].reshape(-1, d)  # and its pre-norm LN(x) in fp32
     p.genc = grads(S, mem=views["genc.mem"], kv=work[2 * M * d:2 * (M + N) * d].reshape(N, 2 * d))
     p.genc.kv_h = packed_heads(p.genc.kv, B, S, h, dk)
     p.gdec = grads(T, q=work[M * d:2 * M * d].reshape(M, d))

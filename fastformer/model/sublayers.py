@@ -64,10 +64,11 @@ class Sublayer:
         """[(field, shape)] of what one forward keeps for the backward."""
         rows, d = B * L, cfg.d_model
         fields = [("out", (rows, d)),               # post-norm LN(x + body), pre-norm x + body
-                  ("body", (rows, d)),              # Dropout(body(x or normed))
                   ("mean", (rows,)), ("rstd", (rows,))]  # of the LayerNorm
-        if cfg.norm_first:
-            fields.append(("normed", (rows, d)))    # LN(x), the body's input
+        if cfg.norm_first:  # the body is made in out (plan.py), as the backward reads LN(x), not the body
+            fields.append(("normed", (rows, d), stored_dtype(cfg)))  # LN(x), the body's input: products only
+        else:
+            fields.append(("body", (rows, d)))      # Dropout(body(x)), for LN(x + body)'s backward
         return fields + self.body_saved(cfg, B, L, S)
 
     def body_saved(self, cfg, B, L, S):
@@ -83,8 +84,12 @@ class Sublayer:
         n, eps = self.norm, m.layer_norm_eps
         h = x
         if m.norm_first:
-            layer_norm_into(x, n.w, n.b, eps, None, buf.normed, buf.mean, buf.rstd)
             h = buf.normed
+            if h.dtype == np.float32:
+                layer_norm_into(x, n.w, n.b, eps, None, h, buf.mean, buf.rstd)
+            else:  # through the plan's float32 scratch
+                normed = run.plan.normed[:h.shape[0]]
+                to_bf16_into(layer_norm_into(x, n.w, n.b, eps, None, normed, buf.mean, buf.rstd), h)
         self.body_forward(m, run, buf, h, mask)
         if run.p:
             dropout_into(buf.body, run.p, m.seed, run.step, self.site_out, buf.body)
