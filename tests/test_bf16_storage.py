@@ -189,6 +189,41 @@ def test_bf16_model_stores_what_only_bf16_products_read_in_bf16(activation):
     assert models["bfloat16"]._workspace.nbytes < models["float32"]._workspace.nbytes
 
 
+@pytest.mark.parametrize("norm_first,activation", [(False, "relu"), (True, "gelu")])
+def test_bf16_storage_gives_the_bits_of_float32_storage(bf16_simd, monkeypatch, norm_first, activation):
+    """A bf16 model that keeps in bf16 what only its bf16 products read (Q, K,
+    V, the FFN's hidden activation, pre-norm's LN(x)) trains to the bits of
+    one that keeps every activation in float32; a pre-norm record makes its
+    body in out (the backward reads LN(x), not the body)."""
+    from fastformer.bench.configs import Config, synthetic_batch
+    from fastformer.model import sublayers
+
+    config = Config("x", 32, 4, 2, 2, 48, 3, 13, 11, 29)
+    batch = synthetic_batch(config)
+
+    def train():
+        m = ff.Transformer(**config.model_kwargs(0.1), activation=activation, norm_first=norm_first,
+                           compute_dtype="bfloat16")
+        for _ in range(2):
+            m.zero_grad()
+            m.forward_backward(batch.src, batch.tgt_in, batch.tgt_out, batch.src_key_padding_mask,
+                               batch.tgt_key_padding_mask)
+            for p in m.parameters():
+                p.data -= 1e-2 * p.grad
+        return m
+
+    stored = train()
+    record = stored._plan(*batch.src.shape, batch.tgt_in.shape[1]).dec[2]
+    assert record.hact.dtype == np.uint16
+    if norm_first:
+        assert record.normed.dtype == np.uint16 and record.body is record.out
+    monkeypatch.setattr(sublayers, "stored_dtype", lambda cfg: np.float32)
+    wide = train()
+    assert wide._plan(*batch.src.shape, batch.tgt_in.shape[1]).dec[2].hact.dtype == np.float32
+    for (name, p), q in zip(stored.named_parameters(), wide.parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+
+
 def test_workspace_carves_bf16_views_apart_and_aligned():
     from fastformer.model.workspace import Workspace
 
