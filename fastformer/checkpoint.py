@@ -32,7 +32,7 @@ import safetensors.numpy
 from fastformer._atomic import atomic_write_bytes, fsync_dir, write_temp
 from fastformer._kernels import model_dtype
 from fastformer._version import __version__
-from fastformer.layout import CONFIG_KEYS
+from fastformer.layout import CONFIG_KEYS, parameter_specs
 from fastformer.manifest import check_manifest
 
 FORMAT = "fastformer-checkpoint"
@@ -287,18 +287,36 @@ def read_checkpoint(directory):
     return Checkpoint(directory, manifest, model_state, optimizer_state, ema_state)
 
 
-def check_model_state(model, state, where):
-    """ValueError unless `state` has exactly the model's parameter names and shapes."""
-    expected = {name: p.shape for name, p in model.named_parameters()}
+def check_model_state(expected, state, where):
+    """ValueError unless `state` has exactly the parameter names and shapes
+    of `expected` ({name: shape}, as a model's named_parameters)."""
     missing = [n for n in expected if n not in state]
     extra = [n for n in state if n not in expected]
     if missing or extra:
-        raise ValueError(f"{where}: the weights do not match the model: missing {missing}, "
-                         f"unexpected {extra}")
+        raise ValueError(f"{where}: the weights do not match the model: missing {_some(missing)}, "
+                         f"unexpected {_some(extra)}")
     for name, shape in expected.items():
         if state[name].shape != tuple(shape):
             raise ValueError(f"{where}: weight {name!r} has shape {state[name].shape}, "
                              f"the model expects {tuple(shape)}")
+
+
+def _some(names, limit=10):
+    """The list as repr'd, its first `limit` names only when longer."""
+    return repr(names) if len(names) <= limit else f"{names[:limit]!r} and {len(names) - limit:,} more"
+
+
+def _shapes(model):
+    return {name: p.shape for name, p in model.named_parameters()}
+
+
+def _config_shapes(config):
+    """{name: shape} of the parameters of a model of `config` (a checked
+    saved config), listed without building the model."""
+    specs = parameter_specs(config["d_model"], config["dim_feedforward"], config["num_encoder_layers"],
+                            config["num_decoder_layers"], config["src_vocab_size"], config["tgt_vocab_size"],
+                            config["final_norm"], config["tie_embeddings"])
+    return {name: shape for name, shape, _ in specs}
 
 
 # Config entries that change training (dropout masks) but not the weights' meaning.
@@ -328,7 +346,7 @@ def load_checkpoint(source, model, optimizer=None, strict_config=True):
     if saved["dtype"] != model_dtype(model).name:
         raise ValueError(f"{ckpt.path}: the checkpoint holds a {saved['dtype']} model, "
                          f"the model is {model_dtype(model).name}")
-    check_model_state(model, ckpt.model_state, ckpt.path)
+    check_model_state(_shapes(model), ckpt.model_state, ckpt.path)
     # Check everything, then assign: a load that fails changes nothing.
     try:
         weights, _ = model._checked_state_dict(ckpt.model_state)
@@ -357,11 +375,13 @@ def model_from_checkpoint(directory, model_class, compute_dtype=None):
     kwargs["compute_dtype"] = compute_dtype or ckpt.manifest["model"].get("compute_dtype", "float32")
     if ckpt.manifest["model"]["dtype"] != "float32":  # only the reference model takes a dtype
         kwargs["dtype"] = np.dtype(ckpt.manifest["model"]["dtype"])
+    # The weights against the saved config before a model is built (for a
+    # config altered to thousands of layers, building takes seconds).
+    check_model_state(_config_shapes(ckpt.model_config), ckpt.model_state, ckpt.path)
     try:
         model = model_class(**kwargs)
     except (TypeError, ValueError, MemoryError) as exc:
         raise ValueError(f"{ckpt.path}: cannot build {model_class.__name__} from the saved config: {exc}") from None
-    check_model_state(model, ckpt.model_state, ckpt.path)
     model.load_state_dict(ckpt.model_state)
     model.rng_step = ckpt.manifest["model"]["rng_step"]
     return model, ckpt

@@ -183,6 +183,30 @@ def test_bad_tensors_are_refused(tmp_path, change, message):
         np.testing.assert_array_equal(fresh.state_dict()[name], value)
 
 
+@pytest.mark.parametrize("model_class", [ff.Transformer, ff.reference.Transformer])
+def test_weights_are_matched_to_a_saved_config_before_a_model_is_built(tmp_path, model_class):
+    """A config altered to thousands of layers (a valid checksum, as a crafted
+    file would have) is refused from the weights' names, without building
+    the model, and the error names only the first missing tensors."""
+    model, opt = trained()
+    save_checkpoint(tmp_path, model, opt)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    manifest["model"]["config"]["num_decoder_layers"] = 5000
+    manifest["checksum"] = ckpt_mod._checksum(manifest)
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    built = []
+
+    class Spy(model_class):
+        def __init__(self, *args, **kwargs):
+            built.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    with pytest.raises(ValueError, match=r"missing \['decoder\.layers\.1\.self_attn\.in_proj_weight', .*\] and "
+                                         r"89,972 more, unexpected \[\]"):
+        model_from_checkpoint(tmp_path, Spy)
+    assert not built
+
+
 def test_config_mismatch_is_refused(tmp_path):
     model, opt = trained()
     save_checkpoint(tmp_path, model, opt)
