@@ -149,10 +149,10 @@ def test_bf16_is_within_its_accuracy_of_fp32(torch):
     assert np.mean(ours) < 1.15 * np.mean(theirs), (ours, theirs)
 
 
-@pytest.mark.parametrize("beam_size", [1, 3])
-def test_bf16_cached_decoding_equals_uncached(bf16_simd, beam_size):
+@pytest.mark.parametrize("beam_size,config", [(1, {}), (3, {}), (3, dict(norm_first=True, activation="gelu"))])
+def test_bf16_cached_decoding_equals_uncached(bf16_simd, beam_size, config):
     """generate's packed bf16 weights give the bits of the model's own forward."""
-    m, _ = models()
+    m, _ = models(**config)
     m.eval()
     src, _, _, src_mask, _ = batch(2)
     cached = m.generate(src, 10, 1, 2, beam_size=beam_size, src_key_padding_mask=src_mask)
