@@ -109,6 +109,20 @@ def test_matches_reference_any_depth(layers):
         assert_close(g_ours[name], g_ref[name], 1e-4, name)
 
 
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_matches_reference_for_any_source_and_target_lengths(norm_first):
+    """Longer and shorter sources than targets, one model: the plans of the
+    two shapes share its workspace, and the gradient scratch holds the
+    memory's rows beside the decoder's (plan.py)."""
+    ours, ref = pair(norm_first=norm_first, dropout=0.1)
+    for k, (s, t) in enumerate([(4, 11), (12, 3), (4, 11)]):
+        batch = make_batch(k, True, s=s, t=t)
+        (l_ours, g_ours), (l_ref, g_ref) = step(ours, batch), step(ref, batch)
+        assert_close(l_ours, l_ref, 1e-4, f"logits {s}x{t}")
+        for name in g_ref:
+            assert_close(g_ours[name], g_ref[name], 1e-4, f"{name} {s}x{t}")
+
+
 def test_gradients_accumulate():
     ours, _ = pair(dropout=0.0)
     batch = make_batch(0, True)
